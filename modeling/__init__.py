@@ -1,0 +1,47 @@
+"""Model classes, the multi-task Trainer, metrics and model cards. `import modeling` registers the custom
+configs and models with the Auto classes and the `review-rating-age` pipeline task."""
+
+from transformers import AutoConfig, AutoModel, pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .configuration_multitask import RATING_NAMES, MultiTaskReviewConfig
+from .modeling_multitask import MultiTaskReviewModel, MultiTaskReviewOutput
+from .pipeline_multitask import ReviewRatingAgePipeline
+
+MULTITASK_TASK = "review-rating-age"
+
+AutoConfig.register(MultiTaskReviewConfig.model_type, MultiTaskReviewConfig)
+AutoModel.register(MultiTaskReviewConfig, MultiTaskReviewModel)
+MultiTaskReviewConfig.register_for_auto_class()
+MultiTaskReviewModel.register_for_auto_class("AutoModel")
+PIPELINE_REGISTRY.register_pipeline(
+    MULTITASK_TASK, pipeline_class=ReviewRatingAgePipeline, pt_model=AutoModel, type="text"
+)
+
+
+def load_rating_age_pipeline(model, revision: str | None = None, **kwargs):
+    """The `review-rating-age` pipeline on a folder, a Hub repo id or a loaded model, run by this project's code.
+
+    Saved folders name their pipeline in `custom_pipelines`, and for such a folder `transformers.pipeline` insists on
+    `trust_remote_code=True` unless it is handed the class; this hands it the class. Without the project:
+    `pipeline(model=repo_id, trust_remote_code=True)`."""
+    return pipeline(MULTITASK_TASK, model=model, revision=revision, pipeline_class=ReviewRatingAgePipeline, **kwargs)
+
+
+def save_multitask_model(model, tokenizer, output_dir: str) -> None:
+    """Save model, tokenizer, remote code and the pipeline (`custom_pipelines` in the config) in one folder.
+
+    `Trainer.save_model` leaves out the pipeline; `Pipeline.save_pretrained` writes it."""
+    pipeline(MULTITASK_TASK, model=model, tokenizer=tokenizer, device=model.device).save_pretrained(output_dir)
+
+
+__all__ = [
+    "MULTITASK_TASK",
+    "RATING_NAMES",
+    "MultiTaskReviewConfig",
+    "MultiTaskReviewModel",
+    "MultiTaskReviewOutput",
+    "ReviewRatingAgePipeline",
+    "load_rating_age_pipeline",
+    "save_multitask_model",
+]

@@ -1,0 +1,58 @@
+"""Configuration of the multi-task review model (star rating + reviewer age from one encoder).
+
+This file travels with saved and pushed models through `auto_map`: it imports only transformers.
+"""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+RATING_NAMES = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
+POOLING_MODES = ("mean", "cls")
+AGE_LOSSES = ("mse", "huber")
+LOSS_WEIGHTINGS = ("fixed", "uncertainty")
+
+
+class MultiTaskReviewConfig(PreTrainedConfig):
+    """A shared encoder (any BERT-family `AutoModel`), a 5-class rating head and an age regression head.
+
+    `encoder` holds the encoder's own config. The age head predicts standardized age; `age_mean` / `age_std`
+    (taken from the training split) turn it back into years. The loss options record how the model was trained.
+    """
+
+    model_type = "review-multitask"
+    sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="distilbert")}
+    keys_to_ignore_at_inference = ["rating_loss", "age_loss"]
+
+    encoder: PreTrainedConfig | dict | None = None
+    pooling: str = "mean"
+    classifier_dropout: float = 0.1
+    age_mean: float = 0.0
+    age_std: float = 1.0
+    rating_loss_weight: float = 1.0
+    age_loss_weight: float = 1.0
+    loss_weighting: str = "fixed"
+    age_loss: str = "mse"
+    huber_delta: float = 1.0
+    rating_class_weights: list[float] | None = None
+
+    def __post_init__(self, **kwargs):
+        if kwargs.get("id2label") is None and self.id2label is None:
+            self.id2label = dict(enumerate(RATING_NAMES))
+            self.label2id = {name: index for index, name in enumerate(RATING_NAMES)}
+        super().__post_init__(**kwargs)
+        self._check_choice("pooling", POOLING_MODES)
+        self._check_choice("age_loss", AGE_LOSSES)
+        self._check_choice("loss_weighting", LOSS_WEIGHTINGS)
+        if self.age_std <= 0:
+            raise ValueError(f"age_std must be positive, got {self.age_std}")
+        if min(self.rating_loss_weight, self.age_loss_weight) < 0:
+            raise ValueError("rating_loss_weight and age_loss_weight must be >= 0")
+        if self.rating_class_weights is not None and len(self.rating_class_weights) != self.num_labels:
+            raise ValueError(
+                f"rating_class_weights has {len(self.rating_class_weights)} values, expected {self.num_labels}"
+            )
+
+    def _check_choice(self, field: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, field)
+        if value not in choices:
+            raise ValueError(f"{field} must be one of {choices}, got {value!r}")

@@ -1,0 +1,57 @@
+"""`compute_metrics` builders (scikit-learn; no Hub metric modules)."""
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
+from transformers import EvalPrediction
+
+
+def metric_key(label: str) -> str:
+    """`"5 stars"` -> `"5_stars"`, `"refund-and-return"` -> `"refund_and_return"`."""
+    return re.sub(r"[^0-9a-zA-Z]+", "_", label).strip("_").lower()
+
+
+def classification_metrics(labels: np.ndarray, predicted: np.ndarray, label_names: list[str], prefix: str = "") -> dict:
+    """Accuracy, macro-F1 and the F1 of each class."""
+    per_class = f1_score(labels, predicted, labels=range(len(label_names)), average=None, zero_division=0)
+    metrics = {
+        f"{prefix}accuracy": float(accuracy_score(labels, predicted)),
+        f"{prefix}macro_f1": float(
+            f1_score(labels, predicted, labels=range(len(label_names)), average="macro", zero_division=0)
+        ),
+    }
+    metrics.update({f"{prefix}f1_{metric_key(name)}": float(f1) for name, f1 in zip(label_names, per_class)})
+    return metrics
+
+
+def age_metrics(age_labels: np.ndarray, predicted_age: np.ndarray) -> dict:
+    return {
+        "age_mae": float(mean_absolute_error(age_labels, predicted_age)),
+        "age_rmse": float(np.sqrt(mean_squared_error(age_labels, predicted_age))),
+    }
+
+
+def build_multitask_metrics(rating_names: list[str]) -> Callable[[EvalPrediction], dict]:
+    """Rating accuracy / macro-F1 / per-class F1 and age MAE / RMSE in years, for `Trainer(compute_metrics=...)`."""
+
+    def compute_metrics(eval_prediction: EvalPrediction) -> dict:
+        rating_logits, predicted_age = eval_prediction.predictions[:2]
+        rating_labels, age_labels = eval_prediction.label_ids
+        metrics = classification_metrics(rating_labels, rating_logits.argmax(-1), rating_names, prefix="rating_")
+        metrics.update(age_metrics(age_labels, predicted_age))
+        return metrics
+
+    return compute_metrics
+
+
+def build_classification_metrics(label_names: list[str]) -> Callable[[EvalPrediction], dict]:
+    """Accuracy, macro-F1 and per-class F1 for a single-label classifier."""
+
+    def compute_metrics(eval_prediction: EvalPrediction) -> dict:
+        logits = eval_prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return classification_metrics(eval_prediction.label_ids, logits.argmax(-1), label_names)
+
+    return compute_metrics

@@ -1,0 +1,46 @@
+"""`review-rating-age` pipeline: review text -> star rating, rating distribution and age in years.
+
+This file travels with saved and pushed models (`custom_pipelines` in the config): it imports only torch and
+transformers.
+"""
+
+import torch
+from transformers import Pipeline
+
+
+def model_max_length(tokenizer, model) -> int:
+    """The longest input both the tokenizer and the encoder's position embeddings accept."""
+    encoder_config = getattr(model.config, "encoder", model.config)
+    limits = [tokenizer.model_max_length, getattr(encoder_config, "max_position_embeddings", None)]
+    return min(limit for limit in limits if limit is not None and limit > 0)
+
+
+class ReviewRatingAgePipeline(Pipeline):
+    """`pipeline("review-rating-age", model=...)("Great dress!")` ->
+    `{"rating": 5, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3}`. Lists are batched."""
+
+    def _sanitize_parameters(self, max_length=None, **kwargs):
+        preprocess_params = {"max_length": max_length} if max_length is not None else {}
+        return preprocess_params, {}, {}
+
+    def preprocess(self, text, max_length=None):
+        if not isinstance(text, str):
+            raise TypeError(f"review-rating-age expects review text (str), got {type(text).__name__}")
+        limit = model_max_length(self.tokenizer, self.model)
+        return self.tokenizer(
+            text, truncation=True, max_length=min(max_length or limit, limit), return_tensors="pt"
+        )
+
+    def _forward(self, model_inputs):
+        outputs = self.model(input_ids=model_inputs["input_ids"], attention_mask=model_inputs["attention_mask"])
+        return {"rating_logits": outputs.rating_logits, "age": outputs.age}
+
+    def postprocess(self, model_outputs):
+        probabilities = torch.softmax(model_outputs["rating_logits"][0].float(), dim=-1)
+        id2label = self.model.config.id2label
+        best = int(probabilities.argmax())
+        return {
+            "rating": best + 1,
+            "rating_scores": {id2label[index]: float(p) for index, p in enumerate(probabilities)},
+            "age": round(float(model_outputs["age"][0]), 1),
+        }

@@ -1,0 +1,70 @@
+"""`MultiTaskTrainer`: Trainer that logs each task's loss beside the weighted total."""
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+
+@dataclass
+class MultiTaskTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with this project's defaults: length-grouped batches (with the data collator's dynamic
+    padding, little compute goes to padding) and both targets declared as labels, so evaluation returns them."""
+
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={"help": "Sampler for training: 'group_by_length' (default here), 'random', 'sequential', ..."},
+    )
+    label_names: list[str] | None = field(
+        default_factory=lambda: ["labels", "age_labels"],
+        metadata={"help": "Input names of the targets: the rating class ids and the age in years."},
+    )
+
+
+class MultiTaskTrainer(Trainer):
+    """Trains a `MultiTaskReviewModel` on w_rating * cross-entropy + w_age * (MSE or Huber on standardized age).
+
+    The weights (and the weighting scheme, fixed or learned uncertainty) are the model's config, set from the command
+    line, so a saved model records how it was trained. The loss is a per-batch mean, so Trainer divides it by the
+    gradient accumulation steps (`loss_is_scaled_for_ga = False`). The rating and age losses are averaged over the
+    logging interval and logged as `rating_loss` / `age_loss` next to `loss`.
+    """
+
+    loss_is_scaled_for_ga = False
+    TASK_LOSSES = ("rating_loss", "age_loss")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._task_loss_sums = dict.fromkeys(self.TASK_LOSSES, 0.0)
+        self._task_loss_steps = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if outputs.loss is None:
+            raise ValueError(f"The batch has no targets (labels / age_labels); it has {sorted(inputs)}")
+        if model.training:
+            for name in self.TASK_LOSSES:
+                task_loss = getattr(outputs, name)
+                if task_loss is not None:
+                    self._task_loss_sums[name] += task_loss.detach().item()
+            self._task_loss_steps += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._task_loss_steps:
+            for name, total in self._task_loss_sums.items():
+                logs[name] = round(total / self._task_loss_steps, 4)
+            self._task_loss_sums = dict.fromkeys(self.TASK_LOSSES, 0.0)
+            self._task_loss_steps = 0
+        if (uncertainty := self._learned_log_variances()) is not None:
+            logs.update(uncertainty)
+        super().log(logs, start_time)
+
+    def _learned_log_variances(self) -> dict[str, float] | None:
+        model = self.accelerator.unwrap_model(self.model)
+        log_variances = getattr(model, "task_log_variances", None)
+        if log_variances is None or not log_variances.requires_grad:
+            return None
+        with torch.no_grad():
+            rating, age = log_variances.detach().float().tolist()
+        return {"rating_log_variance": round(rating, 4), "age_log_variance": round(age, 4)}

