@@ -14,6 +14,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+import datasets
 import numpy as np
 import transformers
 from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
@@ -83,14 +84,18 @@ def parse_arguments() -> tuple[ModelArguments, DataTrainingArguments, MultiTaskT
 
 
 def setup_logging(training_args) -> None:
+    """As in the transformers examples: INFO on the main process, WARNING on the other ranks."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()
     log_level = training_args.get_process_log_level()
     for name in (__name__, "data_prep", "modeling"):
         logging.getLogger(name).setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()

@@ -1,0 +1,140 @@
+"""train_multitask.py end to end on a slice of the real clothing data, with the tiny model: metrics files,
+predictions, reload, resume from a checkpoint, gradient accumulation, and a 2-process DDP run on CPU."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+from transformers import AutoModel, DataCollatorWithPadding, DistilBertConfig
+
+import modeling
+from data_prep.clothing import load_clothing_reviews
+from modeling import MultiTaskReviewConfig, MultiTaskReviewModel
+from modeling.trainer import MultiTaskTrainer, MultiTaskTrainingArguments
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def clothing_slice(tmp_path_factory, clothing_file) -> str:
+    """600 real reviews in the original Kaggle layout (with the unnamed index column)."""
+    path = tmp_path_factory.mktemp("clothing") / "slice.csv"
+    pd.read_csv(clothing_file, index_col=0, nrows=600).to_csv(path)
+    return str(path)
+
+
+def run_script(*arguments: str, launcher: tuple[str, ...] = (sys.executable,), timeout: int = 300):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [*launcher, str(REPO_ROOT / "train_multitask.py"), *arguments],
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def common_arguments(encoder_dir, train_file, output_dir, *extra: str) -> list[str]:
+    return [
+        "--model_name_or_path", str(encoder_dir), "--train_file", train_file, "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32", "--max_seq_length", "64",
+        "--learning_rate", "1e-3", "--logging_steps", "2", "--report_to", "none", "--seed", "7", *extra,
+    ]
+
+
+def test_train_eval_predict_writes_metrics_predictions_and_a_loadable_model(tmp_path, tiny_encoder_dir, clothing_slice):
+    output_dir = tmp_path / "out"
+    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir,
+                                 "--do_train", "--do_eval", "--do_predict", "--max_steps", "12"))
+    results = json.loads((output_dir / "all_results.json").read_text())
+    for key in ("eval_rating_accuracy", "eval_rating_macro_f1", "eval_rating_f1_5_stars", "eval_age_mae",
+                "eval_age_rmse", "test_rating_accuracy", "test_age_mae", "train_loss"):
+        assert key in results, key
+    assert 0.0 <= results["eval_rating_accuracy"] <= 1.0 and results["eval_age_mae"] > 0
+
+    log_history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    training_logs = [entry for entry in log_history if "loss" in entry]
+    assert training_logs and all({"rating_loss", "age_loss"} <= entry.keys() for entry in training_logs)
+
+    predictions = pd.read_csv(output_dir / "test_predictions.csv")
+    assert list(predictions.columns) == ["text", "true_rating", "predicted_rating", "true_age", "predicted_age"]
+    test_split = load_clothing_reviews(train_file=clothing_slice).splits["test"]
+    assert predictions["text"].tolist() == test_split["text"]
+    assert predictions["predicted_rating"].between(1, 5).all()
+
+    model = AutoModel.from_pretrained(output_dir).eval()
+    assert isinstance(model, MultiTaskReviewModel)
+    assert model.config.age_mean == pytest.approx(pd.read_csv(clothing_slice)["Age"].mean(), abs=2.0)
+    answer = modeling.load_rating_age_pipeline(str(output_dir))(["Runs small, returned it.", "Perfect fit!"])
+    assert [sorted(item) for item in answer] == [["age", "rating", "rating_scores"]] * 2
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_encoder_dir, clothing_slice):
+    steps = ["--do_train", "--max_steps", "8", "--save_steps", "4", "--max_train_samples", "200"]
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, uninterrupted, *steps))
+    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, interrupted, *steps))
+    # Interrupted after the first checkpoint: only checkpoint-4 survives.
+    shutil.rmtree(interrupted)
+    shutil.copytree(uninterrupted / "checkpoint-4", interrupted / "checkpoint-4")
+    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, interrupted, *steps,
+                                 "--resume_from_checkpoint", str(interrupted / "checkpoint-4")))
+    expected, resumed = load_file(uninterrupted / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=1e-6, msg=name)
+
+
+def _one_step_weights(tokenized: Dataset, batch_size: int, accumulation: int, output_dir) -> dict:
+    torch.manual_seed(0)
+    encoder = DistilBertConfig(vocab_size=600, dim=16, n_layers=1, n_heads=2, hidden_dim=32, dropout=0.0,
+                               attention_dropout=0.0)
+    model = MultiTaskReviewModel(MultiTaskReviewConfig(encoder=encoder.to_dict(), classifier_dropout=0.0,
+                                                       age_mean=40.0, age_std=10.0))
+    arguments = MultiTaskTrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
+        max_steps=1, learning_rate=0.1, optim="sgd", train_sampling_strategy="sequential", report_to="none",
+        logging_steps=1, save_strategy="no", use_cpu=True,
+    )
+    trainer = MultiTaskTrainer(model=model, args=arguments, train_dataset=tokenized,
+                               )
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry][0]
+    return {"state": {k: v.clone() for k, v in model.state_dict().items()}, "loss": logged["loss"]}
+
+
+def test_gradient_accumulation_gives_the_same_step_as_one_big_batch(tmp_path):
+    examples = {
+        "input_ids": [[1, 5, 7, 9, 2]] * 2 + [[1, 8, 8, 3, 2]] * 2,
+        "attention_mask": [[1] * 5] * 4,
+        "labels": [4, 0, 2, 3],
+        "age_labels": [25.0, 61.0, 40.0, 33.0],
+    }
+    tokenized = Dataset.from_dict(examples)
+    big = _one_step_weights(tokenized, batch_size=4, accumulation=1, output_dir=tmp_path / "big")
+    accumulated = _one_step_weights(tokenized, batch_size=2, accumulation=2, output_dir=tmp_path / "accumulated")
+    assert accumulated["loss"] == pytest.approx(big["loss"], rel=1e-4)
+    for name, value in big["state"].items():
+        torch.testing.assert_close(accumulated["state"][name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_two_process_ddp_run_on_cpu(tmp_path, tiny_encoder_dir, clothing_slice):
+    output_dir = tmp_path / "ddp"
+    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
+    result = run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--do_eval",
+                                          "--max_steps", "4", "--use_cpu", "--ddp_backend", "gloo"),
+                        launcher=launcher)
+    output = result.stdout + result.stderr
+    assert "Process rank 0" in output and "Process rank 1" in output
+    assert "distributed True" in output
+    assert "Total train batch size (w. parallel, distributed & accumulation) = 16" in output
+    assert isinstance(AutoModel.from_pretrained(output_dir), MultiTaskReviewModel)
+    assert "eval_rating_accuracy" in json.loads((output_dir / "all_results.json").read_text())
