@@ -13,17 +13,21 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
 import numpy as np
 import transformers
 from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
+from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 import modeling
 from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, RATING_NAMES, TEXT_COLUMN, load_clothing_reviews
 from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, save_multitask_model
+from modeling.hub import check_push_arguments, push_model_folder
 from modeling.metrics import build_multitask_metrics
+from modeling.model_card import multitask_card_info, read_all_results, write_model_card
 from modeling.trainer import MultiTaskTrainer, MultiTaskTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -148,6 +152,10 @@ def main():
     logger.info("Training/evaluation parameters %s", training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict")
+    check_push_arguments(training_args.push_to_hub, training_args.hub_model_id, training_args.hub_token)
+    # Trainer must not push by itself: it would push every checkpoint and overwrite README.md with its own card.
+    # The script writes the generated card and pushes the finished folder once, at the end.
+    push_requested, training_args.push_to_hub = training_args.push_to_hub, False
 
     last_checkpoint = None
     if os.path.isdir(training_args.output_dir) and training_args.do_train and not training_args.resume_from_checkpoint:
@@ -219,6 +227,37 @@ def main():
         trainer.save_metrics("test", prediction.metrics)
         if trainer.is_world_process_zero():
             write_predictions(splits["test"], prediction, os.path.join(training_args.output_dir, "test_predictions.csv"))
+
+    if training_args.do_train and trainer.is_world_process_zero():
+        card = multitask_card_info(
+            training_args.hub_model_id or Path(training_args.output_dir).name,
+            read_all_results(training_args.output_dir),
+            model_name_or_path=model_args.model_name_or_path,
+            data_source=data.source,
+            rows_read=data.rows_read,
+            filter_counts=data.dropped,
+            split_sizes={name: len(split) for name, split in splits.items()},
+            hyperparameters={
+                **extract_hyperparameters_from_trainer(trainer),
+                "max_seq_length": max_length,
+                "rating_loss_weight": model_args.rating_loss_weight,
+                "age_loss_weight": model_args.age_loss_weight,
+                "loss_weighting": model_args.loss_weighting,
+                "age_loss": model_args.age_loss,
+                "class_weighted_rating_loss": model_args.class_weighted_rating_loss,
+                "pooling": model_args.pooling,
+            },
+            age_mean=trainer.model.config.age_mean,
+            age_std=trainer.model.config.age_std,
+        )
+        write_model_card(training_args.output_dir, card)
+        if push_requested:
+            commit = push_model_folder(
+                training_args.output_dir, training_args.hub_model_id, revision=training_args.hub_revision,
+                token=training_args.hub_token, private=training_args.hub_private_repo,
+                commit_message=f"Train on {card.dataset_name}",
+            )
+            logger.info("Pushed %s (commit %s)", commit.commit_url, commit.oid)
 
 
 def write_predictions(test_split, prediction, path: str) -> None:

@@ -18,6 +18,8 @@ import modeling
 from data_prep.clothing import load_clothing_reviews
 from modeling import MultiTaskReviewConfig, MultiTaskReviewModel
 from modeling.trainer import MultiTaskTrainer, MultiTaskTrainingArguments
+from hub_fixtures import run_outside_project
+from huggingface_hub import ModelCard
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -72,8 +74,52 @@ def test_train_eval_predict_writes_metrics_predictions_and_a_loadable_model(tmp_
     model = AutoModel.from_pretrained(output_dir).eval()
     assert isinstance(model, MultiTaskReviewModel)
     assert model.config.age_mean == pytest.approx(pd.read_csv(clothing_slice)["Age"].mean(), abs=2.0)
-    answer = modeling.load_rating_age_pipeline(str(output_dir))(["Runs small, returned it.", "Perfect fit!"])
+    reviews = ["Runs small, returned it.", "Perfect fit!"]
+    answer = modeling.load_rating_age_pipeline(str(output_dir))(reviews)
     assert [sorted(item) for item in answer] == [["age", "rating", "rating_scores"]] * 2
+
+    card_text = (output_dir / "README.md").read_text()
+    assert card_text.startswith("---\n")
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.library_name == "transformers"
+    assert f"{results['eval_rating_accuracy']:.4f}"[:5] in card_text
+    index_values = [metric["value"] for result in card.data.to_dict()["model-index"][0]["results"]
+                    for metric in result["metrics"]]
+    assert any(value == pytest.approx(results["test_age_mae"], abs=1e-4) for value in index_values)
+
+    outside = run_outside_project(
+        "import json, sys\n"
+        "from transformers import AutoModel, pipeline\n"
+        f"folder = {str(output_dir)!r}\n"
+        "assert 'modeling' not in sys.modules\n"
+        "model = AutoModel.from_pretrained(folder, trust_remote_code=True)\n"
+        "rating_age = pipeline(model=folder, trust_remote_code=True)\n"
+        f"print(json.dumps({{'class': type(model).__name__, 'answers': rating_age({reviews!r})}}))\n",
+        tmp_path,
+    )
+    assert outside["class"] == "MultiTaskReviewModel"
+    assert [item["rating"] for item in outside["answers"]] == [item["rating"] for item in answer]
+    assert [item["age"] for item in outside["answers"]] == [item["age"] for item in answer]
+
+
+@pytest.mark.parametrize(
+    "hub_arguments, message",
+    [(["--hub_model_id", "not a repo id"], "not a Hub model id"), (["--hub_model_id", "me/model"], "token")],
+)
+def test_push_without_token_or_with_a_malformed_id_fails_before_training(tmp_path, tiny_encoder_dir, clothing_slice,
+                                                                        hub_arguments, message, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no_login"))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train_multitask.py"),
+         *common_arguments(tiny_encoder_dir, clothing_slice, tmp_path / "out", "--do_train", "--max_steps", "2",
+                           "--push_to_hub", *hub_arguments)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=REPO_ROOT,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Tokenizing" not in result.stderr + result.stdout and not (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_encoder_dir, clothing_slice):
