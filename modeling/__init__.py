@@ -2,11 +2,14 @@
 configs and models with the Auto classes and the `review-rating-age` pipeline task."""
 
 from transformers import AutoConfig, AutoModel, pipeline
+from transformers import AutoModelForSequenceClassification
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_multitask import RATING_NAMES, MultiTaskReviewConfig
 from .modeling_multitask import MultiTaskReviewModel, MultiTaskReviewOutput
 from .pipeline_multitask import ReviewRatingAgePipeline
+from .configuration_topic_features import TopicFeaturesConfig
+from .modeling_topic_features import TopicFeaturesModel
 
 MULTITASK_TASK = "review-rating-age"
 
@@ -14,6 +17,10 @@ AutoConfig.register(MultiTaskReviewConfig.model_type, MultiTaskReviewConfig)
 AutoModel.register(MultiTaskReviewConfig, MultiTaskReviewModel)
 MultiTaskReviewConfig.register_for_auto_class()
 MultiTaskReviewModel.register_for_auto_class("AutoModel")
+AutoConfig.register(TopicFeaturesConfig.model_type, TopicFeaturesConfig)
+AutoModelForSequenceClassification.register(TopicFeaturesConfig, TopicFeaturesModel)
+TopicFeaturesConfig.register_for_auto_class()
+TopicFeaturesModel.register_for_auto_class("AutoModelForSequenceClassification")
 PIPELINE_REGISTRY.register_pipeline(
     MULTITASK_TASK, pipeline_class=ReviewRatingAgePipeline, pt_model=AutoModel, type="text"
 )
@@ -42,6 +49,8 @@ __all__ = [
     "MultiTaskReviewModel",
     "MultiTaskReviewOutput",
     "ReviewRatingAgePipeline",
+    "TopicFeaturesConfig",
+    "TopicFeaturesModel",
     "load_rating_age_pipeline",
     "save_multitask_model",
 ]

@@ -1,0 +1,381 @@
+#!/usr/bin/env python
+"""Train a topic classifier for Amazon reviews (books, games, movies, music, refund-and-return, video-quality) on the
+labels made by `python -m data_prep.topics`, in one of two ways:
+
+    python train_topic.py --dataset_dir topics --method finetune --output_dir topic_finetune --do_train --do_eval
+    python train_topic.py --dataset_dir topics --method features --output_dir topic_features --do_train --do_eval
+    python train_topic.py --train_file reviews.csv --dataset_dir topics ...   # runs the topics step first
+
+`finetune` trains the whole encoder with a classification head (`AutoModelForSequenceClassification`). `features`
+computes frozen encoder features once (cached by `datasets`) and trains only a small MLP on them; the saved folder
+still holds encoder + head and loads like the fine-tuned one. A single `.json` argument is read as the whole
+configuration, like the transformers examples.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from datasets import DatasetDict, Features, List, Value, load_from_disk
+from sklearn.metrics import confusion_matrix, f1_score
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from data_prep.amazon import TEXT_COLUMN
+from data_prep.topics import (
+    LABEL_COLUMN,
+    TOPIC_MODEL_FOLDER,
+    TopicLabelArguments,
+    build_topic_dataset,
+    format_topic_table,
+    save_topic_dataset,
+)
+from modeling import TopicFeaturesConfig, TopicFeaturesModel
+from modeling.metrics import build_classification_metrics
+from modeling.pipeline_multitask import model_max_length
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("finetune", "features")
+FEATURES_COLUMN = "features"
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="distilbert-base-uncased",
+        metadata={"help": "Encoder to start from (Hub id or folder), or a saved topic classifier to train further."},
+    )
+    method: str = field(
+        default="finetune",
+        metadata={"help": "'finetune' the whole encoder, or train an MLP on frozen encoder 'features'.",
+                  "choices": list(METHODS)},
+    )
+    pooling: str = field(
+        default="mean", metadata={"help": "features: review vector = 'mean' of the tokens or 'cls'.",
+                                  "choices": ["mean", "cls"]}
+    )
+    head_hidden_sizes: list[int] = field(
+        default_factory=lambda: [256], metadata={"help": "features: hidden layer sizes of the MLP (e.g. 512 128)."}
+    )
+    head_dropout: float = field(default=0.1, metadata={"help": "features: dropout after each MLP hidden layer."})
+    feature_batch_size: int = field(
+        default=64, metadata={"help": "features: reviews per encoder pass while computing the features."}
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    dataset_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder written by `python -m data_prep.topics` (read), or where --train_file's topic "
+                  "step writes its dataset."},
+    )
+    train_file: list[str] | None = field(
+        default=None, metadata={"help": "Amazon review CSV(s): run the topics step on them first (see its options)."}
+    )
+    topic_seed: int = field(default=42, metadata={"help": "With --train_file: seed of the split and of NMF."})
+    max_seq_length: int = field(default=256, metadata={"help": "Tokens per review after truncation."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the train split."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation split."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test split."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+
+
+@dataclass
+class TopicTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with length-grouped batches by default, as for the multi-task model (with dynamic
+    padding little compute goes to padding). The features method has no lengths and samples at random."""
+
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={"help": "Sampler for training: 'group_by_length' (default here), 'random', 'sequential', ..."},
+    )
+
+
+def parse_arguments(argv: list[str] | None = None):
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TopicLabelArguments, TopicTrainingArguments))
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging(training_args) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    for name in (__name__, "data_prep", "modeling"):
+        logging.getLogger(name).setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+def truncate(dataset, max_samples: int | None):
+    return dataset.select(range(min(max_samples, len(dataset)))) if max_samples is not None else dataset
+
+
+def load_topic_splits(data_args: DataTrainingArguments, topic_args: TopicLabelArguments) -> DatasetDict:
+    """The labelled splits from --dataset_dir, made there first from --train_file when given."""
+    if not data_args.dataset_dir:
+        raise ValueError("Give --dataset_dir: the output of `python -m data_prep.topics`, or with --train_file the "
+                         "folder its topic step writes to")
+    if data_args.train_file:
+        result = build_topic_dataset(data_args.train_file, topic_args, seed=data_args.topic_seed,
+                                     num_proc=data_args.preprocessing_num_workers)
+        save_topic_dataset(result, data_args.dataset_dir)
+        logger.info("Topics:\n%s", format_topic_table(result.report))
+    elif not Path(data_args.dataset_dir, "dataset_dict.json").is_file():
+        raise FileNotFoundError(f"{data_args.dataset_dir} is not a topic dataset (no dataset_dict.json): run "
+                                f"`python -m data_prep.topics --output_dir {data_args.dataset_dir} ...` or pass --train_file")
+    splits = load_from_disk(data_args.dataset_dir)
+    missing = {"train", "validation", "test"} - set(splits)
+    if missing:
+        raise ValueError(f"{data_args.dataset_dir} lacks the split(s) {sorted(missing)}")
+    return splits
+
+
+def label_mappings(label_names: list[str]) -> dict:
+    return {"id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)}}
+
+
+def build_finetune_model(model_args: ModelArguments, label_names: list[str]):
+    """A pretrained encoder with a new classification head, or a saved classifier to train further."""
+    return AutoModelForSequenceClassification.from_pretrained(
+        model_args.model_name_or_path, num_labels=len(label_names), **label_mappings(label_names)
+    )
+
+
+def build_features_model(model_args: ModelArguments, label_names: list[str]) -> tuple[TopicFeaturesModel, bool]:
+    """A frozen-features classifier and whether it is new (its feature statistics still to be set from train)."""
+    options = {"pooling": model_args.pooling, "head_hidden_sizes": list(model_args.head_hidden_sizes),
+               "head_dropout": model_args.head_dropout, **label_mappings(label_names)}
+    if isinstance(AutoConfig.from_pretrained(model_args.model_name_or_path), TopicFeaturesConfig):
+        return TopicFeaturesModel.from_pretrained(model_args.model_name_or_path, **label_mappings(label_names)), False
+    return TopicFeaturesModel.from_encoder(model_args.model_name_or_path, **options), True
+
+
+def encoder_fingerprint(model: TopicFeaturesModel, max_length: int) -> str:
+    """Identifies the features: the encoder's weights and config, pooling and truncation."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([model.config.encoder.to_json_string(), model.config.pooling, max_length]).encode())
+    for name, tensor in model.encoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def add_encoder_features(splits: DatasetDict, model: TopicFeaturesModel, tokenizer, max_length: int,
+                         batch_size: int) -> DatasetDict:
+    """`features` (the pooled encoder vector) and `labels` of every review, computed once: `datasets` caches them
+    next to the dataset under a fingerprint of the split and the encoder, and later runs read them back."""
+    encoder_key = encoder_fingerprint(model, max_length)
+    model.eval()
+
+    def encode(batch):
+        encoded = tokenizer(batch[TEXT_COLUMN], truncation=True, max_length=max_length, return_token_type_ids=False)
+        order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")  # little padding per pass
+        vectors = [None] * len(order)
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            padded = tokenizer.pad({key: [encoded[key][i] for i in indices] for key in encoded}, return_tensors="pt")
+            pooled = model.encode(padded["input_ids"].to(model.device), padded["attention_mask"].to(model.device))
+            for index, vector in zip(indices, pooled.float().cpu().numpy()):
+                vectors[index] = vector
+        return {FEATURES_COLUMN: vectors, "labels": batch[LABEL_COLUMN]}
+
+    feature_schema = Features({FEATURES_COLUMN: List(Value("float32")), "labels": Value("int64")})
+    return DatasetDict({
+        name: split.map(
+            encode, batched=True, batch_size=batch_size * 16, remove_columns=split.column_names,
+            features=feature_schema, new_fingerprint=hashlib.sha256(f"{split._fingerprint}-{encoder_key}".encode()).hexdigest()[:16],
+            desc=f"Encoder features ({name})",
+        )
+        for name, split in splits.items()
+    })
+
+
+def tokenize_splits(splits: DatasetDict, tokenizer, max_length: int, num_proc: int | None) -> DatasetDict:
+    def tokenize(batch):
+        encoded = tokenizer(batch[TEXT_COLUMN], truncation=True, max_length=max_length, return_token_type_ids=False)
+        encoded["labels"] = batch[LABEL_COLUMN]
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
+
+    columns = next(iter(splits.values())).column_names
+    return splits.map(tokenize, batched=True, remove_columns=columns, num_proc=num_proc, desc="Tokenizing")
+
+
+def build_topic_metrics(label_names: list[str]):
+    """Accuracy, macro-F1 and per-class F1 over all categories, plus `macro_f1_present_classes`: the macro-F1 over the
+    categories that occur in the evaluated labels (an empty category scores 0 in the plain macro-F1)."""
+    classification_metrics = build_classification_metrics(label_names)
+
+    def compute_metrics(eval_prediction):
+        metrics = classification_metrics(eval_prediction)
+        logits = eval_prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        present = np.unique(eval_prediction.label_ids)
+        metrics["macro_f1_present_classes"] = float(
+            f1_score(eval_prediction.label_ids, logits.argmax(-1), labels=present, average="macro", zero_division=0)
+        )
+        return metrics
+
+    return compute_metrics
+
+
+def write_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, label_names: list[str], prefix: str,
+                           output_dir: str) -> None:
+    """`<prefix>_confusion_matrix.json` (rows: true class, columns: predicted) and a PNG of it."""
+    matrix = confusion_matrix(labels, predicted, labels=list(range(len(label_names))))
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / f"{prefix}_confusion_matrix.json").write_text(
+        json.dumps({"labels": label_names, "rows": "true", "columns": "predicted", "matrix": matrix.tolist()},
+                   indent=2) + "\n"
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(1.1 * len(label_names) + 2, 1.0 * len(label_names) + 1.5))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(label_names)), label_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center",
+                  color="white" if count > threshold else "black", fontsize=8)
+    axis.set_title(f"{prefix} confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path / f"{prefix}_confusion_matrix.png", dpi=110)
+    plt.close(figure)
+
+
+def copy_topic_model(dataset_dir: str, output_dir: str) -> None:
+    """The fitted TF-IDF + NMF travel with the classifier, so the app can show a review's topic words."""
+    source, target = Path(dataset_dir, TOPIC_MODEL_FOLDER), Path(output_dir, TOPIC_MODEL_FOLDER)
+    if not source.is_dir():
+        logger.warning("%s has no %s/: the model folder will not carry the topic model", dataset_dir,
+                       TOPIC_MODEL_FOLDER)
+        return
+    shutil.copytree(source, target, dirs_exist_ok=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, topic_args, training_args = parse_arguments(argv)
+    setup_logging(training_args)
+    logger.warning(
+        "Process rank %s, device %s, n_gpu %s, distributed %s, mixed precision %s",
+        training_args.process_index, training_args.device, training_args.n_gpu,
+        training_args.parallel_mode.value == "distributed",
+        training_args.bf16 and "bf16" or training_args.fp16 and "fp16",
+    )
+    logger.info("Training/evaluation parameters %s", training_args)
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict")
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir) and training_args.do_train and not training_args.resume_from_checkpoint:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None:
+            logger.info("Checkpoint found at %s: training resumes from it", last_checkpoint)
+    set_seed(training_args.seed)
+
+    with training_args.main_process_first(desc="loading the topic dataset"):
+        splits = load_topic_splits(data_args, topic_args)
+    label_names = splits["train"].features[LABEL_COLUMN].names
+    splits["train"] = truncate(splits["train"], data_args.max_train_samples)
+    splits["validation"] = truncate(splits["validation"], data_args.max_eval_samples)
+    splits["test"] = truncate(splits["test"], data_args.max_predict_samples)
+    wanted = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
+    splits = DatasetDict({name: split for name, split in splits.items() if wanted.get(name)})
+    logger.info("Splits: %s; classes %s", {name: len(split) for name, split in splits.items()}, label_names)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    if model_args.method == "features":
+        model, new_head = build_features_model(model_args, label_names)
+        max_length = min(data_args.max_seq_length, model_max_length(tokenizer, model))
+        with training_args.main_process_first(desc="computing encoder features"):
+            model_inputs = add_encoder_features(splits, model, tokenizer, max_length, model_args.feature_batch_size)
+        if new_head and "train" in model_inputs:
+            model.head.set_feature_statistics(model_inputs["train"].with_format("torch")[:][FEATURES_COLUMN])
+        data_collator = default_data_collator
+        if training_args.train_sampling_strategy == "group_by_length":
+            training_args.train_sampling_strategy = "random"  # features have no length to group by
+    else:
+        model = build_finetune_model(model_args, label_names)
+        max_length = min(data_args.max_seq_length, model_max_length(tokenizer, model))
+        with training_args.main_process_first(desc="tokenizing"):
+            model_inputs = tokenize_splits(splits, tokenizer, max_length, data_args.preprocessing_num_workers)
+        data_collator = DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
+        )
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=model_inputs["train"] if training_args.do_train else None,
+        eval_dataset=model_inputs["validation"] if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=data_collator,
+        compute_metrics=build_topic_metrics(label_names),
+    )
+
+    results = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        metrics = {**train_result.metrics, "train_samples": len(model_inputs["train"])}
+        trainer.save_metrics("train", metrics)
+        trainer.log_metrics("train", metrics)
+        trainer.save_state()
+        trainer.save_model()  # encoder + head (the whole folder loads with AutoModelForSequenceClassification)
+        if trainer.is_world_process_zero():
+            copy_topic_model(data_args.dataset_dir, training_args.output_dir)
+        results.update(metrics)
+
+    for run, split_name, wanted in (("eval", "validation", training_args.do_eval),
+                                    ("test", "test", training_args.do_predict)):
+        if not wanted:
+            continue
+        prediction = trainer.predict(model_inputs[split_name], metric_key_prefix=run)
+        metrics = {**prediction.metrics, f"{run}_samples": len(model_inputs[split_name])}
+        trainer.log_metrics(run, metrics)
+        trainer.save_metrics(run, metrics)
+        if trainer.is_world_process_zero():
+            logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+            write_confusion_matrix(prediction.label_ids, logits.argmax(-1), label_names, run,
+                                   training_args.output_dir)
+        results.update(metrics)
+
+    # The model folder, metrics and confusion matrices are complete here; a model card or push_to_hub goes after.
+    return results
+
+
+if __name__ == "__main__":
+    main()
