@@ -2,7 +2,8 @@
 filter, and the two cleanings (bag of words for NMF, light normalization for transformers).
 
 Every step works on memory-mapped Arrow tables, so the 3M-row Review Full file streams through without being
-loaded into memory; `num_proc` spreads the Python-level steps over processes.
+loaded into memory: the filters are Arrow compute kernels (no Python per row), the cleaning a batched `datasets.map`
+that `num_proc` spreads over processes.
 """
 
 import csv
@@ -10,11 +11,13 @@ import html
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import fsspec
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, Value, concatenate_datasets, load_dataset
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -26,7 +29,6 @@ logger = logging.getLogger(__name__)
 RATING_COLUMN, TITLE_COLUMN, REVIEW_COLUMN = "rating", "title", "review"
 AMAZON_COLUMNS = [RATING_COLUMN, TITLE_COLUMN, REVIEW_COLUMN]  # Review Full's column order, no header line
 TEXT_COLUMN, NMF_TEXT_COLUMN = "text", "nmf_text"
-RATINGS = range(1, 6)
 
 # "amazon" as a whole word in any case: amazon.com, Amazon's and AMAZON count; "Amazonian" and "AmazonBasics" do not.
 DEFAULT_MENTION_PATTERN = r"\bamazon\b"
@@ -58,7 +60,7 @@ def load_amazon_reviews(
     """Read the files, drop reviews without text, keep Amazon mentions (optional) and add both cleanings."""
     raw = read_amazon_files(paths, num_proc=num_proc)
     dropped = {}
-    reviews = drop_reviews_without_text(raw, num_proc=num_proc)
+    reviews = drop_reviews_without_text(raw)
     dropped["no title or review text"] = len(raw) - len(reviews)
     if mention_filter:
         mentioning = filter_mentions(reviews, mention_pattern, num_proc=num_proc)
@@ -67,10 +69,7 @@ def load_amazon_reviews(
     else:
         logger.info("Mention filter off: all %d reviews with text are kept", len(reviews))
     cleaned = clean_reviews(reviews, num_proc=num_proc)
-    topic_ready = cleaned.filter(
-        lambda texts: [bool(text) for text in texts], input_columns=NMF_TEXT_COLUMN, batched=True,
-        num_proc=num_proc, desc="Dropping reviews with no content words",
-    )
+    topic_ready = keep_rows_where(cleaned, lambda batch: pc.not_equal(batch[NMF_TEXT_COLUMN], ""))
     dropped["no content words left after NMF cleaning"] = len(cleaned) - len(topic_ready)
     for reason, count in dropped.items():
         logger.info("Dropped %d reviews: %s", count, reason)
@@ -176,17 +175,36 @@ def parse_rating(value: str | None) -> int | None:
 
 
 # Filters -----------------------------------------------------------------------------------------------------------
+# Row masks are computed with Arrow compute kernels batch by batch over the memory-mapped table (no Python per row);
+# the kept rows become an indices mapping, so nothing is copied.
+
+_MASK_BATCH_ROWS = 100_000
 
 
-def drop_reviews_without_text(dataset: Dataset, num_proc: int | None = None) -> Dataset:
+def keep_rows_where(dataset: Dataset, row_mask: Callable[[pa.Table], pa.Array]) -> Dataset:
+    """The rows for which `row_mask(batch)` is true (null counts as false)."""
+    parts = [
+        pc.fill_null(row_mask(batch), False).to_numpy(zero_copy_only=False)
+        for batch in dataset.with_format("arrow").iter(batch_size=_MASK_BATCH_ROWS)
+    ]
+    mask = np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+    return dataset if mask.all() else dataset.select(np.flatnonzero(mask))
+
+
+def _text_column(batch: pa.Table, name: str) -> pa.ChunkedArray:
+    """A text column as strings (a column that is all empty can arrive typed as null)."""
+    return batch[name].cast(pa.string())
+
+
+def _is_filled(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.not_equal(pc.utf8_trim_whitespace(column), "")
+
+
+def drop_reviews_without_text(dataset: Dataset) -> Dataset:
     """Reviews with neither a title nor a review text carry nothing to learn from."""
-
-    def has_text(titles, reviews):
-        return [bool((title and title.strip()) or (review and review.strip())) for title, review in zip(titles, reviews)]
-
-    kept = dataset.filter(
-        has_text, input_columns=[TITLE_COLUMN, REVIEW_COLUMN], batched=True, num_proc=num_proc,
-        desc="Dropping reviews without text",
+    kept = keep_rows_where(
+        dataset, lambda batch: pc.or_kleene(_is_filled(_text_column(batch, TITLE_COLUMN)),
+                                            _is_filled(_text_column(batch, REVIEW_COLUMN)))
     )
     logger.info("Text filter: kept %d of %d reviews (%d without title or text)", len(kept), len(dataset),
                 len(dataset) - len(kept))
@@ -204,19 +222,38 @@ def mentions(pattern: re.Pattern, title: str | None, review: str | None) -> bool
     return bool((title and pattern.search(title)) or (review and pattern.search(review)))
 
 
-def filter_mentions(
-    dataset: Dataset, pattern: str = DEFAULT_MENTION_PATTERN, num_proc: int | None = None
-) -> Dataset:
-    """Reviews whose title or text matches `pattern` (a Python regex, case-insensitive)."""
+def _re2_accepts(pattern: str) -> bool:
+    try:
+        pc.match_substring_regex(pa.array([""]), pattern, ignore_case=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def filter_mentions(dataset: Dataset, pattern: str = DEFAULT_MENTION_PATTERN, num_proc: int | None = None) -> Dataset:
+    """Reviews whose title or text matches `pattern`, case-insensitive.
+
+    Matched with RE2 (Arrow's vectorized regex, as pandas' pyarrow strings do; `\\b` is an ASCII word boundary) when
+    RE2 accepts the pattern, else with Python's `re` (lookarounds, backreferences) over `num_proc` processes."""
     compiled = compile_mention_pattern(pattern)
+    if _re2_accepts(pattern):
+        def title_or_review_matches(batch):
+            return pc.or_kleene(
+                pc.match_substring_regex(_text_column(batch, TITLE_COLUMN), pattern, ignore_case=True),
+                pc.match_substring_regex(_text_column(batch, REVIEW_COLUMN), pattern, ignore_case=True),
+            )
 
-    def mention_mask(titles, reviews):
-        return [mentions(compiled, title, review) for title, review in zip(titles, reviews)]
+        kept = keep_rows_where(dataset, title_or_review_matches)
+    else:
+        logger.info("Mention pattern %r is not RE2 syntax: matching with Python's re (slower)", pattern)
 
-    kept = dataset.filter(
-        mention_mask, input_columns=[TITLE_COLUMN, REVIEW_COLUMN], batched=True, num_proc=num_proc,
-        desc=f"Keeping reviews that match {pattern!r}",
-    )
+        def mention_mask(titles, reviews):
+            return [mentions(compiled, title, review) for title, review in zip(titles, reviews)]
+
+        kept = dataset.filter(
+            mention_mask, input_columns=[TITLE_COLUMN, REVIEW_COLUMN], batched=True, num_proc=num_proc,
+            desc=f"Keeping reviews that match {pattern!r}",
+        )
     logger.info("Mention filter %r: kept %d of %d reviews (dropped %d)", pattern, len(kept), len(dataset),
                 len(dataset) - len(kept))
     return kept
@@ -225,43 +262,51 @@ def filter_mentions(
 # Cleaning ----------------------------------------------------------------------------------------------------------
 
 _HTML_TAG = re.compile(r"<[^>]+>")
-_URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
+_URL = re.compile(r"(?:https?://|www\.)\S+")  # applied to lower-cased text
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'"})
 _WHOLE_CONTRACTIONS = {
     "won't": "will not", "can't": "can not", "shan't": "shall not", "ain't": "is not", "let's": "let us",
     "y'all": "you all", "ma'am": "madam", "o'clock": "of the clock",
 }
-_WHOLE_CONTRACTION = re.compile(r"\b(?:" + "|".join(map(re.escape, _WHOLE_CONTRACTIONS)) + r")\b")
-_IS_CONTRACTION = re.compile(r"\b(it|that|what|there|here|he|she|who|where|how|this|everything|nothing)'s\b")
-_SUFFIX_CONTRACTIONS = [
-    (re.compile(r"n't\b"), " not"), (re.compile(r"'re\b"), " are"), (re.compile(r"'m\b"), " am"),
-    (re.compile(r"'ll\b"), " will"), (re.compile(r"'ve\b"), " have"), (re.compile(r"'d\b"), " would"),
-    (re.compile(r"'s\b"), ""),  # the remaining 's are possessives: "amazon's" -> "amazon"
-]
-_NOT_LETTERS = re.compile(r"[\W\d_]+")
+_IS_CONTRACTION_WORDS = "it|that|what|there|here|he|she|who|where|how|this|everything|nothing"
+_SUFFIX_CONTRACTIONS = {"n't": " not", "'re": " are", "'m": " am", "'ll": " will", "'ve": " have", "'d": " would",
+                        "'s": ""}  # the 's left after the "is" words are possessives: "amazon's" -> "amazon"
+_CONTRACTION = re.compile(
+    r"\b(?P<whole>" + "|".join(map(re.escape, _WHOLE_CONTRACTIONS)) + r")\b"
+    r"|\b(?P<is_word>" + _IS_CONTRACTION_WORDS + r")'s\b"
+    r"|(?P<suffix>n't|'re|'m|'ll|'ve|'d|'s)\b"
+)
+_LETTER_WORD = re.compile(r"[^\W\d_]{2,}")  # two or more letters: digits, "_" and punctuation separate words
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
+
+
+def _expand_contraction(match: re.Match) -> str:
+    if match.group("whole"):
+        return _WHOLE_CONTRACTIONS[match.group("whole")]
+    if match.group("is_word"):
+        return f"{match.group('is_word')} is"
+    return _SUFFIX_CONTRACTIONS[match.group("suffix")]
 
 
 def expand_contractions(text: str) -> str:
     """Lower-case text with straight apostrophes: "didn't" -> "did not", "it's" -> "it is", "amazon's" -> "amazon".
     Must run before punctuation is stripped, or the apostrophes it needs are gone."""
-    text = _WHOLE_CONTRACTION.sub(lambda match: _WHOLE_CONTRACTIONS[match.group(0)], text)
-    text = _IS_CONTRACTION.sub(r"\1 is", text)
-    for pattern, replacement in _SUFFIX_CONTRACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
+    return _CONTRACTION.sub(_expand_contraction, text) if "'" in text else text
 
 
 def clean_for_topics(text: str | None) -> str:
     """Bag-of-words text for TF-IDF/NMF: HTML and URLs removed, lower-cased, contractions expanded, punctuation and
-    digits stripped, stop words and one-letter tokens removed."""
+    digits stripped, stop words and one-letter words removed."""
     if not text:
         return ""
-    text = _HTML_TAG.sub(" ", html.unescape(text))
-    text = _URL.sub(" ", text)
-    text = expand_contractions(text.lower().translate(_APOSTROPHES))
-    words = _NOT_LETTERS.sub(" ", text).split()
-    return " ".join(word for word in words if len(word) > 1 and word not in STOP_WORDS)
+    text = html.unescape(text)
+    if "<" in text:
+        text = _HTML_TAG.sub(" ", text)
+    text = text.lower().translate(_APOSTROPHES)
+    if "http" in text or "www." in text:
+        text = _URL.sub(" ", text)
+    words = _LETTER_WORD.findall(expand_contractions(text))
+    return " ".join(word for word in words if word not in STOP_WORDS)
 
 
 def clean_reviews(dataset: Dataset, num_proc: int | None = None) -> Dataset:

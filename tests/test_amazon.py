@@ -4,6 +4,7 @@ import gzip
 import logging
 
 import pytest
+from datasets import Dataset
 
 from conftest import AMAZON_FILES, SHARED_DATA, require_shared_data
 from data_prep.amazon import (
@@ -31,26 +32,39 @@ def write(path, text: str):
 # The mention filter ------------------------------------------------------------------------------------------------
 
 MENTION = compile_mention_pattern(DEFAULT_MENTION_PATTERN)
+# The same decision in syntax RE2 rejects, so filter_mentions falls back to Python's re.
+PYTHON_ONLY_PATTERN = r"(?<![a-z0-9_])amazon(?![a-z0-9_])"
+KEPT = ["Bought it on amazon.com last week", "Amazon's return policy saved me", "AMAZON SHIPPED FAST",
+        "(amazon) was cheaper", "sold by Amazon.", "ordered from amazon, arrived late"]
+DROPPED = ["An Amazonian adventure through the rainforest", "AmazonBasics cable", "amazonsmile donation",
+           "no mention here"]
 
 
-@pytest.mark.parametrize("text", [
-    "Bought it on amazon.com last week", "Amazon's return policy saved me", "AMAZON SHIPPED FAST",
-    "(amazon) was cheaper", "sold by Amazon.", "ordered from amazon, arrived late",
-])
+def reviews_dataset(texts, titles=None) -> Dataset:
+    return Dataset.from_dict({"rating": ["5"] * len(texts), "title": titles or [None] * len(texts), "review": texts})
+
+
+@pytest.mark.parametrize("text", KEPT)
 def test_mention_filter_keeps_amazon_as_a_word_in_any_case(text):
     assert mentions(MENTION, None, text)
 
 
-@pytest.mark.parametrize("text", [
-    "An Amazonian adventure through the rainforest", "AmazonBasics cable", "amazonsmile donation", "no mention here",
-])
+@pytest.mark.parametrize("text", DROPPED)
 def test_mention_filter_drops_longer_words_and_no_mention(text):
     assert not mentions(MENTION, None, text)
+
+
+@pytest.mark.parametrize("pattern", [DEFAULT_MENTION_PATTERN, PYTHON_ONLY_PATTERN])
+def test_vectorized_and_python_filters_make_the_same_decisions(pattern):
+    kept = filter_mentions(reviews_dataset(KEPT + DROPPED), pattern)
+    assert list(kept["review"]) == KEPT
 
 
 def test_mention_in_title_only_counts():
     assert mentions(MENTION, "Thanks Amazon", "Works as described")
     assert not mentions(MENTION, None, None)
+    kept = filter_mentions(reviews_dataset(["Works as described", "Works"], titles=["Thanks Amazon", None]))
+    assert list(kept["title"]) == ["Thanks Amazon"]
 
 
 def test_filter_mentions_counts_and_logs(tmp_path, caplog):

@@ -1,0 +1,291 @@
+#!/usr/bin/env python
+"""Amazon data prep at scale: our `datasets` pipeline against a plain pandas pass (the original notebook's way).
+
+The shared Amazon files are replicated to N rows in Amazon Review Full's headerless `rating,title,review` format (in a
+temporary folder, never in the repository); each pipeline then runs in its own process, stage by stage:
+
+    read      CSV -> table (datasets: Arrow on disk, memory-mapped; pandas: a DataFrame in memory)
+    filter    reviews without text dropped, Amazon mention filter (title or text, word boundary, any case)
+    cleaning  transformer text + NMF text of the kept reviews (the same functions in both pipelines)
+
+Reported per stage: seconds, rows/s and peak RSS of the process tree (sampled every 50 ms, worker processes included),
+and datasets/pandas ratios. Results go to benchmarks/results/data_prep_speed.{json,png}.
+
+    python benchmarks/data_prep_speed.py --rows 100000 1000000 3000000 --num_proc 2
+"""
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+DATA_DIR = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+STAGES = ("read", "filter", "cleaning")
+PIPELINES = ("datasets", "pandas")
+TARGET_SECONDS_3M, TARGET_RSS_MB = 300, 4096
+
+
+def write_replicated_file(rows: int, folder: Path) -> Path:
+    """The shared Amazon reviews repeated (in order) up to `rows` rows, headerless `rating,title,review`."""
+    path = folder / f"amazon_review_full_{rows}.csv"
+    if path.is_file():
+        return path
+    source_rows = []
+    for source in sorted(DATA_DIR.glob("amazon_*.csv.gz")):
+        with gzip.open(source, "rt", encoding="utf-8", newline="") as handle:
+            source_rows += [(row["rating"], row["title"], row["review"]) for row in csv.DictReader(handle)]
+    if not source_rows:
+        raise FileNotFoundError(f"No amazon_*.csv.gz in {DATA_DIR} (set REVIEW_DATA_DIR)")
+    partial = path.with_suffix(".partial")
+    with open(partial, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, quoting=csv.QUOTE_ALL)  # Review Full quotes every field
+        for start in range(0, rows, len(source_rows)):
+            writer.writerows(source_rows[: min(len(source_rows), rows - start)])
+    partial.replace(path)
+    return path
+
+
+class PeakMemory:
+    """Peak memory of this process and its children (e.g. `num_proc` workers), sampled in a background thread.
+
+    `rss`: resident memory, with the workers' proportional share (PSS), since forked workers share most pages with
+    their parent. `anon`: the same without file-backed pages, i.e. without the memory-mapped Arrow files, which the
+    kernel can drop and re-read at any time; this is the memory a pipeline really holds."""
+
+    def __init__(self, interval: float = 0.05):
+        import psutil
+
+        self.process, self.interval = psutil.Process(), interval
+        self.peak_rss = self.peak_anon = 0
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        while self._running:
+            rss, anon = self.current()
+            self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
+            time.sleep(self.interval)
+
+    def current(self) -> tuple[int, int]:
+        info = self.process.memory_info()
+        rss, anon = info.rss, info.rss - info.shared
+        for child in self.process.children(recursive=True):
+            try:
+                child_info = child.memory_full_info()
+            except Exception:  # a worker that just exited
+                continue
+            rss += child_info.pss
+            anon += min(child_info.uss, child_info.rss - child_info.shared)
+        return rss, anon
+
+    def reset(self) -> None:
+        self.peak_rss, self.peak_anon = self.current()
+
+    def stop(self) -> None:
+        self._running = False
+        self._thread.join()
+
+
+def run_stages(pipeline: str, path: str, num_proc: int) -> dict:
+    """One pipeline over one file, in this process; seconds, rows in/out and peak RSS per stage."""
+    sys.path.insert(0, str(REPO_ROOT))
+    memory = PeakMemory()
+    stages = {}
+
+    def stage(name, function, rows_in):
+        memory.reset()
+        started = time.perf_counter()
+        result = function()
+        seconds = time.perf_counter() - started
+        stages[name] = {"seconds": round(seconds, 2), "rows_in": rows_in, "rows_out": len(result),
+                        "rows_per_second": round(rows_in / seconds), "peak_rss_mb": round(memory.peak_rss / 2**20),
+                        "peak_anon_mb": round(memory.peak_anon / 2**20)}
+        return result
+
+    if pipeline == "datasets":
+        from data_prep.amazon import clean_reviews, drop_reviews_without_text, filter_mentions, read_amazon_file
+
+        reviews = stage("read", lambda: read_amazon_file(path, num_proc=num_proc), 0)
+        stages["read"]["rows_in"] = len(reviews)
+        stages["read"]["rows_per_second"] = round(len(reviews) / stages["read"]["seconds"])
+        kept = stage("filter", lambda: filter_mentions(drop_reviews_without_text(reviews), num_proc=num_proc),
+                     len(reviews))
+        stage("cleaning", lambda: clean_reviews(kept, num_proc=num_proc), len(kept))
+    else:
+        import pandas as pd
+
+        from data_prep.amazon import AMAZON_COLUMNS, DEFAULT_MENTION_PATTERN, clean_for_topics
+        from data_prep.text import join_title_and_body
+
+        frame = stage("read", lambda: pd.read_csv(path, header=None, names=AMAZON_COLUMNS, dtype=str,
+                                                  keep_default_na=False), 0)
+        stages["read"]["rows_in"] = len(frame)
+        stages["read"]["rows_per_second"] = round(len(frame) / stages["read"]["seconds"])
+
+        def mention_filter():
+            has_text = (frame["title"].str.strip() != "") | (frame["review"].str.strip() != "")
+            mentions = (frame["title"].str.contains(DEFAULT_MENTION_PATTERN, case=False, regex=True)
+                        | frame["review"].str.contains(DEFAULT_MENTION_PATTERN, case=False, regex=True))
+            return frame[has_text & mentions]
+
+        kept = stage("filter", mention_filter, len(frame))
+
+        def clean():
+            cleaned = pd.DataFrame({"rating": pd.to_numeric(kept["rating"], errors="coerce")})
+            cleaned["text"] = [join_title_and_body(t, r) for t, r in zip(kept["title"], kept["review"])]
+            cleaned["nmf_text"] = (kept["title"] + " " + kept["review"]).apply(clean_for_topics)
+            return cleaned
+
+        stage("cleaning", clean, len(kept))
+    memory.stop()
+    return stages
+
+
+def measure(pipeline: str, path: Path, num_proc: int, cache_dir: Path) -> dict:
+    """`run_stages` in a fresh process with an empty datasets cache, so nothing is read back from a previous run."""
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cache_dir), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT),
+           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", pipeline, str(path), "--num_proc", str(num_proc)],
+        capture_output=True, text=True, env=env,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{pipeline} on {path} failed:\n{completed.stderr[-4000:]}")
+    stages = json.loads(completed.stdout.strip().splitlines()[-1])
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    return {"stages": stages, "process_seconds": round(time.perf_counter() - started, 1),
+            "total_seconds": round(sum(s["seconds"] for s in stages.values()), 2),
+            "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
+            "peak_anon_mb": max(s["peak_anon_mb"] for s in stages.values())}
+
+
+def ratios(ours: dict, baseline: dict) -> dict:
+    """datasets / pandas: time (below 1 = faster) and peak memory (below 1 = less)."""
+    def ratio(ours_value, baseline_value):
+        return round(ours_value / baseline_value, 2)
+
+    result = {}
+    for name in STAGES:
+        mine, theirs = ours["stages"][name], baseline["stages"][name]
+        result[name] = {"time": ratio(mine["seconds"], theirs["seconds"]),
+                        "peak_rss": ratio(mine["peak_rss_mb"], theirs["peak_rss_mb"]),
+                        "peak_anon": ratio(mine["peak_anon_mb"], theirs["peak_anon_mb"])}
+    result["total"] = {"time": ratio(ours["total_seconds"], baseline["total_seconds"]),
+                       "peak_rss": ratio(ours["peak_rss_mb"], baseline["peak_rss_mb"]),
+                       "peak_anon": ratio(ours["peak_anon_mb"], baseline["peak_anon_mb"])}
+    return result
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    sizes = [result["rows"] for result in results]
+    positions = range(len(sizes))
+    width = 0.38
+    colors = {"read": "tab:blue", "filter": "tab:orange", "cleaning": "tab:green"}
+    for offset, pipeline in zip((-width / 2, width / 2), PIPELINES):
+        bottom = [0.0] * len(sizes)
+        for name in STAGES:
+            seconds = [result[pipeline]["stages"][name]["seconds"] for result in results]
+            time_axis.bar([p + offset for p in positions], seconds, width, bottom=bottom, color=colors[name],
+                          hatch="" if pipeline == "datasets" else "//", edgecolor="black",
+                          label=f"{pipeline}: {name}")
+            bottom = [b + s for b, s in zip(bottom, seconds)]
+        memory_axis.bar([p + offset for p in positions], [result[pipeline]["peak_rss_mb"] for result in results],
+                        width, hatch="" if pipeline == "datasets" else "//", edgecolor="black",
+                        color="tab:purple" if pipeline == "datasets" else "tab:gray", label=f"{pipeline}: RSS")
+        memory_axis.scatter([p + offset for p in positions], [result[pipeline]["peak_anon_mb"] for result in results],
+                            marker="_", s=600, color="black", zorder=3,
+                            label="without file-backed pages" if pipeline == "datasets" else None)
+    labels = [f"{rows / 1e6:g}M rows" for rows in sizes]
+    time_axis.set_xticks(list(positions), labels)
+    memory_axis.set_xticks(list(positions), labels)
+    time_axis.set_ylabel("seconds (stacked: read, filter, cleaning)")
+    memory_axis.set_ylabel("peak RSS, MB (process tree)")
+    memory_axis.axhline(TARGET_RSS_MB, color="red", linestyle="--", linewidth=1, label="4 GB target")
+    time_axis.set_title("Time per stage (plain: datasets, hatched: pandas)")
+    memory_axis.set_title("Peak memory")
+    time_axis.legend(fontsize=7, ncol=2)
+    memory_axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--num_proc", type=int, default=1,
+                        help="Processes for the datasets map steps (1: none; on a shared 2-core machine 2 gained nothing).")
+    parser.add_argument("--work_dir", default=None, help="Where the replicated CSVs go (default: a temporary folder).")
+    parser.add_argument("--keep_files", action="store_true", help="Keep the replicated CSVs for another run.")
+    parser.add_argument("--output_name", default="data_prep_speed")
+    parser.add_argument("--child", nargs=2, metavar=("PIPELINE", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        print(json.dumps(run_stages(args.child[0], args.child[1], args.num_proc if args.num_proc > 1 else None)))
+        return
+
+    work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="amazon_speed_"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if REPO_ROOT in work_dir.resolve().parents:
+        raise ValueError(f"--work_dir {work_dir} is inside the repository; the replicated data must stay outside")
+    results = []
+    try:
+        for rows in args.rows:
+            path = write_replicated_file(rows, work_dir)
+            result = {"rows": rows, "file_mb": round(path.stat().st_size / 2**20)}
+            for pipeline in PIPELINES:
+                result[pipeline] = measure(pipeline, path, args.num_proc, work_dir / f"cache_{pipeline}")
+                print(f"{rows:>9,} rows  {pipeline:<8} " + "  ".join(
+                    f"{name} {s['seconds']:6.1f}s {s['rows_per_second']:>9,}/s {s['peak_rss_mb']:>5}/{s['peak_anon_mb']:>5} MB"
+                    for name, s in result[pipeline]["stages"].items()), flush=True)
+            result["datasets_over_pandas"] = ratios(result["datasets"], result["pandas"])
+            print(f"{'':>9}       ratio    {json.dumps(result['datasets_over_pandas'])}", flush=True)
+            results.append(result)
+            if not args.keep_files:
+                path.unlink()
+    finally:
+        if not args.keep_files and not args.work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    import datasets
+    import pandas
+
+    payload = {
+        "what": "Amazon data prep: read, filter (no text; Amazon mention), cleaning (both texts) -- datasets vs pandas",
+        "machine": {"cpu_cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version(), "datasets": datasets.__version__,
+                    "pandas": pandas.__version__},
+        "num_proc": args.num_proc,
+        "targets": {"seconds_for_3M_filter_and_cleaning": TARGET_SECONDS_3M, "peak_rss_mb": TARGET_RSS_MB},
+        "input": "shared/data/amazon_*.csv.gz replicated in order, headerless rating,title,review, all fields quoted",
+        "results": results,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{args.output_name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    plot(results, RESULTS_DIR / f"{args.output_name}.png")
+    print(f"Wrote {RESULTS_DIR / args.output_name}.json and .png")
+
+
+if __name__ == "__main__":
+    main()
