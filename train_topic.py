@@ -148,8 +148,10 @@ def load_topic_splits(data_args: DataTrainingArguments, topic_args: TopicLabelAr
         save_topic_dataset(result, data_args.dataset_dir)
         logger.info("Topics:\n%s", format_topic_table(result.report))
     elif not Path(data_args.dataset_dir, "dataset_dict.json").is_file():
-        raise FileNotFoundError(f"{data_args.dataset_dir} is not a topic dataset (no dataset_dict.json): run "
-                                f"`python -m data_prep.topics --output_dir {data_args.dataset_dir} ...` or pass --train_file")
+        raise FileNotFoundError(
+            f"{data_args.dataset_dir} is not a topic dataset (no dataset_dict.json): run "
+            f"`python -m data_prep.topics --output_dir {data_args.dataset_dir} ...` or pass --train_file"
+        )
     splits = load_from_disk(data_args.dataset_dir)
     missing = {"train", "validation", "test"} - set(splits)
     if missing:
@@ -210,8 +212,8 @@ def add_encoder_features(splits: DatasetDict, model: TopicFeaturesModel, tokeniz
     return DatasetDict({
         name: split.map(
             encode, batched=True, batch_size=batch_size * 16, remove_columns=split.column_names,
-            features=feature_schema, new_fingerprint=hashlib.sha256(f"{split._fingerprint}-{encoder_key}".encode()).hexdigest()[:16],
-            desc=f"Encoder features ({name})",
+            features=feature_schema, desc=f"Encoder features ({name})",
+            new_fingerprint=hashlib.sha256(f"{split._fingerprint}-{encoder_key}".encode()).hexdigest()[:16],
         )
         for name, split in splits.items()
     })

@@ -234,7 +234,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--num_proc", type=int, default=1,
-                        help="Processes for the datasets map steps (1: none; on a shared 2-core machine 2 gained nothing).")
+                        help="Processes for the datasets map steps (1: none; 2 gained nothing on a shared 2-core box).")
     parser.add_argument("--work_dir", default=None, help="Where the replicated CSVs go (default: a temporary folder).")
     parser.add_argument("--keep_files", action="store_true", help="Keep the replicated CSVs for another run.")
     parser.add_argument("--output_name", default="data_prep_speed")
@@ -257,8 +257,9 @@ def main():
             for pipeline in PIPELINES:
                 result[pipeline] = measure(pipeline, path, args.num_proc, work_dir / f"cache_{pipeline}")
                 print(f"{rows:>9,} rows  {pipeline:<8} " + "  ".join(
-                    f"{name} {s['seconds']:6.1f}s {s['rows_per_second']:>9,}/s {s['peak_rss_mb']:>5}/{s['peak_anon_mb']:>5} MB"
-                    for name, s in result[pipeline]["stages"].items()), flush=True)
+                    f"{name} {s['seconds']:6.1f}s {s['rows_per_second']:>9,}/s "
+                    f"{s['peak_rss_mb']:>5}/{s['peak_anon_mb']:>5} MB" for name, s in result[pipeline]["stages"].items()
+                ), flush=True)
             result["datasets_over_pandas"] = ratios(result["datasets"], result["pandas"])
             print(f"{'':>9}       ratio    {json.dumps(result['datasets_over_pandas'])}", flush=True)
             results.append(result)

@@ -25,7 +25,7 @@ from sklearn.decomposition import NMF
 from sklearn.feature_extraction.text import TfidfVectorizer
 from transformers import HfArgumentParser
 
-from .amazon import DEFAULT_MENTION_PATTERN, NMF_TEXT_COLUMN, RATING_COLUMN, TEXT_COLUMN, clean_for_topics, load_amazon_reviews
+from .amazon import DEFAULT_MENTION_PATTERN, NMF_TEXT_COLUMN, clean_for_topics, load_amazon_reviews
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def document_frequency(value: float, name: str) -> int | float:
 
 
 def read_category_keywords(path: str | os.PathLike) -> dict[str, list[str]]:
-    """`{"books": ["book", "read", ...], ...}`, every key one of `CATEGORY_NAMES`; words are NMF-cleaned like the text."""
+    """`{"books": ["book", "read", ...], ...}`, every key one of `CATEGORY_NAMES`; words NMF-cleaned like the text."""
     keywords = _read_json(path, "category keywords")
     if not isinstance(keywords, dict):
         raise ValueError(f"{path}: expected an object mapping category names to keyword lists")
@@ -356,7 +356,7 @@ class TopicLabelArguments:
     max_features: int | None = field(default=20000, metadata={"help": "Vocabulary size cap (most frequent words)."})
     ignore_filler_words: bool = field(
         default=True,
-        metadata={"help": "Keep review praise and filler (great, love, price, works, ...) out of the topic vocabulary."},
+        metadata={"help": "Keep review praise and filler (great, love, price, ...) out of the topic vocabulary."},
     )
     mention_filter: bool = field(
         default=True, metadata={"help": "Keep only reviews that mention Amazon (--no_mention_filter keeps all)."}
