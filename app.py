@@ -1,0 +1,675 @@
+#!/usr/bin/env python
+"""Gradio app (a Hugging Face Space) serving the topic classifier and the rating-and-age model.
+
+    python app.py --multitask-model out --topic-model topic_finetune --port 7860
+
+Each model source is a local folder or a Hub repo id, optionally `repo_id@revision`; flags win over the
+`TOPIC_MODEL` / `MULTITASK_MODEL` environment variables, which win over the default Hub repos. Models load
+through the Auto classes and pipelines `import modeling` registers; `trust_remote_code` stays off unless
+`--trust-remote-code` is given. A model that cannot be loaded leaves a warning in its tab; the rest works.
+
+Serving: the queue merges up to `MAX_QUEUE_BATCH` requests into one call, reviews are sorted by length and run
+in padding-tight batches under `torch.inference_mode()`, truncated to the model's limit (`--bf16` adds bfloat16
+autocast). An empty review gets a message in its own outputs and never fails the other requests of its batch.
+`benchmarks/serving_speed.py` measures this path against `transformers.pipeline`.
+"""
+
+import argparse
+import atexit
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from transformers import pipeline
+
+import modeling
+from modeling.pipeline_multitask import model_max_length
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOPIC_MODEL = "review-transfer/distilbert-amazon-topics"
+DEFAULT_MULTITASK_MODEL = "review-transfer/distilbert-clothing-rating-age"
+
+MAX_QUEUE_BATCH = 16  # requests the queue merges into one call of a batched endpoint
+INFERENCE_BATCH_SIZE = 32  # reviews per forward pass at most
+MAX_PADDING_FRACTION_CPU = 0.1  # on CPU a new forward pass is cheaper than padding a review by more than this
+MAX_CHARS_PER_TOKEN = 100  # WordPiece reads a longer word as one [UNK]: no token spans more characters
+UNLIKELY_MAX_LENGTH = 100_000  # a tokenizer without a real limit reports about 1e30
+FALLBACK_MAX_LENGTH = 512
+MAX_CSV_ROWS = 5000
+QUEUE_MAX_SIZE = 256
+MAX_UPLOAD_SIZE = "25mb"
+OUTPUT_FILE_LIFETIME_S = 3600
+
+EMPTY_REVIEW_MESSAGE = "⚠️ Empty review: type or paste a review to get a prediction."
+TEXT_COLUMN_GUESSES = ("review", "review_text", "review text", "reviewtext", "text", "content", "body", "comment")
+
+# Real reviews from ../shared/data (Amazon files for topics, Women's E-Commerce Clothing Reviews for rating/age).
+TOPIC_EXAMPLES = [
+    "A quick read for history lovers which provides readers a sense of what conflicts Sitting Bull and his people "
+    "endured.",
+    "When vinyl albums almost became obsolete I really missed listening to Elton John, so happy to have this again "
+    "in my music collection.",
+    "What a depressing, slllooooww movie!!!! I'm pissed I kept watching WAITING. For it to get better.... It didn't!!",
+    "I have other games by this company with no problems, however this one does not download.  I have tried 2 xs "
+    "with no luck.",
+    "We had to return this item for a refund. It arrived and never worked.",
+    "Amazing video quality easy to maneuver wonderful screen size easy set up",
+]
+RATING_AGE_EXAMPLES = [
+    "Really flattering cut, this shirt is perfect for fall. got so many compliments the first time i wore it!",
+    "This is a great transition piece. wear with jeans or dress it up with a cute skirt.",
+    "Great color and quality but very boxy. even with the drawstring there is no shape going on here.",
+    "This product runs either really small or is super high waisted. either way not for me.",
+    "This fell apart after wearing it once. for the price, it should hold up better. it's too delicate.",
+]
+BATCH_EXAMPLE_ROWS = [
+    {"title": "Perfect for fall", "review": RATING_AGE_EXAMPLES[0]},
+    {"title": "Too boxy", "review": RATING_AGE_EXAMPLES[2]},
+    {"title": "Disappointed", "review": RATING_AGE_EXAMPLES[4]},
+    {"title": "Never worked", "review": TOPIC_EXAMPLES[4]},
+    {"title": "Slow", "review": TOPIC_EXAMPLES[2]},
+    {"title": "Elton John", "review": TOPIC_EXAMPLES[1]},
+]
+
+CSS = ".model-warning {border-left: 4px solid #d97706; padding-left: 0.75em;}"
+
+
+def parse_model_reference(reference: str) -> tuple[str, str | None]:
+    """`"user/repo@rev"` -> `("user/repo", "rev")`; an existing local folder (even one with `@` in its name) or a
+    plain repo id comes back with revision None. A path that looks local but does not exist is an error."""
+    reference = reference.strip()
+    if not reference:
+        raise ValueError("empty model reference: give a local folder or a Hub repo id (optionally repo_id@revision)")
+    if Path(reference).expanduser().exists():
+        return str(Path(reference).expanduser()), None
+    repo_id, separator, revision = reference.partition("@")
+    if separator and not (repo_id and revision):
+        raise ValueError(f"{reference!r}: expected repo_id@revision")
+    looks_local = repo_id.startswith((".", "/", "~")) or repo_id.count("/") > 1 or "\\" in repo_id
+    if looks_local:
+        raise FileNotFoundError(f"no model folder at {repo_id!r}")
+    return repo_id, revision or None
+
+
+def serving_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def review_problem(text) -> str | None:
+    """A message for a review that cannot be scored (missing, empty, whitespace only), else None."""
+    if not isinstance(text, str) or not text.strip():
+        return EMPTY_REVIEW_MESSAGE
+    return None
+
+
+def length_sorted_chunks(
+    lengths: Sequence[int], max_batch_size: int, max_padding_fraction: float | None
+) -> list[list[int]]:
+    """Indices of the reviews grouped into forward passes, longest first, at most `max_batch_size` each.
+
+    With `max_padding_fraction`, a review shorter than `(1 - fraction)` of its group's longest starts a new group,
+    so little compute goes to padding (on CPU, cost grows with the padded tokens; on GPU, fewer passes matter more).
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        if current and (
+            len(current) == max_batch_size
+            or (max_padding_fraction is not None and lengths[index] < (1 - max_padding_fraction) * lengths[current[0]])
+        ):
+            chunks.append(current)
+            current = []
+        current.append(index)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class BatchedReviewModel(ABC):
+    """A loaded pipeline's model and tokenizer, served in length-sorted batches under `torch.inference_mode()`.
+
+    The pipeline's own `postprocess` turns each review's outputs into its result, so the app answers exactly
+    what `pipeline(...)` answers for the same model."""
+
+    output_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        text_pipeline,
+        batch_size: int = INFERENCE_BATCH_SIZE,
+        max_padding_fraction: float | None | str = "auto",
+        autocast_dtype: torch.dtype | None = None,
+    ):
+        """`autocast_dtype=torch.bfloat16` runs the matrix products in bfloat16 (much faster on CPUs with AVX512-BF16
+        or AMX, and on GPUs); without it the outputs are the pipeline's, to float rounding."""
+        self.pipeline = text_pipeline
+        self.model = text_pipeline.model.eval()
+        self.tokenizer = text_pipeline.tokenizer
+        self.batch_size = batch_size
+        if max_padding_fraction == "auto":
+            max_padding_fraction = None if self.model.device.type == "cuda" else MAX_PADDING_FRACTION_CPU
+        self.max_padding_fraction = max_padding_fraction
+        self.max_length = model_max_length(self.tokenizer, self.model)
+        if self.max_length > UNLIKELY_MAX_LENGTH:
+            logger.warning("%s states no input limit; truncating to %d tokens", self.name, FALLBACK_MAX_LENGTH)
+            self.max_length = FALLBACK_MAX_LENGTH
+        self.max_review_chars = self.max_length * MAX_CHARS_PER_TOKEN
+        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.autocast_dtype = autocast_dtype
+
+    @property
+    def name(self) -> str:
+        return getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
+
+    def clip_review(self, text: str) -> str:
+        """Cut a huge review (say 1 MB) to a length that still holds `max_length` tokens, so tokenizing it is cheap."""
+        if len(text) <= self.max_review_chars:
+            return text
+        return " ".join(text[: self.max_review_chars * 4].split())[: self.max_review_chars]
+
+    def run(self, texts: Sequence[str]) -> list[tuple[dict[str, torch.Tensor], bool]]:
+        """For each review: the model outputs named in `output_names` (batch dimension 1, on CPU), and whether the
+        review was truncated. Every text must be a non-empty string."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(
+            [self.clip_review(text) for text in texts], truncation=True, max_length=self.max_length,
+            return_attention_mask=False, return_token_type_ids=False,
+        )["input_ids"]
+        lengths = [len(ids) for ids in encoded]
+        results: list = [None] * len(texts)
+        with torch.inference_mode(), self.autocast():
+            for chunk in length_sorted_chunks(lengths, self.batch_size, self.max_padding_fraction):
+                input_ids, attention_mask = self.pad([encoded[index] for index in chunk])
+                outputs = self.model(input_ids=input_ids, attention_mask=attention_mask)
+                chunk_outputs = {name: outputs[name].float().cpu() for name in self.output_names}
+                for row, index in enumerate(chunk):
+                    row_outputs = {name: values[row : row + 1] for name, values in chunk_outputs.items()}
+                    results[index] = (row_outputs, lengths[index] >= self.max_length)
+        return results
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.model.device.type, dtype=self.autocast_dtype)
+
+    def pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        longest = max(len(ids) for ids in sequences)
+        input_ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        left = self.tokenizer.padding_side == "left"
+        for row, ids in enumerate(sequences):
+            span = slice(longest - len(ids), longest) if left else slice(0, len(ids))
+            input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, span] = 1
+        return input_ids.to(self.model.device), attention_mask.to(self.model.device)
+
+    def predict(self, texts: Sequence[str]) -> list[dict | None]:
+        """One result per review (see subclasses); None for an empty review, which is not run."""
+        valid = [index for index, text in enumerate(texts) if review_problem(text) is None]
+        results: list[dict | None] = [None] * len(texts)
+        for index, (outputs, truncated) in zip(valid, self.run([texts[index] for index in valid])):
+            results[index] = {**self.postprocess(outputs), "truncated": truncated}
+        return results
+
+    @abstractmethod
+    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
+        """One review's result from its model outputs."""
+
+
+class RatingAgeModel(BatchedReviewModel):
+    """Star rating and reviewer age:
+    `{"rating": 5, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3, "truncated": False}`."""
+
+    output_names = ("rating_logits", "age")
+
+    @classmethod
+    def load(cls, reference: str, trust_remote_code: bool = False, **options) -> "RatingAgeModel":
+        repo_or_path, revision = parse_model_reference(reference)
+        text_pipeline = modeling.load_rating_age_pipeline(
+            repo_or_path, revision=revision, trust_remote_code=trust_remote_code, device=serving_device()
+        )
+        return cls(text_pipeline, **options)
+
+    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
+        return self.pipeline.postprocess(outputs)
+
+
+class TopicClassifier(BatchedReviewModel):
+    """Category probabilities: `{"scores": {"books": 0.9, ...}, "topic": "books", "truncated": False}`, plus the
+    words of each review's NMF topic when the model folder carries a `topic_model/` (see `topic_words`)."""
+
+    output_names = ("logits",)
+
+    def __init__(self, text_pipeline, topic_words_model=None, **options):
+        super().__init__(text_pipeline, **options)
+        self.topic_words_model = topic_words_model
+
+    @classmethod
+    def load(cls, reference: str, trust_remote_code: bool = False, **options) -> "TopicClassifier":
+        repo_or_path, revision = parse_model_reference(reference)
+        text_pipeline = pipeline(
+            "text-classification", model=repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
+            device=serving_device(),
+        )
+        return cls(text_pipeline, topic_words_model=load_topic_words_model(repo_or_path, revision), **options)
+
+    @property
+    def labels(self) -> list[str]:
+        id2label = self.model.config.id2label
+        return [id2label[index] for index in sorted(id2label)]
+
+    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
+        ranked = self.pipeline.postprocess(outputs, top_k=None, _legacy=False)
+        return {"scores": {item["label"]: item["score"] for item in ranked}, "topic": ranked[0]["label"]}
+
+    def topic_words(self, texts: Sequence[str], n: int = 8) -> list[list[str] | None]:
+        """Words of each review's dominant NMF topic (None for an empty review or without a topic model)."""
+        if self.topic_words_model is None:
+            return [None] * len(texts)
+        valid = [index for index, text in enumerate(texts) if review_problem(text) is None]
+        words: list[list[str] | None] = [None] * len(texts)
+        if valid:
+            found = self.topic_words_model.top_words([self.clip_review(texts[index]) for index in valid], n=n)
+            for index, review_words in zip(valid, found):
+                words[index] = list(review_words)
+        return words
+
+
+def load_topic_words_model(repo_or_path: str, revision: str | None):
+    """The NMF topic model saved in the folder's `topic_model/`, or None when there is none (or it fails to load)."""
+    try:
+        folder = Path(repo_or_path)
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(repo_or_path, revision=revision, allow_patterns=["topic_model/*"]))
+        if not (folder / "topic_model").is_dir():
+            return None
+        from data_prep.topics import TopicModel  # only needed, and only importable, where topic words exist
+
+        return TopicModel.load(folder / "topic_model")
+    except Exception as error:  # topic words are an extra: the classifier serves without them
+        logger.warning("No NMF topic words for %s: %s: %s", repo_or_path, type(error).__name__, error)
+        return None
+
+
+def load_model_or_message(model_class, reference: str, what: str, flag: str, trust_remote_code: bool, **options):
+    """(model, None), or (None, a message for the tab) when the model cannot be loaded."""
+    try:
+        return model_class.load(reference, trust_remote_code=trust_remote_code, **options), None
+    except Exception as error:
+        logger.exception("Could not load the %s from %s", what, reference)
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        return None, (
+            f"⚠️ The {what} could not be loaded from `{reference}` ({reason[:300]}). "
+            f"Start the app with `{flag} FOLDER_OR_REPO_ID[@REVISION]`. The other tabs still work."
+        )
+
+
+# ----- endpoint functions (batched: a list per input, a tuple of lists out) -----
+
+
+def topic_endpoint(classifier: TopicClassifier | None, unavailable_message: str | None, texts: list[str]):
+    """Gradio `/topic`: per review, category probabilities, NMF topic words and a message."""
+    if classifier is None:
+        return [None] * len(texts), [""] * len(texts), [unavailable_message] * len(texts)
+    predictions = classifier.predict(texts)
+    try:
+        topic_words = classifier.topic_words(texts)
+    except Exception as error:  # topic words are an extra: never fail the batch for them
+        logger.exception("Topic words failed")
+        topic_words = [f"(topic words failed: {type(error).__name__})"] * len(texts)
+    scores, words, messages = [], [], []
+    for text, prediction, review_words in zip(texts, predictions, topic_words):
+        if prediction is None:
+            scores.append(None)
+            words.append("")
+            messages.append(review_problem(text))
+            continue
+        scores.append(prediction["scores"])
+        words.append(", ".join(review_words) if isinstance(review_words, list) else (review_words or ""))
+        message = f"Topic: **{prediction['topic']}** ({prediction['scores'][prediction['topic']]:.0%})"
+        messages.append(message + truncation_note(prediction, classifier))
+    return scores, words, messages
+
+
+def rating_age_endpoint(model: RatingAgeModel | None, unavailable_message: str | None, texts: list[str]):
+    """Gradio `/rating_age`: per review, star-rating distribution, age in years (text like "41.3", empty when there is
+    no prediction) and a message."""
+    if model is None:
+        return [None] * len(texts), [""] * len(texts), [unavailable_message] * len(texts)
+    scores, ages, messages = [], [], []
+    for text, prediction in zip(texts, model.predict(texts)):
+        if prediction is None:
+            scores.append(None)
+            ages.append("")
+            messages.append(review_problem(text))
+            continue
+        scores.append(prediction["rating_scores"])
+        ages.append(f"{prediction['age']:.1f}")
+        stars = model.model.config.id2label[prediction["rating"] - 1]
+        message = f"Predicted **{stars}**; reviewer about **{prediction['age']:.0f}** years old"
+        messages.append(message + truncation_note(prediction, model))
+    return scores, ages, messages
+
+
+def truncation_note(prediction: dict, model: BatchedReviewModel) -> str:
+    if not prediction["truncated"]:
+        return ""
+    return f" (long review: read up to the model's limit of {model.max_length} tokens)"
+
+
+def guess_text_column(columns: Sequence[str]) -> str | None:
+    """The column most likely to hold the review text: a known name, else one naming review/text, else the first."""
+    by_name = {str(column).strip().lower(): column for column in columns}
+    for name in TEXT_COLUMN_GUESSES:
+        if name in by_name:
+            return by_name[name]
+    for column in columns:
+        if "review" in str(column).lower() or "text" in str(column).lower():
+            return column
+    return columns[0] if len(columns) else None
+
+
+class MalformedCsvError(ValueError):
+    """The uploaded file cannot be read as a CSV with a header row."""
+
+
+def read_reviews_csv(path: str | Path) -> pd.DataFrame:
+    """All columns as text; a file that is not a UTF-8 CSV with a header raises MalformedCsvError with the reason."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise MalformedCsvError("the file is empty") from None
+    except UnicodeDecodeError:
+        raise MalformedCsvError("the file is not UTF-8 text") from None
+    except pd.errors.ParserError as error:
+        raise MalformedCsvError(f"it is not a well-formed CSV ({str(error).strip()})") from None
+    if table.empty:
+        raise MalformedCsvError("it has a header but no rows")
+    return table.fillna("")
+
+
+def text_column_choices(csv_path: str | None):
+    """Fill the text-column dropdown from the uploaded CSV's header, the likely review column chosen."""
+    if not csv_path:
+        return gr.Dropdown(choices=[], value=None)
+    try:
+        columns = list(pd.read_csv(csv_path, nrows=0, dtype=str, encoding="utf-8-sig").columns)
+    except Exception:  # the batch run reports what is wrong with the file
+        return gr.Dropdown(choices=[], value=None)
+    return gr.Dropdown(choices=columns, value=guess_text_column(columns))
+
+
+def add_predictions(
+    table: pd.DataFrame,
+    text_column: str,
+    topic_classifier: TopicClassifier | None,
+    rating_age_model: RatingAgeModel | None,
+) -> pd.DataFrame:
+    """The table with prediction columns added (empty for rows whose review is empty; `prediction_note` says why)."""
+    texts = table[text_column].astype(str).tolist()
+    predicted = table.copy()
+    if rating_age_model is not None:
+        ratings = rating_age_model.predict(texts)
+        predicted["predicted_rating"] = pd.array([r["rating"] if r else None for r in ratings], dtype="Int64")
+        predicted["predicted_age"] = [r["age"] if r else None for r in ratings]
+    if topic_classifier is not None:
+        topics = topic_classifier.predict(texts)
+        predicted["predicted_topic"] = [t["topic"] if t else "" for t in topics]
+        predicted["topic_probability"] = [round(t["scores"][t["topic"]], 4) if t else None for t in topics]
+        if topic_classifier.topic_words_model is not None:
+            words = topic_classifier.topic_words(texts)
+            predicted["topic_words"] = [" ".join(w) if w else "" for w in words]
+    predicted["prediction_note"] = ["empty review" if review_problem(text) else "" for text in texts]
+    return predicted
+
+
+def prediction_chart(predicted: pd.DataFrame, rating_names: Sequence[str], topic_labels: Sequence[str]) -> Figure:
+    """Bar charts of the predicted rating distribution and the topic counts (those that were predicted)."""
+    panels = [name for name in ("predicted_rating", "predicted_topic") if name in predicted]
+    figure = Figure(figsize=(5 * max(len(panels), 1), 3.6), layout="constrained")
+    for position, column in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, len(panels), position)
+        if column == "predicted_rating":
+            counts = [int((predicted[column] == stars).sum()) for stars in range(1, len(rating_names) + 1)]
+            axes.bar(list(rating_names), counts, color="#f59e0b")
+            axes.set_title("Predicted star rating")
+        else:
+            counts = [int((predicted[column] == label).sum()) for label in topic_labels]
+            axes.barh(list(topic_labels), counts, color="#6366f1")
+            axes.invert_yaxis()
+            axes.set_title("Predicted topic")
+        count_axis = axes.yaxis if column == "predicted_rating" else axes.xaxis
+        count_axis.set_major_locator(MaxNLocator(integer=True))
+        count_axis.set_label_text("reviews")
+    return figure
+
+
+def batch_endpoint(
+    topic_classifier: TopicClassifier | None,
+    rating_age_model: RatingAgeModel | None,
+    output_folder: Path,
+    max_rows: int,
+    csv_path: str | None,
+    text_column: str | None,
+):
+    """Gradio `/batch`: the CSV with predictions added (a file to download), a chart and a message."""
+    if topic_classifier is None and rating_age_model is None:
+        return None, None, "⚠️ No model is loaded, so there is nothing to predict."
+    if not csv_path:
+        return None, None, "⚠️ Upload a CSV file first."
+    try:
+        table = read_reviews_csv(csv_path)
+    except MalformedCsvError as error:
+        return None, None, f"⚠️ Could not read the uploaded file: {error}."
+    text_column = text_column or guess_text_column(list(table.columns))
+    if text_column not in table.columns:
+        columns = ", ".join(map(str, table.columns))
+        return None, None, f"⚠️ No column `{text_column}` in the CSV; its columns: {columns}."
+    if len(table) > max_rows:
+        return None, None, f"⚠️ The CSV has {len(table):,} rows; this app takes at most {max_rows:,} per file."
+
+    started = time.perf_counter()
+    predicted = add_predictions(table, text_column, topic_classifier, rating_age_model)
+    elapsed = time.perf_counter() - started
+
+    remove_old_files(output_folder, OUTPUT_FILE_LIFETIME_S)
+    output_path = output_folder / uuid.uuid4().hex / f"{Path(csv_path).stem}_predictions.csv"
+    output_path.parent.mkdir(parents=True)
+    predicted.to_csv(output_path, index=False)
+
+    rating_names = list(rating_age_model.model.config.id2label.values()) if rating_age_model else []
+    chart = prediction_chart(predicted, rating_names, topic_classifier.labels if topic_classifier else [])
+    empty = int((predicted["prediction_note"] != "").sum())
+    message = f"Predicted {len(predicted) - empty:,} reviews from column `{text_column}` in {elapsed:.1f} s."
+    if empty:
+        message += f" {empty:,} empty rows were skipped (see `prediction_note`)."
+    models = {"topics": topic_classifier, "rating and age": rating_age_model}
+    missing = [what for what, model in models.items() if model is None]
+    if missing:
+        message += f" No {' or '.join(missing)}: that model is not loaded."
+    return str(output_path), chart, message
+
+
+def remove_old_files(folder: Path, lifetime_s: float) -> None:
+    """Delete earlier downloads; Gradio has copied each into its cache by the time it is this old."""
+    now = time.time()
+    for path in folder.glob("*/*.csv"):
+        if now - path.stat().st_mtime > lifetime_s:
+            path.unlink(missing_ok=True)
+            if not any(path.parent.iterdir()):
+                path.parent.rmdir()
+
+
+def write_example_csv(folder: Path) -> Path:
+    path = folder / "example_reviews.csv"
+    pd.DataFrame(BATCH_EXAMPLE_ROWS).to_csv(path, index=False)
+    return path
+
+
+# ----- the UI -----
+
+
+def build_demo(
+    topic_classifier: TopicClassifier | None,
+    rating_age_model: RatingAgeModel | None,
+    topic_message: str | None = None,
+    rating_age_message: str | None = None,
+    max_csv_rows: int = MAX_CSV_ROWS,
+) -> gr.Blocks:
+    """The Blocks app; a missing model (None) comes with the message its tab shows."""
+    if topic_classifier is None and not topic_message:
+        topic_message = "⚠️ No topic model is loaded."
+    if rating_age_model is None and not rating_age_message:
+        rating_age_message = "⚠️ No rating-and-age model is loaded."
+    output_folder = Path(tempfile.mkdtemp(prefix="review_app_"))  # the Batch tab's downloads
+    atexit.register(shutil.rmtree, output_folder, ignore_errors=True)
+    has_topic_words = topic_classifier is not None and topic_classifier.topic_words_model is not None
+
+    def classify_topics(texts: list[str]):
+        return topic_endpoint(topic_classifier, topic_message, texts)
+
+    def predict_rating_age(texts: list[str]):
+        return rating_age_endpoint(rating_age_model, rating_age_message, texts)
+
+    def predict_csv(csv_path: str | None, text_column: str | None):
+        return batch_endpoint(topic_classifier, rating_age_model, output_folder, max_csv_rows, csv_path, text_column)
+
+    with gr.Blocks(title="Reviews: topic, rating and age", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(
+            "# Reviews: topic, star rating and reviewer age\n"
+            "Transformer models fine-tuned on real reviews: an Amazon **topic** classifier, and one encoder with two "
+            "heads that predicts a clothing review's **star rating** and the **reviewer's age**."
+        )
+        with gr.Tab("Topic"):
+            if topic_message:
+                gr.Markdown(topic_message, elem_classes="model-warning")
+            topic_review = gr.Textbox(label="Review", lines=4, placeholder="Paste a product review…")
+            topic_button = gr.Button("Classify topic", variant="primary")
+            topic_scores = gr.Label(label="Category probabilities", num_top_classes=6)
+            topic_words = gr.Textbox(
+                label="Words of the review's NMF topic", interactive=False, visible=has_topic_words
+            )
+            topic_result = gr.Markdown()
+            gr.Examples([[text] for text in TOPIC_EXAMPLES], inputs=topic_review, label="Real Amazon reviews")
+            gr.on(
+                [topic_button.click, topic_review.submit], classify_topics, inputs=topic_review,
+                outputs=[topic_scores, topic_words, topic_result], api_name="topic", batch=True,
+                max_batch_size=MAX_QUEUE_BATCH,
+            )
+        with gr.Tab("Rating & age"):
+            if rating_age_message:
+                gr.Markdown(rating_age_message, elem_classes="model-warning")
+            rating_review = gr.Textbox(
+                label="Review", lines=4, placeholder="Paste a clothing review…", elem_id="rating-review"
+            )
+            rating_button = gr.Button("Predict rating and age", variant="primary", elem_id="rating-button")
+            with gr.Row():
+                rating_scores = gr.Label(label="Star rating", num_top_classes=5, elem_id="rating-scores")
+                # A Textbox, not a Number: gr.Number shows "0" before the first prediction.
+                age_years = gr.Textbox(label="Predicted age (years)", interactive=False, elem_id="age-years")
+            rating_result = gr.Markdown(elem_id="rating-result")
+            gr.Examples([[text] for text in RATING_AGE_EXAMPLES], inputs=rating_review, label="Real clothing reviews")
+            gr.on(
+                [rating_button.click, rating_review.submit], predict_rating_age, inputs=rating_review,
+                outputs=[rating_scores, age_years, rating_result], api_name="rating_age", batch=True,
+                max_batch_size=MAX_QUEUE_BATCH,
+            )
+        with gr.Tab("Batch"):
+            gr.Markdown(
+                f"Upload a CSV with one review per row (at most {max_csv_rows:,} rows), choose its text column, and "
+                "download it back with the predictions added."
+            )
+            for message in (topic_message, rating_age_message):
+                if message:
+                    gr.Markdown(message, elem_classes="model-warning")
+            with gr.Row():
+                csv_file = gr.File(label="CSV file", file_types=[".csv"], elem_id="csv-file")
+                text_column = gr.Dropdown(
+                    label="Text column", choices=[], allow_custom_value=True, elem_id="text-column"
+                )
+            batch_button = gr.Button("Predict every row", variant="primary", elem_id="batch-button")
+            batch_result = gr.Markdown(elem_id="batch-result")
+            predictions_file = gr.File(label="CSV with predictions", interactive=False, elem_id="predictions-file")
+            chart = gr.Plot(label="Predictions", elem_id="predictions-chart")
+            gr.Examples(
+                [[str(write_example_csv(output_folder))]], inputs=csv_file, label="Real reviews (clothing and Amazon)"
+            )
+            csv_file.change(text_column_choices, inputs=csv_file, outputs=text_column, api_visibility="private")
+            batch_button.click(
+                predict_csv, inputs=[csv_file, text_column], outputs=[predictions_file, chart, batch_result],
+                api_name="batch",
+            )
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str, port: int | None, **launch_options):
+    """Queue and serve (`prevent_thread_lock=True` in launch_options returns at once, for tests)."""
+    demo.queue(max_size=QUEUE_MAX_SIZE)
+    return demo.launch(
+        server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD_SIZE, theme=gr.themes.Soft(),
+        css=CSS, **launch_options,
+    )
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--topic-model", default=os.environ.get("TOPIC_MODEL", DEFAULT_TOPIC_MODEL),
+        help="Topic classifier: folder or Hub repo id, optionally repo_id@revision (env TOPIC_MODEL).",
+    )
+    parser.add_argument(
+        "--multitask-model", default=os.environ.get("MULTITASK_MODEL", DEFAULT_MULTITASK_MODEL),
+        help="Rating-and-age model: folder or Hub repo id, optionally repo_id@revision (env MULTITASK_MODEL).",
+    )
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="Let transformers run code from the model repos (off: the classes `import modeling` registers are used).",
+    )
+    parser.add_argument(
+        "--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="Interface to serve on (default 127.0.0.1; a Space sets GRADIO_SERVER_NAME=0.0.0.0).",
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument(
+        "--bf16", action="store_true", default=os.environ.get("APP_BF16", "") not in ("", "0"),
+        help="Run the models under bfloat16 autocast (env APP_BF16=1): faster on CPUs with AVX512-BF16/AMX and on "
+        "GPUs; probabilities then differ from float32 by about 1e-4.",
+    )
+    parser.add_argument("--max-csv-rows", type=int, default=MAX_CSV_ROWS, help="Largest CSV the Batch tab takes.")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    args = parse_arguments(argv)
+    options = {"autocast_dtype": torch.bfloat16 if args.bf16 else None}
+    topic_classifier, topic_message = load_model_or_message(
+        TopicClassifier, args.topic_model, "topic model", "--topic-model", args.trust_remote_code, **options
+    )
+    rating_age_model, rating_age_message = load_model_or_message(
+        RatingAgeModel, args.multitask_model, "rating-and-age model", "--multitask-model", args.trust_remote_code,
+        **options,
+    )
+    demo = build_demo(topic_classifier, rating_age_model, topic_message, rating_age_message, args.max_csv_rows)
+    launch(demo, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
