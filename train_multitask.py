@@ -11,14 +11,11 @@ A single `.json` argument is read as the whole configuration, like the transform
 
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import numpy as np
-import transformers
-from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, set_seed
+from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding, set_seed
 from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -28,7 +25,8 @@ from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, save_multitask
 from modeling.hub import check_push_arguments, push_model_folder
 from modeling.metrics import build_multitask_metrics
 from modeling.model_card import multitask_card_info, read_all_results, write_model_card
-from modeling.trainer import MultiTaskTrainer, MultiTaskTrainingArguments
+from modeling.cli import ReviewTrainingArguments, parse_script_arguments, setup_logging, take_first
+from modeling.trainer import MultiTaskTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -85,35 +83,6 @@ class DataTrainingArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
 
 
-def parse_arguments() -> tuple[ModelArguments, DataTrainingArguments, MultiTaskTrainingArguments]:
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, MultiTaskTrainingArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
-    return parser.parse_args_into_dataclasses()
-
-
-def setup_logging(training_args) -> None:
-    """As in the transformers examples: INFO on the main process, WARNING on the other ranks."""
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    if training_args.should_log:
-        transformers.utils.logging.set_verbosity_info()
-    log_level = training_args.get_process_log_level()
-    for name in (__name__, "data_prep", "modeling"):
-        logging.getLogger(name).setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.enable_default_handler()
-    transformers.utils.logging.enable_explicit_format()
-
-
-def truncate(dataset, max_samples: int | None):
-    return dataset.select(range(min(max_samples, len(dataset)))) if max_samples is not None else dataset
-
-
 def inverse_frequency_weights(class_ids: list[int], num_classes: int) -> list[float]:
     """n / (k * count_c), the "balanced" weighting of scikit-learn."""
     counts = np.bincount(class_ids, minlength=num_classes).astype(float)
@@ -147,14 +116,10 @@ def build_model(model_args: ModelArguments, train_split) -> MultiTaskReviewModel
 
 
 def main():
-    model_args, data_args, training_args = parse_arguments()
-    setup_logging(training_args)
-    logger.warning(
-        "Process rank %s, device %s, n_gpu %s, distributed %s, mixed precision %s",
-        training_args.process_index, training_args.device, training_args.n_gpu,
-        training_args.parallel_mode.value == "distributed", training_args.bf16 and "bf16" or training_args.fp16 and "fp16",
+    model_args, data_args, training_args = parse_script_arguments(
+        (ModelArguments, DataTrainingArguments, ReviewTrainingArguments)
     )
-    logger.info("Training/evaluation parameters %s", training_args)
+    setup_logging(training_args, logger)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict")
     check_push_arguments(training_args.push_to_hub, training_args.hub_model_id, training_args.hub_token)
@@ -180,9 +145,9 @@ def main():
             num_proc=data_args.preprocessing_num_workers,
         )
     splits = data.splits
-    splits["train"] = truncate(splits["train"], data_args.max_train_samples)
-    splits["validation"] = truncate(splits["validation"], data_args.max_eval_samples)
-    splits["test"] = truncate(splits["test"], data_args.max_predict_samples)
+    splits["train"] = take_first(splits["train"], data_args.max_train_samples)
+    splits["validation"] = take_first(splits["validation"], data_args.max_eval_samples)
+    splits["test"] = take_first(splits["test"], data_args.max_predict_samples)
 
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     model = build_model(model_args, splits["train"])

@@ -17,13 +17,11 @@ import json
 import logging
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 from datasets import DatasetDict, Features, List, Value, load_from_disk
 from sklearn.metrics import confusion_matrix, f1_score
 from transformers import (
@@ -31,25 +29,28 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    HfArgumentParser,
     Trainer,
-    TrainingArguments,
     default_data_collator,
     set_seed,
 )
+from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from data_prep.amazon import TEXT_COLUMN
 from data_prep.topics import (
     LABEL_COLUMN,
     TOPIC_MODEL_FOLDER,
+    TOPICS_REPORT,
     TopicLabelArguments,
     build_topic_dataset,
     format_topic_table,
     save_topic_dataset,
 )
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
+from modeling.cli import ReviewTrainingArguments, parse_script_arguments, setup_logging, take_first
+from modeling.hub import check_push_arguments, push_model_folder
 from modeling.metrics import build_classification_metrics
+from modeling.model_card import read_all_results, topic_card_info, write_model_card
 from modeling.pipeline_multitask import model_max_length
 
 logger = logging.getLogger(__name__)
@@ -98,43 +99,6 @@ class DataTrainingArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation split."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test split."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
-
-
-@dataclass
-class TopicTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with length-grouped batches by default, as for the multi-task model (with dynamic
-    padding little compute goes to padding). The features method has no lengths and samples at random."""
-
-    train_sampling_strategy: str = field(
-        default="group_by_length",
-        metadata={"help": "Sampler for training: 'group_by_length' (default here), 'random', 'sequential', ..."},
-    )
-
-
-def parse_arguments(argv: list[str] | None = None):
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TopicLabelArguments, TopicTrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
-
-
-def setup_logging(training_args) -> None:
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    for name in (__name__, "data_prep", "modeling"):
-        logging.getLogger(name).setLevel(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.enable_default_handler()
-    transformers.utils.logging.enable_explicit_format()
-
-
-def truncate(dataset, max_samples: int | None):
-    return dataset.select(range(min(max_samples, len(dataset)))) if max_samples is not None else dataset
 
 
 def load_topic_splits(data_args: DataTrainingArguments, topic_args: TopicLabelArguments) -> DatasetDict:
@@ -290,17 +254,16 @@ def copy_topic_model(dataset_dir: str, output_dir: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, topic_args, training_args = parse_arguments(argv)
-    setup_logging(training_args)
-    logger.warning(
-        "Process rank %s, device %s, n_gpu %s, distributed %s, mixed precision %s",
-        training_args.process_index, training_args.device, training_args.n_gpu,
-        training_args.parallel_mode.value == "distributed",
-        training_args.bf16 and "bf16" or training_args.fp16 and "fp16",
+    model_args, data_args, topic_args, training_args = parse_script_arguments(
+        (ModelArguments, DataTrainingArguments, TopicLabelArguments, ReviewTrainingArguments), argv
     )
-    logger.info("Training/evaluation parameters %s", training_args)
+    setup_logging(training_args, logger)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict")
+    check_push_arguments(training_args.push_to_hub, training_args.hub_model_id, training_args.hub_token)
+    # Trainer must not push by itself: it would push every checkpoint and overwrite README.md with its own card.
+    # The script writes the generated card and pushes the finished folder once, at the end.
+    push_requested, training_args.push_to_hub = training_args.push_to_hub, False
 
     last_checkpoint = None
     if os.path.isdir(training_args.output_dir) and training_args.do_train and not training_args.resume_from_checkpoint:
@@ -312,9 +275,9 @@ def main(argv: list[str] | None = None) -> dict:
     with training_args.main_process_first(desc="loading the topic dataset"):
         splits = load_topic_splits(data_args, topic_args)
     label_names = splits["train"].features[LABEL_COLUMN].names
-    splits["train"] = truncate(splits["train"], data_args.max_train_samples)
-    splits["validation"] = truncate(splits["validation"], data_args.max_eval_samples)
-    splits["test"] = truncate(splits["test"], data_args.max_predict_samples)
+    splits["train"] = take_first(splits["train"], data_args.max_train_samples)
+    splits["validation"] = take_first(splits["validation"], data_args.max_eval_samples)
+    splits["test"] = take_first(splits["test"], data_args.max_predict_samples)
     wanted = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     splits = DatasetDict({name: split for name, split in splits.items() if wanted.get(name)})
     logger.info("Splits: %s; classes %s", {name: len(split) for name, split in splits.items()}, label_names)
@@ -375,8 +338,51 @@ def main(argv: list[str] | None = None) -> dict:
                                    training_args.output_dir)
         results.update(metrics)
 
-    # The model folder, metrics and confusion matrices are complete here; a model card or push_to_hub goes after.
+    if training_args.do_train and trainer.is_world_process_zero():
+        training_data, filter_counts = describe_topic_data(data_args.dataset_dir)
+        card = topic_card_info(
+            training_args.hub_model_id or Path(training_args.output_dir).name,
+            read_all_results(training_args.output_dir),
+            label_names=label_names,
+            model_name_or_path=model_args.model_name_or_path,
+            method=model_args.method,
+            training_data=training_data,
+            filter_counts=filter_counts,
+            split_sizes={name: len(split) for name, split in model_inputs.items()},
+            hyperparameters={
+                **extract_hyperparameters_from_trainer(trainer),
+                "method": model_args.method,
+                "max_seq_length": max_length,
+                **({"pooling": model_args.pooling, "head_hidden_sizes": model_args.head_hidden_sizes}
+                   if model_args.method == "features" else {}),
+            },
+        )
+        write_model_card(training_args.output_dir, card)
+        if push_requested:
+            commit = push_model_folder(
+                training_args.output_dir, training_args.hub_model_id, revision=training_args.hub_revision,
+                token=training_args.hub_token, private=training_args.hub_private_repo,
+                commit_message=f"Train a {model_args.method} topic classifier",
+            )
+            logger.info("Pushed %s (commit %s)", commit.commit_url, commit.oid)
     return results
+
+
+def describe_topic_data(dataset_dir: str) -> tuple[str, dict[str, int]]:
+    """What the model card says about the data: reviews read and kept by the topic step, and every drop counted."""
+    report = json.loads(Path(dataset_dir, TOPICS_REPORT).read_text())
+    settings = report["settings"]
+    sizes = {split: sum(counts.values()) for split, counts in report["category_sizes"].items()}
+    training_data = (
+        f"{report['reviews_read']:,} Amazon reviews read"
+        + (f", kept when they mention Amazon (`{settings['mention_pattern']}`)" if settings["mention_filter"] else "")
+        + f"; TF-IDF + NMF with {settings['num_topics']} topics fit on the train split only, each topic mapped to a "
+        f"category by keywords; labelled reviews per split: {sizes}."
+    )
+    filter_counts = {reason: count for reason, count in report["dropped_while_reading"].items() if count}
+    for split, counts in report["dropped_while_labelling"].items():
+        filter_counts.update({f"{reason} ({split})": count for reason, count in counts.items() if count})
+    return training_data, filter_counts
 
 
 if __name__ == "__main__":

@@ -1,24 +1,7 @@
 """`MultiTaskTrainer`: Trainer that logs each task's loss beside the weighted total."""
 
-from dataclasses import dataclass, field
-
 import torch
-from transformers import Trainer, TrainingArguments
-
-
-@dataclass
-class MultiTaskTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with this project's defaults: length-grouped batches (with the data collator's dynamic
-    padding, little compute goes to padding) and both targets declared as labels, so evaluation returns them."""
-
-    train_sampling_strategy: str = field(
-        default="group_by_length",
-        metadata={"help": "Sampler for training: 'group_by_length' (default here), 'random', 'sequential', ..."},
-    )
-    label_names: list[str] | None = field(
-        default_factory=lambda: ["labels", "age_labels"],
-        metadata={"help": "Input names of the targets: the rating class ids and the age in years."},
-    )
+from transformers import Trainer
 
 
 class MultiTaskTrainer(Trainer):
@@ -27,14 +10,18 @@ class MultiTaskTrainer(Trainer):
     The weights (and the weighting scheme, fixed or learned uncertainty) are the model's config, set from the command
     line, so a saved model records how it was trained. The loss is a per-batch mean, so Trainer divides it by the
     gradient accumulation steps (`loss_is_scaled_for_ga = False`). The rating and age losses are averaged over the
-    logging interval and logged as `rating_loss` / `age_loss` next to `loss`.
+    logging interval and logged as `rating_loss` / `age_loss` next to `loss`. Both targets are declared as labels
+    (`label_names`), so evaluation returns them to `compute_metrics`.
     """
 
     loss_is_scaled_for_ga = False
     TASK_LOSSES = ("rating_loss", "age_loss")
+    LABEL_NAMES = ["labels", "age_labels"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.label_names is None:
+            self.args.label_names = list(self.LABEL_NAMES)
         self._task_loss_sums = dict.fromkeys(self.TASK_LOSSES, 0.0)
         self._task_loss_steps = 0
 

@@ -17,7 +17,8 @@ from transformers import AutoModel, DataCollatorWithPadding, DistilBertConfig
 import modeling
 from data_prep.clothing import load_clothing_reviews
 from modeling import MultiTaskReviewConfig, MultiTaskReviewModel
-from modeling.trainer import MultiTaskTrainer, MultiTaskTrainingArguments
+from modeling.cli import ReviewTrainingArguments
+from modeling.trainer import MultiTaskTrainer
 from hub_fixtures import run_outside_project
 from huggingface_hub import ModelCard
 from tests.conftest import REPO_ROOT
@@ -144,7 +145,7 @@ def _one_step_weights(tokenized: Dataset, batch_size: int, accumulation: int, ou
                                attention_dropout=0.0)
     model = MultiTaskReviewModel(MultiTaskReviewConfig(encoder=encoder.to_dict(), classifier_dropout=0.0,
                                                        age_mean=40.0, age_std=10.0))
-    arguments = MultiTaskTrainingArguments(
+    arguments = ReviewTrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
         max_steps=1, learning_rate=0.1, optim="sgd", train_sampling_strategy="sequential", report_to="none",
         logging_steps=1, save_strategy="no", use_cpu=True,
