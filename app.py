@@ -35,6 +35,7 @@ from matplotlib.ticker import MaxNLocator
 from transformers import pipeline
 
 import modeling
+from modeling.hub import parse_model_reference
 from modeling.pipeline_multitask import model_max_length
 
 logger = logging.getLogger(__name__)
@@ -85,23 +86,6 @@ BATCH_EXAMPLE_ROWS = [
 ]
 
 CSS = ".model-warning {border-left: 4px solid #d97706; padding-left: 0.75em;}"
-
-
-def parse_model_reference(reference: str) -> tuple[str, str | None]:
-    """`"user/repo@rev"` -> `("user/repo", "rev")`; an existing local folder (even one with `@` in its name) or a
-    plain repo id comes back with revision None. A path that looks local but does not exist is an error."""
-    reference = reference.strip()
-    if not reference:
-        raise ValueError("empty model reference: give a local folder or a Hub repo id (optionally repo_id@revision)")
-    if Path(reference).expanduser().exists():
-        return str(Path(reference).expanduser()), None
-    repo_id, separator, revision = reference.partition("@")
-    if separator and not (repo_id and revision):
-        raise ValueError(f"{reference!r}: expected repo_id@revision")
-    looks_local = repo_id.startswith((".", "/", "~")) or repo_id.count("/") > 1 or "\\" in repo_id
-    if looks_local:
-        raise FileNotFoundError(f"no model folder at {repo_id!r}")
-    return repo_id, revision or None
 
 
 def serving_device() -> str:

@@ -72,14 +72,20 @@ def push_model_folder(
 
 def parse_model_reference(reference: str) -> tuple[str, str | None]:
     """`"user/repo@rev"` -> ("user/repo", "rev"); `"user/repo"` -> ("user/repo", None); an existing local folder is
-    returned as is with revision None (a folder name may contain "@")."""
-    if os.path.isdir(reference):
-        return reference, None
+    returned as is with revision None (a folder name may contain "@"). A path that looks local but does not exist is
+    a FileNotFoundError; anything else that is not a Hub id, a ValueError."""
+    reference = reference.strip()
+    if not reference:
+        raise ValueError("empty model reference: give a local folder or a Hub repo id (optionally repo_id@revision)")
+    if os.path.isdir(os.path.expanduser(reference)):
+        return os.path.expanduser(reference), None
     repo_id, separator, revision = reference.partition(REVISION_SEPARATOR)
     if separator and not revision:
         raise ValueError(
             f"{reference!r}: nothing after {REVISION_SEPARATOR!r}; expected <repo id>@<branch, tag or commit>"
         )
+    if repo_id.startswith((".", "/", "~")) or "\\" in repo_id:
+        raise FileNotFoundError(f"no model folder at {repo_id!r}")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:

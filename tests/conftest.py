@@ -1,8 +1,9 @@
 """Shared fixtures: no network, a tiny random DistilBERT and a WordPiece tokenizer trained on real review text."""
 
-import gzip
 import csv
+import gzip
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 CLOTHING_FILE = SHARED_DATA / "womens_clothing_reviews.csv.gz"
 AMAZON_FILES = sorted(SHARED_DATA.glob("amazon_*.csv.gz"))
+TOPIC_LABELS = ["books", "games", "movies", "music", "refund-and-return", "video-quality"]
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +96,68 @@ def tiny_encoder_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     DistilBertModel(config).save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def multitask_model_dir(tmp_path_factory, tiny_encoder_dir, tiny_tokenizer) -> Path:
+    """A tiny multi-task model saved the way train_multitask.py saves it (auto_map, custom pipeline)."""
+    import torch
+
+    from modeling import MultiTaskReviewModel, save_multitask_model
+
+    torch.manual_seed(0)
+    model = MultiTaskReviewModel.from_encoder(str(tiny_encoder_dir), age_mean=43.0, age_std=12.0).eval()
+    folder = tmp_path_factory.mktemp("tiny_multitask")
+    save_multitask_model(model, tiny_tokenizer, str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def topic_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A tiny standard DistilBertForSequenceClassification with the six topic labels."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=len(tiny_tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
+        pad_token_id=tiny_tokenizer.pad_token_id, id2label=dict(enumerate(TOPIC_LABELS)),
+        label2id={label: index for index, label in enumerate(TOPIC_LABELS)},
+    )
+    folder = tmp_path_factory.mktemp("tiny_topic")
+    DistilBertForSequenceClassification(config).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def rating_age_model(multitask_model_dir):
+    import app
+
+    return app.RatingAgeModel.load(str(multitask_model_dir))
+
+
+@pytest.fixture(scope="session")
+def topic_classifier(topic_model_dir):
+    import app
+
+    return app.TopicClassifier.load(str(topic_model_dir))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """Launches a Gradio demo in-process on a free loopback port and returns its URL."""
+    import app
+
+    def serve(demo) -> str:
+        port = free_port()
+        app.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+        return f"http://127.0.0.1:{port}/"
+
+    return serve

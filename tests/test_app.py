@@ -15,14 +15,12 @@ import pandas as pd
 import pytest
 import torch
 from gradio_client import Client, handle_file
-from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
 import app
 import modeling
-from modeling import MultiTaskReviewModel, save_multitask_model
+from tests.conftest import TOPIC_LABELS, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TOPIC_LABELS = ["books", "games", "movies", "music", "refund-and-return", "video-quality"]
 RATING_LABELS = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
 REVIEW = app.RATING_AGE_EXAMPLES[0]
 
@@ -30,57 +28,10 @@ REVIEW = app.RATING_AGE_EXAMPLES[0]
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def multitask_model_dir(tmp_path_factory, tiny_encoder_dir, tiny_tokenizer) -> Path:
-    """A tiny multi-task model saved the way train_multitask.py saves it (auto_map, custom pipeline)."""
-    torch.manual_seed(0)
-    model = MultiTaskReviewModel.from_encoder(str(tiny_encoder_dir), age_mean=43.0, age_std=12.0).eval()
-    folder = tmp_path_factory.mktemp("tiny_multitask")
-    save_multitask_model(model, tiny_tokenizer, str(folder))
-    return folder
-
-
-@pytest.fixture(scope="session")
-def topic_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
-    """A tiny standard DistilBertForSequenceClassification with the six topic labels."""
-    torch.manual_seed(0)
-    config = DistilBertConfig(
-        vocab_size=len(tiny_tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
-        pad_token_id=tiny_tokenizer.pad_token_id, id2label=dict(enumerate(TOPIC_LABELS)),
-        label2id={label: index for index, label in enumerate(TOPIC_LABELS)},
-    )
-    folder = tmp_path_factory.mktemp("tiny_topic")
-    DistilBertForSequenceClassification(config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def rating_age_model(multitask_model_dir) -> app.RatingAgeModel:
-    return app.RatingAgeModel.load(str(multitask_model_dir))
-
-
-@pytest.fixture(scope="session")
-def topic_classifier(topic_model_dir) -> app.TopicClassifier:
-    return app.TopicClassifier.load(str(topic_model_dir))
-
-
-def serve(demo):
-    port = free_port()
-    app.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    return f"http://127.0.0.1:{port}/"
-
-
 @pytest.fixture(scope="module")
-def served_app(topic_classifier, rating_age_model):
+def served_app(topic_classifier, rating_age_model, serve_app):
     demo = app.build_demo(topic_classifier, rating_age_model)
-    url = serve(demo)
+    url = serve_app(demo)
     yield url
     demo.close()
 
@@ -242,13 +193,13 @@ def test_text_column_dropdown_is_filled_from_the_csv_header(tmp_path):
     assert [choice[0] for choice in dropdown.choices] == ["id", "title", "review"] and dropdown.value == "review"
 
 
-def test_a_model_that_cannot_be_loaded_leaves_a_message_and_the_other_tab_works(rating_age_model, tmp_path):
+def test_a_model_that_cannot_be_loaded_leaves_a_message_and_the_other_tab_works(rating_age_model, tmp_path, serve_app):
     topic_classifier, topic_message = app.load_model_or_message(
         app.TopicClassifier, str(tmp_path / "no_such_model"), "topic model", "--topic-model", False
     )
     assert topic_classifier is None and "could not be loaded" in topic_message and "--topic-model" in topic_message
     demo = app.build_demo(None, rating_age_model, topic_message=topic_message)
-    url = serve(demo)
+    url = serve_app(demo)
     try:
         shown = [block.value for block in demo.blocks.values() if type(block).__name__ == "Markdown"]
         assert topic_message in shown  # the Topic tab's warning
@@ -294,8 +245,6 @@ def test_fifty_concurrent_clients_are_all_answered_in_shared_batches(served_app,
 
 
 def test_frozen_features_topic_folder_is_served_without_remote_code(tiny_encoder_dir, tiny_tokenizer, tmp_path):
-    if not hasattr(modeling, "TopicFeaturesModel"):
-        pytest.skip("modeling.TopicFeaturesModel (the frozen-features topic classifier) is not here yet")
     model = modeling.TopicFeaturesModel.from_encoder(
         str(tiny_encoder_dir), id2label=dict(enumerate(TOPIC_LABELS)),
         label2id={label: index for index, label in enumerate(TOPIC_LABELS)},
@@ -309,8 +258,9 @@ def test_frozen_features_topic_folder_is_served_without_remote_code(tiny_encoder
 
 
 def test_topic_words_come_from_the_folders_nmf_topic_model(topic_model_dir, tmp_path):
-    topics = pytest.importorskip("data_prep.topics", reason="data_prep.topics (the NMF topic model) is not here yet")
     import shutil
+
+    from data_prep import topics
 
     folder = tmp_path / "topic_with_words"
     shutil.copytree(topic_model_dir, folder)
@@ -322,30 +272,6 @@ def test_topic_words_come_from_the_folders_nmf_topic_model(topic_model_dir, tmp_
     assert words[0] and words[1] == ""
 
 
-@pytest.mark.parametrize(
-    "reference, expected",
-    [
-        ("user/repo", ("user/repo", None)),
-        ("user/repo@v1.0", ("user/repo", "v1.0")),
-        ("repo@0123abcd", ("repo", "0123abcd")),
-    ],
-)
-def test_model_reference_is_repo_id_with_optional_revision(reference, expected):
-    assert app.parse_model_reference(reference) == expected
-
-
-def test_model_reference_prefers_an_existing_folder(tmp_path):
-    folder = tmp_path / "model@v2"
-    folder.mkdir()
-    assert app.parse_model_reference(str(folder)) == (str(folder), None)
-
-
-@pytest.mark.parametrize(
-    "reference, error", [("./missing_model", FileNotFoundError), ("user/repo@", ValueError), ("", ValueError)]
-)
-def test_bad_model_reference_is_a_clear_error(reference, error):
-    with pytest.raises(error):
-        app.parse_model_reference(reference)
 
 
 def test_model_sources_come_from_flags_then_environment_then_hub_defaults(monkeypatch):

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_app import multitask_model_dir, rating_age_model, serve, topic_classifier, topic_model_dir  # noqa: F401
 
 import app
 
@@ -37,9 +36,9 @@ def require_browser():
 
 
 @pytest.fixture(scope="module")
-def app_url(topic_classifier, rating_age_model):  # noqa: F811
+def app_url(topic_classifier, rating_age_model, serve_app):
     demo = app.build_demo(topic_classifier, rating_age_model)
-    yield serve(demo)
+    yield serve_app(demo)
     demo.close()
 
 

@@ -196,6 +196,7 @@ def test_parse_model_reference(tmp_path):
     assert parse_model_reference("me/model@0123abc") == ("me/model", "0123abc")
     assert parse_model_reference("me/model@main") == ("me/model", "main")
     assert parse_model_reference("me/model") == ("me/model", None)
+    assert parse_model_reference("distilbert-base-uncased@v1.0") == ("distilbert-base-uncased", "v1.0")
     folder = tmp_path / "run@2"
     folder.mkdir()
     assert parse_model_reference(str(folder)) == (str(folder), None)
@@ -268,3 +269,10 @@ def test_saved_folder_carries_pipeline_and_card(tmp_path, tiny_encoder_dir, tiny
     config = json.loads((tmp_path / "config.json").read_text())
     assert "custom_pipelines" in config
     assert ModelCard.load(tmp_path / "README.md").data.eval_results
+
+
+@pytest.mark.parametrize("reference, error", [("./missing_model", FileNotFoundError), ("/no/such/folder", FileNotFoundError),
+                                              ("", ValueError), ("  ", ValueError)])
+def test_missing_local_folder_or_empty_reference_is_a_clear_error(reference, error):
+    with pytest.raises(error):
+        parse_model_reference(reference)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file
-from transformers import AutoModel, DataCollatorWithPadding, DistilBertConfig
+from transformers import AutoModel, DistilBertConfig
 
 import modeling
 from data_prep.clothing import load_clothing_reviews
