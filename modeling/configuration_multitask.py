@@ -1,13 +1,15 @@
 """Configuration of the multi-task review model (star rating + reviewer age from one encoder).
 
-This file travels with saved and pushed models through `auto_map`: it imports only transformers.
+This file travels with saved and pushed models through `auto_map`: it imports only transformers and its sibling
+pooling file.
 """
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .pooling import POOLING_MODES
+
 RATING_NAMES = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
-POOLING_MODES = ("mean", "cls")
 AGE_LOSSES = ("mse", "huber")
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 

@@ -1,12 +1,14 @@
 """Configuration of the frozen-features topic classifier (a frozen encoder's pooled vector -> a small MLP).
 
-This file travels with saved and pushed models through `auto_map`: it imports only transformers.
+This file travels with saved and pushed models through `auto_map`: it imports only transformers and its sibling
+pooling file.
 """
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-FEATURE_POOLING_MODES = ("mean", "cls")
+from .pooling import POOLING_MODES
+
 DEFAULT_HEAD_HIDDEN_SIZES = [256]
 
 
@@ -29,8 +31,8 @@ class TopicFeaturesConfig(PreTrainedConfig):
         if self.head_hidden_sizes is None:
             self.head_hidden_sizes = list(DEFAULT_HEAD_HIDDEN_SIZES)
         super().__post_init__(**kwargs)
-        if self.pooling not in FEATURE_POOLING_MODES:
-            raise ValueError(f"pooling must be one of {FEATURE_POOLING_MODES}, got {self.pooling!r}")
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if any(size < 1 for size in self.head_hidden_sizes):
             raise ValueError(f"head_hidden_sizes must be positive, got {self.head_hidden_sizes}")
         if not 0 <= self.head_dropout < 1:

@@ -1,7 +1,7 @@
 """The multi-task review model: one encoder, a star-rating head and an age head.
 
 This file travels with saved and pushed models through `auto_map`: it imports only torch, transformers and
-its sibling configuration file.
+its sibling configuration and pooling files.
 """
 
 from dataclasses import dataclass
@@ -13,6 +13,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_multitask import MultiTaskReviewConfig
+from .pooling import pool_hidden_states
 
 
 @dataclass
@@ -24,14 +25,6 @@ class MultiTaskReviewOutput(ModelOutput):
     age: torch.FloatTensor | None = None
     rating_loss: torch.FloatTensor | None = None
     age_loss: torch.FloatTensor | None = None
-
-
-def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """[CLS] vector, or the mean of the non-padding token vectors."""
-    if pooling == "cls":
-        return hidden_states[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
-    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
 class MultiTaskReviewModel(PreTrainedModel):

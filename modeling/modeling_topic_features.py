@@ -5,7 +5,7 @@ One folder holds encoder and head, so `pipeline("text-classification", model=fol
 precomputed `features` instead of tokens, so the encoder runs once per review and never backward.
 
 This file travels with saved and pushed models through `auto_map`: it imports only torch, transformers and its
-sibling configuration file.
+sibling configuration and pooling files.
 """
 
 import torch
@@ -15,14 +15,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration_topic_features import TopicFeaturesConfig
-
-
-def pool_token_vectors(hidden_states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """[CLS] vector, or the mean of the non-padding token vectors."""
-    if pooling == "cls":
-        return hidden_states[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
-    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+from .pooling import pool_hidden_states
 
 
 class TopicFeaturesHead(nn.Module):
@@ -92,7 +85,7 @@ class TopicFeaturesModel(PreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden_states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return pool_token_vectors(hidden_states, attention_mask, self.config.pooling)
+        return pool_hidden_states(hidden_states, attention_mask, self.config.pooling)
 
     def forward(
         self,
