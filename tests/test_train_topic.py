@@ -11,8 +11,10 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, DistilB
 import train_topic
 from data_prep import topics
 from data_prep.topics import CATEGORY_NAMES, TopicModel
-from hub_fixtures import run_outside_project
+from hub_fixtures import loopback_hub, run_outside_project  # noqa: F401 - fixture
+from huggingface_hub import ModelCard
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
+from modeling.hub import push_model_folder
 from test_topics import write_shared_slice
 
 LABELS = {"id2label": dict(enumerate(CATEGORY_NAMES)), "label2id": {n: i for i, n in enumerate(CATEGORY_NAMES)}}
@@ -179,19 +181,31 @@ def test_finetune_method(tmp_path, tiny_encoder_dir, topic_dataset_dir):
 
 
 @pytest.mark.slow
-def test_features_model_loads_outside_the_project_with_remote_code(tmp_path, tiny_encoder_dir, topic_dataset_dir):
+def test_features_model_pushed_to_the_hub_loads_by_repo_id_outside_the_project(
+    loopback_hub, tmp_path, tiny_encoder_dir, topic_dataset_dir
+):
     output_dir = tmp_path / "features"
-    run_training(tiny_encoder_dir, topic_dataset_dir, output_dir, "features", "--do_train", "--max_steps", "3",
-                 "--max_train_samples", "64")
+    run_training(tiny_encoder_dir, topic_dataset_dir, output_dir, "features", "--do_train", "--do_eval",
+                 "--max_steps", "3", "--max_train_samples", "64", "--max_eval_samples", "50")
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.pipeline_tag == "text-classification" and card.data.widget
+
+    repo_id = "review-lab/tiny-topic-features"
+    commit = push_model_folder(output_dir, repo_id)
+    reviews = ["Great album, the songs are wonderful", "The DVD picture is grainy"]
+    expected = pipeline("text-classification", model=str(output_dir))(reviews, top_k=None)
     code = (
-        "import json\n"
+        "import importlib.util, json\n"
         "from transformers import pipeline\n"
-        f"classify = pipeline('text-classification', model={str(output_dir)!r}, trust_remote_code=True)\n"
-        "result = classify('Great album')[0]\n"
-        "print(json.dumps({'label': result['label'], 'class': type(classify.model).__name__}))\n"
+        "assert importlib.util.find_spec('modeling') is None\n"
+        f"classify = pipeline('text-classification', model={repo_id!r}, revision={commit.oid!r}, "
+        "trust_remote_code=True)\n"
+        f"print(json.dumps({{'class': type(classify.model).__name__, 'scores': classify({reviews!r}, top_k=None)}}))\n"
     )
-    result = run_outside_project(code, tmp_path)
-    assert result["class"] == "TopicFeaturesModel" and result["label"] in CATEGORY_NAMES
+    pulled = run_outside_project(code, tmp_path)
+    assert pulled["class"] == "TopicFeaturesModel"
+    for got, want in zip(pulled["scores"], expected, strict=True):
+        assert {p["label"]: p["score"] for p in got} == pytest.approx({p["label"]: p["score"] for p in want}, abs=1e-5)
 
 
 @pytest.mark.slow
