@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""Topic classifier quality on one fixed split of the shared Amazon reviews: fine-tuning vs frozen features + MLP
+(the original approach) vs TF-IDF + LogisticRegression, all scored on the same test reviews.
+
+    python benchmarks/topic_quality.py [--quick]
+
+The topic labels come from `python -m data_prep.topics` (30 topics, so all six categories occur on these files).
+Writes benchmarks/results/topic_quality[_quick].json and .png (the test confusion matrix of each transformer method).
+"""
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from datasets import load_from_disk
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import DATA_DIR, RESULTS_DIR, packaged_minilm, run_script_measured, write_json  # noqa: E402
+from data_prep import topics  # noqa: E402
+from data_prep.topics import CATEGORY_NAMES, LABEL_COLUMN  # noqa: E402
+from modeling.metrics import classification_metrics  # noqa: E402
+
+logger = logging.getLogger("topic_quality")
+NUM_TOPICS = 30
+REPORTED = ("accuracy", "macro_f1", "macro_f1_present_classes")
+
+
+def scores(labels, predicted) -> dict:
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    metrics = classification_metrics(labels, predicted, CATEGORY_NAMES)
+    metrics["macro_f1_present_classes"] = float(
+        f1_score(labels, predicted, labels=np.unique(labels), average="macro", zero_division=0))
+    return metrics
+
+
+def tfidf_row(splits, max_train_samples: int | None) -> dict:
+    train = splits["train"] if max_train_samples is None else splits["train"].select(range(max_train_samples))
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    features = vectorizer.fit_transform(train["text"])
+    classifier = LogisticRegression(C=4.0, max_iter=2000).fit(features, train[LABEL_COLUMN])
+    return scores(splits["test"][LABEL_COLUMN], classifier.predict(vectorizer.transform(splits["test"]["text"])))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3,000 training reviews, 1 epoch of fine-tuning")
+    parser.add_argument("--model_name_or_path", default=None, help="Encoder (default: the packaged MiniLM)")
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    model_path = arguments.model_name_or_path or packaged_minilm()
+    max_train = 3000 if arguments.quick else None
+    methods = {
+        "fine-tuned": ["--method", "finetune", "--learning_rate", "1e-4", "--num_train_epochs", "1" if arguments.quick else "2",
+                       "--per_device_train_batch_size", "16"],
+        "frozen features + MLP": ["--method", "features", "--learning_rate", "1e-3", "--num_train_epochs", "20",
+                                  "--per_device_train_batch_size", "64"],
+    }
+    name = "topic_quality_quick" if arguments.quick else "topic_quality"
+    rows = {}
+    with tempfile.TemporaryDirectory() as work_dir:
+        dataset_dir = Path(work_dir) / "topics"
+        topics.main(["--input_file", *map(str, sorted(DATA_DIR.glob("amazon_*.csv.gz"))), "--no_mention_filter",
+                     "--num_topics", str(NUM_TOPICS), "--output_dir", str(dataset_dir)])
+        splits = load_from_disk(str(dataset_dir))
+        rows["TF-IDF + LogisticRegression"] = tfidf_row(splits, max_train)
+        for method, flags in methods.items():
+            output_dir = Path(work_dir) / method.split()[0]
+            measured = run_script_measured("train_topic.py", [
+                "--dataset_dir", str(dataset_dir), "--model_name_or_path", model_path, "--output_dir", str(output_dir),
+                "--do_train", "--do_predict", "--max_seq_length", "128", "--per_device_eval_batch_size", "64",
+                "--warmup_ratio", "0.06", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
+                "--seed", "42", *(["--max_train_samples", str(max_train)] if max_train else []), *flags,
+            ])
+            results = json.loads((output_dir / "all_results.json").read_text())
+            rows[f"MiniLM {method}"] = {
+                **{key: results[f"test_{key}"] for key in REPORTED},
+                **{key: results[key] for key in results if key.startswith("test_f1_")},
+                "train_runtime_seconds": results["train_runtime"], **measured,
+            }
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copy(output_dir / "test_confusion_matrix.png",
+                        RESULTS_DIR / f"{name}_confusion_{method.split()[0].replace('-', '_')}.png")
+        report = json.loads((dataset_dir / topics.TOPICS_REPORT).read_text())
+
+    table = ["| method | test accuracy | test macro-F1 (6 classes) | macro-F1, classes present |", "|---|---|---|---|"]
+    table += [f"| {row} | {values['accuracy']:.3f} | {values['macro_f1']:.3f} | {values['macro_f1_present_classes']:.3f} |"
+              for row, values in rows.items()]
+    print("\n".join(table))
+    write_json(name, {
+        "command": "python benchmarks/topic_quality.py" + (" --quick" if arguments.quick else ""),
+        "encoder": model_path, "num_topics": NUM_TOPICS, "max_train_samples": max_train,
+        "split_sizes": {split: len(splits[split]) for split in splits}, "category_sizes": report["category_sizes"],
+        "rows": rows, "markdown": "\n".join(table),
+    })
+
+
+if __name__ == "__main__":
+    main()
