@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding, set_seed
+from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding
 from transformers.modelcard import extract_hyperparameters_from_trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 import modeling
 from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, RATING_NAMES, TEXT_COLUMN, load_clothing_reviews
 from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, save_multitask_model
-from modeling.hub import check_push_arguments, push_model_folder
 from modeling.metrics import build_multitask_metrics
-from modeling.model_card import multitask_card_info, read_all_results, write_model_card
-from modeling.cli import ReviewTrainingArguments, parse_script_arguments, setup_logging, take_first
+from modeling.model_card import multitask_card_info, read_all_results
+from modeling.cli import (
+    ReviewTrainingArguments, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
+)
 from modeling.trainer import MultiTaskTrainer
 
 logger = logging.getLogger(__name__)
@@ -120,19 +120,7 @@ def main():
         (ModelArguments, DataTrainingArguments, ReviewTrainingArguments)
     )
     setup_logging(training_args, logger)
-    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
-        raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict")
-    check_push_arguments(training_args.push_to_hub, training_args.hub_model_id, training_args.hub_token)
-    # Trainer must not push by itself: it would push every checkpoint and overwrite README.md with its own card.
-    # The script writes the generated card and pushes the finished folder once, at the end.
-    push_requested, training_args.push_to_hub = training_args.push_to_hub, False
-
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.do_train and not training_args.resume_from_checkpoint:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None:
-            logger.info("Checkpoint found at %s: training resumes from it", last_checkpoint)
-    set_seed(training_args.seed)
+    push_requested, last_checkpoint = start_run(training_args, logger)
 
     with training_args.main_process_first(desc="loading the clothing reviews"):
         data = load_clothing_reviews(
@@ -223,14 +211,7 @@ def main():
             age_mean=trainer.model.config.age_mean,
             age_std=trainer.model.config.age_std,
         )
-        write_model_card(training_args.output_dir, card)
-        if push_requested:
-            commit = push_model_folder(
-                training_args.output_dir, training_args.hub_model_id, revision=training_args.hub_revision,
-                token=training_args.hub_token, private=training_args.hub_private_repo,
-                commit_message=f"Train on {card.dataset_name}",
-            )
-            logger.info("Pushed %s (commit %s)", commit.commit_url, commit.oid)
+        finish_run(training_args, card, push_requested, f"Train on {card.dataset_name}", logger)
 
 
 def write_predictions(test_split, prediction, path: str) -> None:

@@ -15,7 +15,6 @@ configuration, like the transformers examples.
 import hashlib
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +30,8 @@ from transformers import (
     DataCollatorWithPadding,
     Trainer,
     default_data_collator,
-    set_seed,
 )
 from transformers.modelcard import extract_hyperparameters_from_trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 from data_prep.amazon import TEXT_COLUMN
 from data_prep.topics import (
@@ -47,10 +44,11 @@ from data_prep.topics import (
     save_topic_dataset,
 )
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
-from modeling.cli import ReviewTrainingArguments, parse_script_arguments, setup_logging, take_first
-from modeling.hub import check_push_arguments, push_model_folder
+from modeling.cli import (
+    ReviewTrainingArguments, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
+)
 from modeling.metrics import build_classification_metrics
-from modeling.model_card import read_all_results, topic_card_info, write_model_card
+from modeling.model_card import read_all_results, topic_card_info
 from modeling.pipeline_multitask import model_max_length
 
 logger = logging.getLogger(__name__)
@@ -258,19 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
         (ModelArguments, DataTrainingArguments, TopicLabelArguments, ReviewTrainingArguments), argv
     )
     setup_logging(training_args, logger)
-    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
-        raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict")
-    check_push_arguments(training_args.push_to_hub, training_args.hub_model_id, training_args.hub_token)
-    # Trainer must not push by itself: it would push every checkpoint and overwrite README.md with its own card.
-    # The script writes the generated card and pushes the finished folder once, at the end.
-    push_requested, training_args.push_to_hub = training_args.push_to_hub, False
-
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.do_train and not training_args.resume_from_checkpoint:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None:
-            logger.info("Checkpoint found at %s: training resumes from it", last_checkpoint)
-    set_seed(training_args.seed)
+    push_requested, last_checkpoint = start_run(training_args, logger)
 
     with training_args.main_process_first(desc="loading the topic dataset"):
         splits = load_topic_splits(data_args, topic_args)
@@ -357,14 +343,7 @@ def main(argv: list[str] | None = None) -> dict:
                    if model_args.method == "features" else {}),
             },
         )
-        write_model_card(training_args.output_dir, card)
-        if push_requested:
-            commit = push_model_folder(
-                training_args.output_dir, training_args.hub_model_id, revision=training_args.hub_revision,
-                token=training_args.hub_token, private=training_args.hub_private_repo,
-                commit_message=f"Train a {model_args.method} topic classifier",
-            )
-            logger.info("Pushed %s (commit %s)", commit.commit_url, commit.oid)
+        finish_run(training_args, card, push_requested, f"Train a {model_args.method} topic classifier", logger)
     return results
 
 

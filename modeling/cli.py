@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 
 import datasets
 import transformers
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .hub import check_push_arguments, push_model_folder
+from .model_card import ModelCardInfo, write_model_card
 
 
 @dataclass
@@ -58,3 +62,34 @@ def setup_logging(training_args: TrainingArguments, script_logger: logging.Logge
 def take_first(dataset: datasets.Dataset, max_samples: int | None) -> datasets.Dataset:
     """The first `max_samples` rows (all when None): the `--max_*_samples` debugging flags."""
     return dataset.select(range(min(max_samples, len(dataset)))) if max_samples is not None else dataset
+
+
+def start_run(training_args: TrainingArguments, script_logger: logging.Logger) -> tuple[bool, str | None]:
+    """The checks and settings both scripts begin with; returns (push requested, checkpoint to resume from).
+
+    Push arguments are checked before any training. Trainer itself never pushes (it would push every checkpoint and
+    overwrite README.md with its own card): `finish_run` writes the generated card and pushes the folder once."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict")
+    check_push_arguments(training_args.push_to_hub, training_args.hub_model_id, training_args.hub_token)
+    push_requested, training_args.push_to_hub = training_args.push_to_hub, False
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir) and training_args.do_train and not training_args.resume_from_checkpoint:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None:
+            script_logger.info("Checkpoint found at %s: training resumes from it", last_checkpoint)
+    set_seed(training_args.seed)
+    return push_requested, last_checkpoint
+
+
+def finish_run(training_args: TrainingArguments, card: ModelCardInfo, push_requested: bool, commit_message: str,
+               script_logger: logging.Logger) -> None:
+    """Write the model card into the saved folder, then push the folder when --push_to_hub was given."""
+    write_model_card(training_args.output_dir, card)
+    if push_requested:
+        commit = push_model_folder(
+            training_args.output_dir, training_args.hub_model_id, revision=training_args.hub_revision,
+            token=training_args.hub_token, private=training_args.hub_private_repo, commit_message=commit_message,
+        )
+        script_logger.info("Pushed %s (commit %s)", commit.commit_url, commit.oid)
