@@ -76,7 +76,7 @@ def main():
             measured = run_script_measured("train_topic.py", [
                 "--dataset_dir", str(dataset_dir), "--model_name_or_path", model_path, "--output_dir", str(output_dir),
                 "--do_train", "--do_predict", "--max_seq_length", "128", "--per_device_eval_batch_size", "64",
-                "--warmup_ratio", "0.06", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
+                "--warmup_steps", "0.06", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
                 "--seed", "42", *(["--max_train_samples", str(max_train)] if max_train else []), *flags,
             ])
             results = json.loads((output_dir / "all_results.json").read_text())

@@ -51,7 +51,7 @@ def main():
                 "--do_train", "--do_predict", "--max_steps", str(steps), "--seed", "42", "--split_seed", str(SPLIT_SEED),
                 "--max_seq_length", str(arguments.max_seq_length), "--per_device_train_batch_size",
                 str(arguments.batch_size), "--per_device_eval_batch_size", "64", "--learning_rate", "1e-4",
-                "--warmup_ratio", "0.06", "--age_loss_weight", "0.5", "--save_strategy", "no", "--report_to", "none",
+                "--warmup_steps", "0.06", "--age_loss_weight", "0.5", "--save_strategy", "no", "--report_to", "none",
                 "--disable_tqdm", "true", *flags,
             ])
             results = json.loads((output_dir / "all_results.json").read_text())
