@@ -109,6 +109,16 @@ def summarize(runs: list[dict]) -> dict:
     return summary
 
 
+def switched_off(flags: list[str]) -> set[str]:
+    """The metrics of a task whose loss weight is 0: its head never trained, so they are not reported."""
+    off = set()
+    if "--rating_loss_weight" in flags and float(flags[flags.index("--rating_loss_weight") + 1]) == 0:
+        off |= {"rating_accuracy", "rating_macro_f1"}
+    if "--age_loss_weight" in flags and float(flags[flags.index("--age_loss_weight") + 1]) == 0:
+        off |= {"age_mae", "age_rmse"}
+    return off
+
+
 def markdown(rows: dict) -> str:
     lines = ["| model | seeds | rating accuracy | rating macro-F1 | age MAE (years) | age RMSE (years) |",
              "|---|---|---|---|---|---|"]
@@ -116,7 +126,10 @@ def markdown(rows: dict) -> str:
         cells = []
         for key in REPORTED:
             stat = row["summary"][key]
-            cells.append(f"{stat['mean']:.3f} ± {stat['std']:.3f}" if row["seeds"] > 1 else f"{stat['mean']:.3f}")
+            if key in switched_off(row.get("flags", [])):
+                cells.append("—")
+            else:
+                cells.append(f"{stat['mean']:.3f} ± {stat['std']:.3f}" if row["seeds"] > 1 else f"{stat['mean']:.3f}")
         lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -131,8 +144,9 @@ def plot(rows: dict, path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(15, 0.5 * len(names) + 2), sharey=True)
     for axis, key, title in zip(axes, ("rating_accuracy", "rating_macro_f1", "age_mae"),
                                 ("rating accuracy", "rating macro-F1", "age MAE (years, lower is better)")):
-        means = [rows[name]["summary"][key]["mean"] for name in names]
-        spreads = [rows[name]["summary"][key]["std"] for name in names]
+        off = [key in switched_off(rows[name].get("flags", [])) for name in names]  # untrained head: no bar
+        means = [0.0 if skip else rows[name]["summary"][key]["mean"] for name, skip in zip(names, off)]
+        spreads = [0.0 if skip else rows[name]["summary"][key]["std"] for name, skip in zip(names, off)]
         axis.barh(names, means, xerr=spreads, color="#4c72b0")
         axis.set_title(title)
         axis.invert_yaxis()
