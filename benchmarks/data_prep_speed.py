@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+RESULTS_DIR = Path(os.environ.get("BENCHMARK_RESULTS_DIR", REPO_ROOT / "benchmarks" / "results"))
 DATA_DIR = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 STAGES = ("read", "filter", "cleaning")
 PIPELINES = ("datasets", "pandas")

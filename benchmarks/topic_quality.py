@@ -80,7 +80,8 @@ def main():
                 "--seed", "42", *(["--max_train_samples", str(max_train)] if max_train else []), *flags,
             ])
             results = json.loads((output_dir / "all_results.json").read_text())
-            rows[f"MiniLM {method}"] = {
+            encoder_name = "MiniLM" if model_path == packaged_minilm() else Path(model_path).name
+            rows[f"{encoder_name} {method}"] = {
                 **{key: results[f"test_{key}"] for key in REPORTED},
                 **{key: results[key] for key in results if key.startswith("test_f1_")},
                 "train_runtime_seconds": results["train_runtime"], **measured,

@@ -1,0 +1,50 @@
+"""Smoke runs of the benchmark scripts with the tiny model, so a broken flag or field shows up in CI and not after an
+hour of benchmarking. They write to a temporary folder (BENCHMARK_RESULTS_DIR), never to benchmarks/results/."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import CLOTHING_FILE, REPO_ROOT, SHARED_DATA, require_shared_data
+
+pytestmark = pytest.mark.slow
+
+
+def run_benchmark(script: str, *arguments: str, results_dir) -> None:
+    env = {**os.environ, "BENCHMARK_RESULTS_DIR": str(results_dir), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
+    completed = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / script), *arguments], cwd=REPO_ROOT,
+                               env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+
+
+def test_training_speed_benchmark_runs_both_ways(tmp_path, tiny_encoder_dir):
+    require_shared_data(CLOTHING_FILE)
+    run_benchmark("training_speed.py", "--model_name_or_path", str(tiny_encoder_dir), "--steps", "2",
+                  "--max_seq_length", "32", "--batch_size", "4", results_dir=tmp_path)
+    result = json.loads((tmp_path / "training_speed.json").read_text())
+    assert len(result["runs"]) == 2 and result["speedup"] > 0
+    assert all(run["train_samples_per_second"] > 0 and run["peak_rss_mb"] > 0 for run in result["runs"].values())
+    assert (tmp_path / "training_speed.png").is_file()
+
+
+def test_report_is_rebuilt_from_the_json_files(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks import run_all
+
+    section = run_all.report(quick=True, wall_seconds=None)
+    assert section.startswith(run_all.START_MARKER) and section.endswith(run_all.END_MARKER)
+    assert "## Results" in section
+
+
+def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp_path, tiny_encoder_dir):
+    require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
+    run_benchmark("topic_quality.py", "--quick", "--model_name_or_path", str(tiny_encoder_dir), results_dir=tmp_path)
+    result = json.loads((tmp_path / "topic_quality_quick.json").read_text())
+    encoder = tiny_encoder_dir.name
+    assert list(result["rows"]) == ["TF-IDF + LogisticRegression", f"{encoder} fine-tuned",
+                                    f"{encoder} frozen features + MLP"]
+    for method in ("fine_tuned", "frozen"):
+        assert (tmp_path / f"topic_quality_quick_confusion_{method}.png").is_file()
