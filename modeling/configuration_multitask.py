@@ -1,13 +1,13 @@
 """Configuration of the multi-task review model (star rating + reviewer age from one encoder).
 
 This file travels with saved and pushed models through `auto_map`: it imports only transformers and its sibling
-pooling file.
+encoders file.
 """
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .pooling import POOLING_MODES
+from .encoders import POOLING_MODES
 
 RATING_NAMES = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
 AGE_LOSSES = ("mse", "huber")

@@ -1,13 +1,13 @@
 """Configuration of the frozen-features topic classifier (a frozen encoder's pooled vector -> a small MLP).
 
 This file travels with saved and pushed models through `auto_map`: it imports only transformers and its sibling
-pooling file.
+encoders file.
 """
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .pooling import POOLING_MODES
+from .encoders import POOLING_MODES
 
 DEFAULT_HEAD_HIDDEN_SIZES = [256]
 

@@ -1,7 +1,7 @@
 """The multi-task review model: one encoder, a star-rating head and an age head.
 
 This file travels with saved and pushed models through `auto_map`: it imports only torch, transformers and
-its sibling configuration and pooling files.
+its sibling configuration and encoders files.
 """
 
 from dataclasses import dataclass
@@ -13,7 +13,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_multitask import MultiTaskReviewConfig
-from .pooling import pool_hidden_states
+from .encoders import PretrainedEncoderMixin, pool_hidden_states
 
 
 @dataclass
@@ -27,7 +27,7 @@ class MultiTaskReviewOutput(ModelOutput):
     age_loss: torch.FloatTensor | None = None
 
 
-class MultiTaskReviewModel(PreTrainedModel):
+class MultiTaskReviewModel(PretrainedEncoderMixin, PreTrainedModel):
     config_class = MultiTaskReviewConfig
     base_model_prefix = "multitask"
     main_input_name = "input_ids"
@@ -57,15 +57,6 @@ class MultiTaskReviewModel(PreTrainedModel):
                 self.task_log_variances.zero_()
             return
         super()._init_weights(module)
-
-    @classmethod
-    def from_encoder(cls, encoder_name_or_path: str, **config_kwargs) -> "MultiTaskReviewModel":
-        """A new model whose encoder starts from pretrained weights and whose heads are freshly initialized."""
-        encoder = AutoModel.from_pretrained(encoder_name_or_path)
-        config = cls.config_class(encoder=encoder.config.to_dict(), **config_kwargs)
-        model = cls(config)
-        model.encoder.load_state_dict(encoder.state_dict())
-        return model
 
     def forward(
         self,

@@ -5,7 +5,7 @@ One folder holds encoder and head, so `pipeline("text-classification", model=fol
 precomputed `features` instead of tokens, so the encoder runs once per review and never backward.
 
 This file travels with saved and pushed models through `auto_map`: it imports only torch, transformers and its
-sibling configuration and pooling files.
+sibling configuration and encoders files.
 """
 
 import torch
@@ -15,7 +15,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration_topic_features import TopicFeaturesConfig
-from .pooling import pool_hidden_states
+from .encoders import PretrainedEncoderMixin, pool_hidden_states
 
 
 class TopicFeaturesHead(nn.Module):
@@ -45,7 +45,7 @@ class TopicFeaturesHead(nn.Module):
         return self.mlp(standardized)
 
 
-class TopicFeaturesModel(PreTrainedModel):
+class TopicFeaturesModel(PretrainedEncoderMixin, PreTrainedModel):
     config_class = TopicFeaturesConfig
     base_model_prefix = "topic_features"
     main_input_name = "input_ids"
@@ -64,14 +64,6 @@ class TopicFeaturesModel(PreTrainedModel):
                 module.feature_std.fill_(1.0)
             return
         super()._init_weights(module)
-
-    @classmethod
-    def from_encoder(cls, encoder_name_or_path: str, **config_kwargs) -> "TopicFeaturesModel":
-        """A new model around a pretrained encoder, with a freshly initialized head."""
-        encoder = AutoModel.from_pretrained(encoder_name_or_path)
-        model = cls(cls.config_class(encoder=encoder.config.to_dict(), **config_kwargs))
-        model.encoder.load_state_dict(encoder.state_dict())
-        return model
 
     def train(self, mode: bool = True):
         """The encoder stays in eval mode (no dropout): it is frozen, and cached features come from eval mode too."""

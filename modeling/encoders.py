@@ -1,0 +1,28 @@
+"""What both models share around their encoder: pooling token vectors into one review vector, and starting a new
+model from a pretrained encoder. Travels with saved models (imported relatively by the configuration and modeling
+files): it imports only torch and transformers."""
+
+import torch
+from transformers import AutoModel
+
+POOLING_MODES = ("mean", "cls")
+
+
+def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[CLS] vector, or the mean of the non-padding token vectors."""
+    if pooling == "cls":
+        return hidden_states[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class PretrainedEncoderMixin:
+    """`from_encoder` for a model whose config holds its encoder's config in `encoder` and whose module is `encoder`."""
+
+    @classmethod
+    def from_encoder(cls, encoder_name_or_path: str, **config_kwargs):
+        """A new model whose encoder starts from pretrained weights and whose heads are freshly initialized."""
+        encoder = AutoModel.from_pretrained(encoder_name_or_path)
+        model = cls(cls.config_class(encoder=encoder.config.to_dict(), **config_kwargs))
+        model.encoder.load_state_dict(encoder.state_dict())
+        return model
