@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
             model.head.set_feature_statistics(model_inputs["train"].with_format("torch")[:][FEATURES_COLUMN])
         data_collator = default_data_collator
         if training_args.train_sampling_strategy == "group_by_length":
-            training_args.train_sampling_strategy = "random"  # features have no length to group by
+            logger.info("The features method samples at random: cached features have no length to group by")
+            training_args.train_sampling_strategy = "random"
     else:
         model = build_finetune_model(model_args, label_names)
         max_length = min(data_args.max_seq_length, model_max_length(tokenizer, model))
