@@ -47,6 +47,10 @@ class ModelArguments:
         metadata={"help": "'fixed' weights, or 'uncertainty': learned per-task log-variances (Kendall et al. 2018).",
                   "choices": ["fixed", "uncertainty"]},
     )
+    log_variance_learning_rate: float = field(
+        default=1e-2,
+        metadata={"help": "Learning rate of the uncertainty weighting's log-variances (their own optimizer group)."},
+    )
     age_loss: str = field(
         default="mse", metadata={"help": "Loss on standardized age: 'mse' or 'huber'.", "choices": ["mse", "huber"]}
     )
@@ -165,6 +169,7 @@ def main():
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None),
         compute_metrics=build_multitask_metrics(RATING_NAMES),
+        log_variance_learning_rate=model_args.log_variance_learning_rate,
     )
 
     if training_args.do_train:

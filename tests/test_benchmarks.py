@@ -48,3 +48,21 @@ def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp
                                     f"{encoder} frozen features + MLP"]
     for method in ("fine_tuned", "frozen"):
         assert (tmp_path / f"topic_quality_quick_confusion_{method}.png").is_file()
+
+
+def test_multitask_quality_benchmark_keeps_finished_runs_and_reuses_them(tmp_path, tiny_encoder_dir):
+    require_shared_data(CLOTHING_FILE)
+    arguments = ("--quick", "--model_name_or_path", str(tiny_encoder_dir), "--epochs", "0.05",
+                 "--rows", "multi-task, uncertainty weighting")
+    run_benchmark("multitask_quality.py", *arguments, results_dir=tmp_path)
+    first = json.loads((tmp_path / "multitask_quality_quick.json").read_text())
+    assert list(first["rows"])[0] == "majority class / median age" and list(first["rows"])[1].startswith("TF-IDF")
+    assert first["rows"]["multi-task, uncertainty weighting"]["seeds"] == 1
+    assert first["transformer_runs"] == 1 and first["runs_kept_from_earlier"] == 0
+    assert len(list((tmp_path / "multitask_quality_quick_runs").glob("*.json"))) == 1
+
+    run_benchmark("multitask_quality.py", *arguments, results_dir=tmp_path)
+    second = json.loads((tmp_path / "multitask_quality_quick.json").read_text())
+    assert second["runs_kept_from_earlier"] == 1
+    assert second["rows"]["multi-task, uncertainty weighting"] == first["rows"]["multi-task, uncertainty weighting"]
+    assert (tmp_path / "multitask_quality_quick.png").is_file()

@@ -86,6 +86,21 @@ def test_uncertainty_weighting_formula_and_learned_log_variances():
     assert model.task_log_variances.grad is not None and model.task_log_variances.grad.abs().sum() > 0
 
 
+def test_log_variances_get_their_own_learning_rate_and_no_weight_decay(tmp_path):
+    from transformers import TrainingArguments
+
+    from modeling.trainer import MultiTaskTrainer
+
+    model = MultiTaskReviewModel(tiny_config(loss_weighting="uncertainty"))
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.01, report_to="none", use_cpu=True)
+    optimizer = MultiTaskTrainer(model=model, args=args, log_variance_learning_rate=0.05).create_optimizer()
+    groups = [group for group in optimizer.param_groups if any(p is model.task_log_variances for p in group["params"])]
+    assert len(groups) == 1 and groups[0]["params"] == [model.task_log_variances]
+    assert groups[0]["lr"] == 0.05 and groups[0]["weight_decay"] == 0.0
+    trained = sum(len(group["params"]) for group in optimizer.param_groups)
+    assert trained == sum(1 for p in model.parameters() if p.requires_grad)
+
+
 def test_fixed_weighting_does_not_train_log_variances():
     assert not MultiTaskReviewModel(tiny_config()).task_log_variances.requires_grad
 
