@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Regenerate every benchmark and the README's results section from their JSON files.
 
-    python benchmarks/run_all.py            # full: 3 seeds, 3 epochs, all rows (hours on 2 CPU cores; use a GPU)
+    python benchmarks/run_all.py            # full: 3 seeds x 1 epoch on all rows, bf16 where fast (hours on 2 cores)
     python benchmarks/run_all.py --quick    # fewer seeds, steps and rows: under an hour on 2 cores
     python benchmarks/run_all.py --report_only   # rebuild the README section from the JSON already there
 
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import REPO_ROOT, RESULTS_DIR, machine_facts  # noqa: E402
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, bf16_training_flags, machine_facts  # noqa: E402
 from benchmarks.multitask_quality import markdown as multitask_table  # noqa: E402
 
 START_MARKER, END_MARKER = "<!-- results:start -->", "<!-- results:end -->"
@@ -30,7 +30,7 @@ def benchmark_commands(quick: bool) -> list[list[str]]:
         ["benchmarks/serving_speed.py", "--threads", "1", *(["--num-reviews", "128", "--rounds", "2"] if quick else [])],
         ["benchmarks/training_speed.py", *flag],
         ["benchmarks/topic_quality.py", *flag],
-        ["benchmarks/multitask_quality.py", *flag],
+        ["benchmarks/multitask_quality.py", *flag, *(["--bf16"] if bf16_training_flags() and not quick else [])],
     ]
 
 
@@ -57,7 +57,7 @@ def multitask_section(quick: bool) -> list[str]:
         f"`{payload['command']}` — {payload['encoder']}; {payload['data']} ({payload['test_rows']} reviews); budget per "
         f"transformer row: {budget['epochs']} epoch(s) on {budget['max_train_samples'] or 'all'} training reviews, "
         f"sequence length {budget['max_seq_length']}, batch {budget['batch_size']}, learning rate "
-        f"{budget['learning_rate']}; seeds {payload['seeds']}. ({name}.json, {name}.png)",
+        f"{budget['learning_rate']}, {budget.get('precision', 'fp32')}; seeds {payload['seeds']}. ({name}.json, {name}.png)",
         "",
         multitask_table(payload["rows"]),
         "",
@@ -87,18 +87,23 @@ def topic_section(quick: bool) -> list[str]:
     ]
 
 
+def first_run(training: dict) -> dict:
+    return next(iter(training["runs"].values()))
+
+
 def speed_section(quick: bool) -> list[str]:
     lines = ["### Speed and memory", ""]
     training_name, training = first_available(*(["training_speed_quick"] if quick else ["training_speed", "training_speed_quick"]))
     if training:
-        baseline, ours = training["runs"].values()
         lines += [
             f"**Training** (`{training['command']}`, {training['steps']} steps, batch {training['batch_size']}, "
             f"max length {training['max_seq_length']}; {training_name}.json):",
             "",
-            "| batches | samples/s | test accuracy | test macro-F1 | test age MAE | peak RSS (MB) |",
-            "|---|---|---|---|---|---|",
-            *(f"| {mode} | {run['train_samples_per_second']:.1f} | {run['test_rating_accuracy']:.3f} | "
+            "| batches | samples/s | vs padding to max length | test accuracy | test macro-F1 | test age MAE | peak RSS (MB) |",
+            "|---|---|---|---|---|---|---|",
+            *(f"| {mode} | {run['train_samples_per_second']:.1f} | "
+              f"{run['train_samples_per_second'] / first_run(training)['train_samples_per_second']:.2f}× | "
+              f"{run['test_rating_accuracy']:.3f} | "
               f"{run['test_rating_macro_f1']:.3f} | {run['test_age_mae']:.2f} | {run['peak_rss_mb']} |"
               for mode, run in training["runs"].items()),
             "",
@@ -109,18 +114,27 @@ def speed_section(quick: bool) -> list[str]:
         ]
     serving = load("serving_speed")
     if serving:
+        variants = [(suffix, name) for suffix, name in (("", "app"), ("_bfloat16", "app --bf16"), ("_int8", "app, int8 copy"))
+                    if f"app_requests_of_batch_size{suffix}" in next(iter(serving["text_sets"].values()))["throughput"]]
         lines += ["**Serving** (`python benchmarks/serving_speed.py --threads 1`, " f"{serving['model']}, batch "
                   f"{serving['batch_size']}, {serving['num_reviews']} real reviews per set, 1 torch thread; "
-                  "serving_speed.json):", "",
-                  "| reviews | pipeline reviews/s | app reviews/s (requests of 32) | ratio | p50 latency pipeline / app (ms) |",
-                  "|---|---|---|---|---|"]
+                  "serving_speed.json). Reviews/s given as requests of 32 (the ratio to the pipeline in brackets); "
+                  "agreement is the share of reviews given the pipeline's rating and the largest gap in a rating "
+                  "probability:", "",
+                  "| reviews | pipeline reviews/s | " + " | ".join(name for _, name in variants)
+                  + " | p50 latency pipeline / app (ms) | agreement: " + " / ".join(name for _, name in variants[1:]) + " |",
+                  "|---|---|" + "---|" * len(variants) + "---|---|"]
         for text_set, result in serving["text_sets"].items():
             throughput, latency = result["throughput"], result["latency"]
-            lines.append(
-                f"| {text_set} | {throughput['pipeline']['reviews_per_s']:.1f} | "
-                f"{throughput['app_requests_of_batch_size']['reviews_per_s']:.1f} | "
-                f"{result['throughput_speedup']['app_requests_of_batch_size']:.2f}× | "
-                f"{latency['pipeline']['p50_ms']:.1f} / {latency['app']['p50_ms']:.1f} |")
+            cells = [f"{throughput[f'app_requests_of_batch_size{suffix}']['reviews_per_s']:.1f} "
+                     f"({result['throughput_speedup'][f'app_requests_of_batch_size{suffix}']:.2f}×)"
+                     for suffix, _ in variants]
+            agreement = [f"{result[f'agreement_with_pipeline{suffix}']['same_rating']:.0%}, "
+                         f"{result[f'agreement_with_pipeline{suffix}']['max_rating_probability_difference']:.3f}"
+                         for suffix, _ in variants[1:]]
+            lines.append(f"| {text_set} | {throughput['pipeline']['reviews_per_s']:.1f} | " + " | ".join(cells)
+                         + f" | {latency['pipeline']['p50_ms']:.1f} / {latency['app']['p50_ms']:.1f} | "
+                         + " / ".join(agreement) + " |")
         lines += ["", "![serving speed](benchmarks/results/serving_speed.png)", ""]
     data_prep = load("data_prep_speed")
     if data_prep:
@@ -137,6 +151,13 @@ def speed_section(quick: bool) -> list[str]:
     return lines
 
 
+def difference(row: dict, reference: dict, key: str, number_format: str) -> str:
+    """row - reference for one metric; ± the standard error of the difference of means when seeds allow one."""
+    gap = row["summary"][key]["mean"] - reference["summary"][key]["mean"]
+    variance = sum(entry["summary"][key]["std"] ** 2 / entry["seeds"] for entry in (row, reference) if entry["seeds"] > 1)
+    return f"{gap:+{number_format}}" + (f" ± {variance ** 0.5:{number_format}}" if variance > 0 else "")
+
+
 def targets_section(quick: bool) -> list[str]:
     """The project's targets next to what the JSON files hold."""
     lines = ["### Against the targets", ""]
@@ -144,25 +165,31 @@ def targets_section(quick: bool) -> list[str]:
     if quality:
         rows = quality["rows"]
         multitask = {name: row for name, row in rows.items() if "multi-task" in name}
-        best = {key: (max if key != "age_mae" else min)(row["summary"][key]["mean"] for row in multitask.values())
+        tfidf = next(row for name, row in rows.items() if name.startswith("TF-IDF"))
+        single_rating = next(row for name, row in rows.items() if "single-task rating" in name)
+        single_age = next(row for name, row in rows.items() if "single-task age" in name)
+        best = {key: (max if key != "age_mae" else min)(multitask, key=lambda name: multitask[name]["summary"][key]["mean"])
                 for key in ("rating_accuracy", "rating_macro_f1", "age_mae")}
-        tfidf = next(row for name, row in rows.items() if name.startswith("TF-IDF"))["summary"]
-        accuracy_gap = best["rating_accuracy"] - tfidf["rating_accuracy"]["mean"]
-        mae_gap = tfidf["age_mae"]["mean"] - best["age_mae"]
-        single_rating = next(row for name, row in rows.items() if "single-task rating" in name)["summary"]
-        single_age = next(row for name, row in rows.items() if "single-task age" in name)["summary"]
+        met = (multitask[best["rating_accuracy"]]["summary"]["rating_accuracy"]["mean"] >= 0.72
+               and multitask[best["rating_macro_f1"]]["summary"]["rating_macro_f1"]["mean"] >= 0.60
+               and multitask[best["age_mae"]]["summary"]["age_mae"]["mean"] <= 8.9)
         lines += [
-            f"- Multi-task (best row): rating accuracy {best['rating_accuracy']:.3f} (target ≥ 0.72), macro-F1 "
-            f"{best['rating_macro_f1']:.3f} (target ≥ 0.60), age MAE {best['age_mae']:.2f} years (target ≤ 8.9): "
-            + ("not met" if best["rating_accuracy"] < 0.72 or best["rating_macro_f1"] < 0.60 or best["age_mae"] > 8.9
-               else "met") + ".",
-            f"- Multi-task vs TF-IDF + LogisticRegression / Ridge: accuracy {accuracy_gap:+.3f}, age MAE "
-            f"{-mae_gap:+.2f} years ({'better on both' if accuracy_gap > 0 and mae_gap > 0 else 'not better on both'}).",
-            f"- Multi-task vs single-task: single-task rating accuracy {single_rating['rating_accuracy']['mean']:.3f}, "
-            f"single-task age MAE {single_age['age_mae']['mean']:.2f}; multi-task "
-            + ("≥" if best["rating_accuracy"] >= single_rating["rating_accuracy"]["mean"]
-               and best["age_mae"] <= single_age["age_mae"]["mean"] else "is not ≥")
-            + " single-task on both in this run.",
+            "- Best multi-task row on each metric: rating accuracy "
+            f"{multitask[best['rating_accuracy']]['summary']['rating_accuracy']['mean']:.3f} (target ≥ 0.72; "
+            f"{best['rating_accuracy']}), macro-F1 {multitask[best['rating_macro_f1']]['summary']['rating_macro_f1']['mean']:.3f} "
+            f"(target ≥ 0.60; {best['rating_macro_f1']}), age MAE {multitask[best['age_mae']]['summary']['age_mae']['mean']:.2f} "
+            f"years (target ≤ 8.9; {best['age_mae']}): {'met' if met else 'not met'}.",
+            "",
+            "Each multi-task row against single-task and against TF-IDF + LogisticRegression / Ridge: difference of "
+            "means (accuracy: higher is better; MAE: lower is better), ± the standard error of that difference from "
+            "the seed spreads where there are several seeds.",
+            "",
+            "| multi-task row | accuracy vs single-task | age MAE vs single-task | accuracy vs TF-IDF | age MAE vs TF-IDF |",
+            "|---|---|---|---|---|",
+            *(f"| {name} | {difference(row, single_rating, 'rating_accuracy', '.3f')} | "
+              f"{difference(row, single_age, 'age_mae', '.2f')} | {difference(row, tfidf, 'rating_accuracy', '.3f')} | "
+              f"{difference(row, tfidf, 'age_mae', '.2f')} |" for name, row in multitask.items()),
+            "",
         ]
     _, training = first_available(*(["training_speed_quick"] if quick else ["training_speed", "training_speed_quick"]))
     if training:
@@ -182,6 +209,27 @@ def targets_section(quick: bool) -> list[str]:
     return lines + [""]
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return machine_facts()["processor"]
+
+
+def modes_note(quick: bool) -> str:
+    """Which tables hold quick-mode figures, and what the multi-task table's runs cost."""
+    quick_tables = [title for title, names in (("topic quality", ("topic_quality", "topic_quality_quick")),
+                                               ("training speed", ("training_speed", "training_speed_quick")),
+                                               ("multi-task quality", ("multitask_quality", "multitask_quality_quick")))
+                    if (first_available(*(names[1:] if quick else names))[0] or "").endswith("_quick")]
+    note = f"Quick-mode figures (one seed, fewer rows or steps): {', '.join(quick_tables)}. " if quick_tables else ""
+    name, quality = first_available(*(["multitask_quality_quick"] if quick else ["multitask_quality", "multitask_quality_quick"]))
+    if quality and "transformer_run_seconds" in quality:
+        note += (f"The multi-task table's {quality['transformer_runs']} fine-tuning runs took "
+                 f"{quality['transformer_run_seconds'] / 3600:.1f} hours on this machine ({name}.json).")
+    return note
+
+
 def report(quick: bool, wall_seconds: float | None) -> str:
     facts = machine_facts()
     how = (f"Produced by `python benchmarks/run_all.py{' --quick' if quick else ''}` in {wall_seconds / 60:.0f} minutes"
@@ -192,9 +240,8 @@ def report(quick: bool, wall_seconds: float | None) -> str:
         START_MARKER,
         "## Results",
         "",
-        f"{how}, on {facts['cpu_cores']} CPU cores ({facts['processor']}, torch {facts['torch']}, no GPU). "
-        + ("These are the **quick** mode's figures (one seed, fewer rows and steps); the full mode (3 seeds, 3 epochs, "
-           "all rows) needs hours of CPU or a GPU and has not been run yet." if quick else ""),
+        f"{how}, on {facts['cpu_cores']} CPU cores ({cpu_name()}, torch {facts['torch']}, "
+        f"{facts['gpu'] or 'no GPU'}). " + modes_note(quick),
         "",
     ]
     body = targets_section(quick) + multitask_section(quick) + topic_section(quick) + speed_section(quick)

@@ -9,8 +9,9 @@ Measures, for each set of real reviews:
 - latency: p50 of one review through the app's `/rating_age` function vs `pipe(review)`;
 - reviews/s at batch 32: `pipe(reviews, batch_size=32)` vs the app given the same reviews as requests of 32
   (what the queue hands it) and as one CSV of all of them (the Batch tab), plus the app without its
-  padding-tight split (length sorting alone) to show where the speed comes from, and the app under bfloat16
-  autocast (`app.py --bf16`, not the default);
+  padding-tight split (length sorting alone) to show where the speed comes from, the app under bfloat16
+  autocast (`app.py --bf16`, not the default), and the app on a dynamically int8-quantized copy of the model
+  (torch.ao `quantize_dynamic` on every Linear layer; measured here, not offered by the app);
 - padded tokens each way, and the largest difference between the app's and the pipeline's outputs.
 Methods alternate within each round and the median round counts. Rates are given by wall clock and by the
 process's CPU time: on a shared machine run with `--threads 1`, where CPU time is what a quiet core would take.
@@ -82,6 +83,20 @@ def load_models(reference: str | None, batch_size: int):
     return RatingAgeModel(text_pipeline, batch_size=batch_size), text_pipeline, "all-MiniLM-L6-v2 (untrained heads)"
 
 
+def int8_copy(served: RatingAgeModel) -> RatingAgeModel:
+    """The app's path on a copy of the model whose Linear layers run dynamically quantized int8 matrix products."""
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation notice pointing to torchao
+        quantized = quantize_dynamic(copy.deepcopy(served.model), {torch.nn.Linear}, dtype=torch.qint8)
+    text_pipeline = modeling.load_rating_age_pipeline(quantized, tokenizer=served.tokenizer)
+    return RatingAgeModel(text_pipeline, batch_size=served.batch_size)
+
+
 def timed(function, *args) -> tuple[float, float]:
     """(wall-clock seconds, CPU seconds of this process) of `function(*args)`."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -89,14 +104,13 @@ def timed(function, *args) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def single_review_latency(served: RatingAgeModel, served_bf16: RatingAgeModel, text_pipeline, reviews: list[str],
-                          calls: int) -> dict:
+def single_review_latency(variants: dict[str, RatingAgeModel], text_pipeline, reviews: list[str], calls: int) -> dict:
     """Milliseconds per single-review call through each path (the app's whole `/rating_age` function), in a new
     order for each review so that load hits all alike."""
     paths = {
         "pipeline": lambda review: text_pipeline(review),
-        "app": lambda review: app.rating_age_endpoint(served, None, [review]),
-        "app_bfloat16": lambda review: app.rating_age_endpoint(served_bf16, None, [review]),
+        **{f"app{suffix}": (lambda review, served=served: app.rating_age_endpoint(served, None, [review]))
+           for suffix, served in variants.items()},
     }
     for review in reviews[:3]:  # warm-up
         for call in paths.values():
@@ -122,9 +136,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def throughput(served: RatingAgeModel, served_bf16: RatingAgeModel, text_pipeline, reviews: list[str],
-               batch_size: int, rounds: int) -> dict:
+def throughput(variants: dict[str, RatingAgeModel], text_pipeline, reviews: list[str], batch_size: int,
+               rounds: int) -> dict:
     """Reviews/s of each path, by wall clock and by CPU time (medians over rounds; a new order each round)."""
+    served = variants[""]
     sorting_only = RatingAgeModel(text_pipeline, batch_size=batch_size, max_padding_fraction=None)
     blocks = [reviews[start : start + batch_size] for start in range(0, len(reviews), batch_size)]
     paths = {
@@ -132,9 +147,11 @@ def throughput(served: RatingAgeModel, served_bf16: RatingAgeModel, text_pipelin
         "app_requests_of_batch_size": lambda: [served.predict(block) for block in blocks],
         "app_one_csv": lambda: served.predict(reviews),
         "app_one_csv_sorting_only": lambda: sorting_only.predict(reviews),
-        "app_requests_of_batch_size_bfloat16": lambda: [served_bf16.predict(block) for block in blocks],
-        "app_one_csv_bfloat16": lambda: served_bf16.predict(reviews),
     }
+    for suffix, variant in variants.items():
+        if suffix:
+            paths[f"app_requests_of_batch_size{suffix}"] = lambda variant=variant: [variant.predict(block) for block in blocks]
+            paths[f"app_one_csv{suffix}"] = lambda variant=variant: variant.predict(reviews)
     wall, cpu = {name: [] for name in paths}, {name: [] for name in paths}
     order = list(paths)
     for round_index in range(rounds):
@@ -207,9 +224,10 @@ THROUGHPUT_BARS = [
     ("app_requests_of_batch_size", "app, requests of 32", "#6366f1"),
     ("app_one_csv", "app, one CSV", "#f59e0b"),
     ("app_one_csv_bfloat16", "app --bf16, one CSV", "#10b981"),
+    ("app_one_csv_int8", "app on int8 copy, one CSV", "#ef4444"),
 ]
 LATENCY_BARS = [("pipeline", "transformers.pipeline", "#9ca3af"), ("app", "app", "#6366f1"),
-                ("app_bfloat16", "app --bf16", "#10b981")]
+                ("app_bfloat16", "app --bf16", "#10b981"), ("app_int8", "app on int8 copy", "#ef4444")]
 
 
 def grouped_bars(axes, results: dict, measure: str, bars: list[tuple[str, str, str]], value: str) -> None:
@@ -247,7 +265,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     served, text_pipeline, model_name = load_models(args.multitask_model, args.batch_size)
-    served_bf16 = RatingAgeModel(text_pipeline, batch_size=args.batch_size, autocast_dtype=torch.bfloat16)
+    variants = {
+        "": served,
+        "_bfloat16": RatingAgeModel(text_pipeline, batch_size=args.batch_size, autocast_dtype=torch.bfloat16),
+        "_int8": int8_copy(served),
+    }
     results = {
         "model": model_name, "batch_size": args.batch_size, "num_reviews": args.num_reviews,
         "torch_threads": torch.get_num_threads(), "cpu": cpu_name(), "device": str(served.model.device),
@@ -257,9 +279,9 @@ def main() -> None:
     for text_set in args.text_sets:
         reviews = real_reviews(args.data_dir, text_set, args.num_reviews, args.seed)
         print(f"{text_set}: {len(reviews)} real reviews", flush=True)
-        latency = single_review_latency(served, served_bf16, text_pipeline, reviews, args.latency_reviews)
+        latency = single_review_latency(variants, text_pipeline, reviews, args.latency_reviews)
         print("  p50 latency (ms): " + ", ".join(f"{name} {value['p50_ms']:.1f}" for name, value in latency.items()))
-        speeds = throughput(served, served_bf16, text_pipeline, reviews, args.batch_size, args.rounds)
+        speeds = throughput(variants, text_pipeline, reviews, args.batch_size, args.rounds)
         pipeline_results = text_pipeline(reviews, batch_size=args.batch_size)
         results["text_sets"][text_set] = {
             "latency": latency,
@@ -275,12 +297,12 @@ def main() -> None:
                 for name, speed in speeds.items()
             },
             "padded_tokens": padded_tokens(served, reviews, args.batch_size),
-            "agreement_with_pipeline": output_agreement(served, pipeline_results, reviews),
-            "agreement_with_pipeline_bfloat16": output_agreement(served_bf16, pipeline_results, reviews),
+            **{f"agreement_with_pipeline{suffix}": output_agreement(variant, pipeline_results, reviews)
+               for suffix, variant in variants.items()},
         }
         print(json.dumps({key: results["text_sets"][text_set][key] for key in (
             "latency_speedup", "throughput_speedup", "throughput_speedup_cpu_time", "padded_tokens",
-            "agreement_with_pipeline", "agreement_with_pipeline_bfloat16")}, indent=1), flush=True)
+            *(f"agreement_with_pipeline{suffix}" for suffix in variants))}, indent=1), flush=True)
     results["load_average_after"] = os.getloadavg()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "serving_speed.json").write_text(json.dumps(results, indent=1) + "\n")
