@@ -8,22 +8,19 @@ Each model source is a local folder or a Hub repo id, optionally `repo_id@revisi
 through the Auto classes and pipelines `import modeling` registers; `trust_remote_code` stays off unless
 `--trust-remote-code` is given. A model that cannot be loaded leaves a warning in its tab; the rest works.
 
-Serving: the queue merges up to `MAX_QUEUE_BATCH` requests into one call, reviews are sorted by length and run
-in padding-tight batches under `torch.inference_mode()`, truncated to the model's limit (`--bf16` adds bfloat16
-autocast). An empty review gets a message in its own outputs and never fails the other requests of its batch.
-`benchmarks/serving_speed.py` measures this path against `transformers.pipeline`.
+Serving: the queue merges up to `MAX_QUEUE_BATCH` requests into one call, which `modeling.serving` runs in
+length-sorted, padding-tight batches (`--bf16` adds bfloat16 autocast). An empty review gets a message in its own
+outputs and never fails the other requests of its batch.
 """
 
 import argparse
 import atexit
-import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,11 +29,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from transformers import pipeline
 
-import modeling
-from modeling.hub import parse_model_reference
-from modeling.pipeline_multitask import model_max_length
+from modeling.serving import BatchedReviewModel, RatingAgeModel, TopicClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +38,6 @@ DEFAULT_TOPIC_MODEL = "review-transfer/distilbert-amazon-topics"
 DEFAULT_MULTITASK_MODEL = "review-transfer/distilbert-clothing-rating-age"
 
 MAX_QUEUE_BATCH = 16  # requests the queue merges into one call of a batched endpoint
-INFERENCE_BATCH_SIZE = 32  # reviews per forward pass at most
-MAX_PADDING_FRACTION_CPU = 0.1  # on CPU a new forward pass is cheaper than padding a review by more than this
-MAX_CHARS_PER_TOKEN = 100  # WordPiece reads a longer word as one [UNK]: no token spans more characters
-UNLIKELY_MAX_LENGTH = 100_000  # a tokenizer without a real limit reports about 1e30
-FALLBACK_MAX_LENGTH = 512
 MAX_CSV_ROWS = 5000
 QUEUE_MAX_SIZE = 256
 MAX_UPLOAD_SIZE = "25mb"
@@ -88,208 +77,11 @@ BATCH_EXAMPLE_ROWS = [
 CSS = ".model-warning {border-left: 4px solid #d97706; padding-left: 0.75em;}"
 
 
-def serving_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def review_problem(text) -> str | None:
     """A message for a review that cannot be scored (missing, empty, whitespace only), else None."""
     if not isinstance(text, str) or not text.strip():
         return EMPTY_REVIEW_MESSAGE
     return None
-
-
-def length_sorted_chunks(
-    lengths: Sequence[int], max_batch_size: int, max_padding_fraction: float | None
-) -> list[list[int]]:
-    """Indices of the reviews grouped into forward passes, longest first, at most `max_batch_size` each.
-
-    With `max_padding_fraction`, a review shorter than `(1 - fraction)` of its group's longest starts a new group,
-    so little compute goes to padding (on CPU, cost grows with the padded tokens; on GPU, fewer passes matter more).
-    """
-    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
-    chunks: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        if current and (
-            len(current) == max_batch_size
-            or (max_padding_fraction is not None and lengths[index] < (1 - max_padding_fraction) * lengths[current[0]])
-        ):
-            chunks.append(current)
-            current = []
-        current.append(index)
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-class BatchedReviewModel(ABC):
-    """A loaded pipeline's model and tokenizer, served in length-sorted batches under `torch.inference_mode()`.
-
-    The pipeline's own `postprocess` turns each review's outputs into its result, so the app answers exactly
-    what `pipeline(...)` answers for the same model."""
-
-    output_names: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        text_pipeline,
-        batch_size: int = INFERENCE_BATCH_SIZE,
-        max_padding_fraction: float | None | str = "auto",
-        autocast_dtype: torch.dtype | None = None,
-    ):
-        """`autocast_dtype=torch.bfloat16` runs the matrix products in bfloat16 (much faster on CPUs with AVX512-BF16
-        or AMX, and on GPUs); without it the outputs are the pipeline's, to float rounding."""
-        self.pipeline = text_pipeline
-        self.model = text_pipeline.model.eval()
-        self.tokenizer = text_pipeline.tokenizer
-        self.batch_size = batch_size
-        if max_padding_fraction == "auto":
-            max_padding_fraction = None if self.model.device.type == "cuda" else MAX_PADDING_FRACTION_CPU
-        self.max_padding_fraction = max_padding_fraction
-        self.max_length = model_max_length(self.tokenizer, self.model)
-        if self.max_length > UNLIKELY_MAX_LENGTH:
-            logger.warning("%s states no input limit; truncating to %d tokens", self.name, FALLBACK_MAX_LENGTH)
-            self.max_length = FALLBACK_MAX_LENGTH
-        self.max_review_chars = self.max_length * MAX_CHARS_PER_TOKEN
-        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.autocast_dtype = autocast_dtype
-
-    @property
-    def name(self) -> str:
-        return getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
-
-    def clip_review(self, text: str) -> str:
-        """Cut a huge review (say 1 MB) to a length that still holds `max_length` tokens, so tokenizing it is cheap."""
-        if len(text) <= self.max_review_chars:
-            return text
-        return " ".join(text[: self.max_review_chars * 4].split())[: self.max_review_chars]
-
-    def run(self, texts: Sequence[str]) -> list[tuple[dict[str, torch.Tensor], bool]]:
-        """For each review: the model outputs named in `output_names` (batch dimension 1, on CPU), and whether the
-        review was truncated. Every text must be a non-empty string."""
-        if not texts:
-            return []
-        encoded = self.tokenizer(
-            [self.clip_review(text) for text in texts], truncation=True, max_length=self.max_length,
-            return_attention_mask=False, return_token_type_ids=False,
-        )["input_ids"]
-        lengths = [len(ids) for ids in encoded]
-        results: list = [None] * len(texts)
-        with torch.inference_mode(), self.autocast():
-            for chunk in length_sorted_chunks(lengths, self.batch_size, self.max_padding_fraction):
-                input_ids, attention_mask = self.pad([encoded[index] for index in chunk])
-                outputs = self.model(input_ids=input_ids, attention_mask=attention_mask)
-                chunk_outputs = {name: outputs[name].float().cpu() for name in self.output_names}
-                for row, index in enumerate(chunk):
-                    row_outputs = {name: values[row : row + 1] for name, values in chunk_outputs.items()}
-                    results[index] = (row_outputs, lengths[index] >= self.max_length)
-        return results
-
-    def autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.model.device.type, dtype=self.autocast_dtype)
-
-    def pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        longest = max(len(ids) for ids in sequences)
-        input_ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-        left = self.tokenizer.padding_side == "left"
-        for row, ids in enumerate(sequences):
-            span = slice(longest - len(ids), longest) if left else slice(0, len(ids))
-            input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, span] = 1
-        return input_ids.to(self.model.device), attention_mask.to(self.model.device)
-
-    def predict(self, texts: Sequence[str]) -> list[dict | None]:
-        """One result per review (see subclasses); None for an empty review, which is not run."""
-        valid = [index for index, text in enumerate(texts) if review_problem(text) is None]
-        results: list[dict | None] = [None] * len(texts)
-        for index, (outputs, truncated) in zip(valid, self.run([texts[index] for index in valid])):
-            results[index] = {**self.postprocess(outputs), "truncated": truncated}
-        return results
-
-    @abstractmethod
-    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
-        """One review's result from its model outputs."""
-
-
-class RatingAgeModel(BatchedReviewModel):
-    """Star rating and reviewer age:
-    `{"rating": 5, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3, "truncated": False}`."""
-
-    output_names = ("rating_logits", "age")
-
-    @classmethod
-    def load(cls, reference: str, trust_remote_code: bool = False, **options) -> "RatingAgeModel":
-        repo_or_path, revision = parse_model_reference(reference)
-        text_pipeline = modeling.load_rating_age_pipeline(
-            repo_or_path, revision=revision, trust_remote_code=trust_remote_code, device=serving_device()
-        )
-        return cls(text_pipeline, **options)
-
-    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
-        return self.pipeline.postprocess(outputs)
-
-
-class TopicClassifier(BatchedReviewModel):
-    """Category probabilities: `{"scores": {"books": 0.9, ...}, "topic": "books", "truncated": False}`, plus the
-    words of each review's NMF topic when the model folder carries a `topic_model/` (see `topic_words`)."""
-
-    output_names = ("logits",)
-
-    def __init__(self, text_pipeline, topic_words_model=None, **options):
-        super().__init__(text_pipeline, **options)
-        self.topic_words_model = topic_words_model
-
-    @classmethod
-    def load(cls, reference: str, trust_remote_code: bool = False, **options) -> "TopicClassifier":
-        repo_or_path, revision = parse_model_reference(reference)
-        text_pipeline = pipeline(
-            "text-classification", model=repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
-            device=serving_device(),
-        )
-        return cls(text_pipeline, topic_words_model=load_topic_words_model(repo_or_path, revision), **options)
-
-    @property
-    def labels(self) -> list[str]:
-        id2label = self.model.config.id2label
-        return [id2label[index] for index in sorted(id2label)]
-
-    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
-        ranked = self.pipeline.postprocess(outputs, top_k=None, _legacy=False)
-        return {"scores": {item["label"]: item["score"] for item in ranked}, "topic": ranked[0]["label"]}
-
-    def topic_words(self, texts: Sequence[str], n: int = 8) -> list[list[str] | None]:
-        """Words of each review's dominant NMF topic (None for an empty review or without a topic model)."""
-        if self.topic_words_model is None:
-            return [None] * len(texts)
-        valid = [index for index, text in enumerate(texts) if review_problem(text) is None]
-        words: list[list[str] | None] = [None] * len(texts)
-        if valid:
-            found = self.topic_words_model.top_words([self.clip_review(texts[index]) for index in valid], n=n)
-            for index, review_words in zip(valid, found):
-                words[index] = list(review_words)
-        return words
-
-
-def load_topic_words_model(repo_or_path: str, revision: str | None):
-    """The NMF topic model saved in the folder's `topic_model/`, or None when there is none (or it fails to load)."""
-    try:
-        folder = Path(repo_or_path)
-        if not folder.is_dir():
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(repo_or_path, revision=revision, allow_patterns=["topic_model/*"]))
-        if not (folder / "topic_model").is_dir():
-            return None
-        from data_prep.topics import TopicModel  # only needed, and only importable, where topic words exist
-
-        return TopicModel.load(folder / "topic_model")
-    except Exception as error:  # topic words are an extra: the classifier serves without them
-        logger.warning("No NMF topic words for %s: %s: %s", repo_or_path, type(error).__name__, error)
-        return None
 
 
 def load_model_or_message(model_class, reference: str, what: str, flag: str, trust_remote_code: bool, **options):

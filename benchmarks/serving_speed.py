@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import app  # noqa: E402
 import modeling  # noqa: E402
-from app import RatingAgeModel  # noqa: E402
+from modeling.serving import RatingAgeModel, length_sorted_chunks  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 CLOTHING_FILE = "womens_clothing_reviews.csv.gz"
@@ -181,10 +181,10 @@ def padded_tokens(served: RatingAgeModel, reviews: list[str], batch_size: int) -
     def chunked_tokens(groups):
         return sum(len(chunk) * max(lengths[index] for index in chunk) for chunk in groups)
 
-    app_csv = chunked_tokens(app.length_sorted_chunks(lengths, batch_size, served.max_padding_fraction))
+    app_csv = chunked_tokens(length_sorted_chunks(lengths, batch_size, served.max_padding_fraction))
     app_requests = sum(
         chunked_tokens(
-            [[start + index for index in chunk] for chunk in app.length_sorted_chunks(
+            [[start + index for index in chunk] for chunk in length_sorted_chunks(
                 lengths[start : start + batch_size], batch_size, served.max_padding_fraction)]
         )
         for start in range(0, len(lengths), batch_size)

@@ -132,16 +132,16 @@ def topic_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
 
 @pytest.fixture(scope="session")
 def rating_age_model(multitask_model_dir):
-    import app
+    from modeling import serving
 
-    return app.RatingAgeModel.load(str(multitask_model_dir))
+    return serving.RatingAgeModel.load(str(multitask_model_dir))
 
 
 @pytest.fixture(scope="session")
 def topic_classifier(topic_model_dir):
-    import app
+    from modeling import serving
 
-    return app.TopicClassifier.load(str(topic_model_dir))
+    return serving.TopicClassifier.load(str(topic_model_dir))
 
 
 def free_port() -> int:

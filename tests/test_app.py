@@ -18,6 +18,7 @@ from gradio_client import Client, handle_file
 
 import app
 import modeling
+from modeling import serving
 from tests.conftest import TOPIC_LABELS, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +88,7 @@ def test_app_answers_what_the_transformers_pipeline_answers(
 
 
 def test_bfloat16_autocast_stays_close_to_float32(rating_age_model):
-    faster = app.RatingAgeModel(rating_age_model.pipeline, autocast_dtype=torch.bfloat16)
+    faster = serving.RatingAgeModel(rating_age_model.pipeline, autocast_dtype=torch.bfloat16)
     texts = app.RATING_AGE_EXAMPLES
     for exact, approximate in zip(rating_age_model.predict(texts), faster.predict(texts)):
         assert approximate["rating_scores"] == pytest.approx(exact["rating_scores"], abs=1e-2)
@@ -195,7 +196,7 @@ def test_text_column_dropdown_is_filled_from_the_csv_header(tmp_path):
 
 def test_a_model_that_cannot_be_loaded_leaves_a_message_and_the_other_tab_works(rating_age_model, tmp_path, serve_app):
     topic_classifier, topic_message = app.load_model_or_message(
-        app.TopicClassifier, str(tmp_path / "no_such_model"), "topic model", "--topic-model", False
+        serving.TopicClassifier, str(tmp_path / "no_such_model"), "topic model", "--topic-model", False
     )
     assert topic_classifier is None and "could not be loaded" in topic_message and "--topic-model" in topic_message
     demo = app.build_demo(None, rating_age_model, topic_message=topic_message)
@@ -251,7 +252,7 @@ def test_frozen_features_topic_folder_is_served_without_remote_code(tiny_encoder
     )
     model.save_pretrained(tmp_path)
     tiny_tokenizer.save_pretrained(tmp_path)
-    classifier = app.TopicClassifier.load(str(tmp_path))  # trust_remote_code stays off
+    classifier = serving.TopicClassifier.load(str(tmp_path))  # trust_remote_code stays off
     assert isinstance(classifier.model, modeling.TopicFeaturesModel)
     scores, _, message = app.topic_endpoint(classifier, None, [app.TOPIC_EXAMPLES[3], ""])
     assert set(scores[0]) == set(TOPIC_LABELS) and scores[1] is None and message[1] == app.EMPTY_REVIEW_MESSAGE
@@ -266,7 +267,7 @@ def test_topic_words_come_from_the_folders_nmf_topic_model(topic_model_dir, tmp_
     shutil.copytree(topic_model_dir, folder)
     texts = [*app.TOPIC_EXAMPLES, "great music album songs", "the movie was slow", "refund returned broken"] * 5
     topics.TopicModel.fit(texts, num_topics=3, min_df=2, max_df=0.9).save(folder / "topic_model")
-    classifier = app.TopicClassifier.load(str(folder))
+    classifier = serving.TopicClassifier.load(str(folder))
     assert classifier.topic_words_model is not None
     _, words, _ = app.topic_endpoint(classifier, None, [app.TOPIC_EXAMPLES[1], " "])
     assert words[0] and words[1] == ""
@@ -293,10 +294,10 @@ def test_model_sources_come_from_flags_then_environment_then_hub_defaults(monkey
 
 def test_length_sorted_chunks_cover_every_review_once_longest_first():
     lengths = [5, 100, 7, 98, 50, 6, 99, 49]
-    chunks = app.length_sorted_chunks(lengths, max_batch_size=2, max_padding_fraction=None)
+    chunks = serving.length_sorted_chunks(lengths, max_batch_size=2, max_padding_fraction=None)
     assert sorted(index for chunk in chunks for index in chunk) == list(range(8))
     assert all(len(chunk) <= 2 for chunk in chunks) and chunks[0] == [1, 6]
-    tight = app.length_sorted_chunks(lengths, max_batch_size=32, max_padding_fraction=0.2)
+    tight = serving.length_sorted_chunks(lengths, max_batch_size=32, max_padding_fraction=0.2)
     assert tight == [[1, 6, 3], [4, 7], [2, 5], [0]]  # 5 tokens would be 2/7 padding beside 7
 
 
