@@ -11,14 +11,17 @@ epochs, training rows, sequence length, precision) and runs once per seed; table
     python benchmarks/multitask_quality.py --bf16 --epochs 3  # a longer budget (a GPU's job)
 
 Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with the budget it ran under; a
-rerun with the same budget reuses it, so an interrupted full run picks up where it stopped (`--rerun` ignores them).
+rerun with the same budget reuses it, so an interrupted full run picks up where it stopped (`--rerun` runs
+everything again, as it should after a change to the training code).
 Writes benchmarks/results/multitask_quality[_quick].json and .png.
 """
 
 import argparse
+import hashlib
 import json
 import logging
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -108,13 +111,17 @@ def run_transformer(flags: list[str], seed: int, budget: dict, model_path: str, 
     }
 
 
-def cached_run(runs_dir: Path, row: str, key: dict, run) -> tuple[dict, bool]:
-    """The result of `run()` kept in runs_dir under the row and seed; reused while `key` (budget, encoder, flags,
-    seed) is unchanged. Returns (result, reused)."""
-    path = runs_dir / f"{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}_seed{key['seed']}.json"
-    if path.is_file() and (kept := json.loads(path.read_text()))["key"] == key:
-        return kept["result"], True
+def cached_run(runs_dir: Path, row: str, key: dict, run, force: bool = False) -> tuple[dict, bool]:
+    """The result of `run()`, kept as JSON in runs_dir together with its key (encoder, budget, flags, seed) and
+    reused while a kept run has the same key (unless `force`). Returns (result, reused). The key does not cover the
+    training code: after changing it, run with --rerun."""
+    if not force:
+        for path in sorted(runs_dir.glob("*.json")):
+            if (kept := json.loads(path.read_text()))["key"] == key:
+                return kept["result"], True
     result = run()
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    path = runs_dir / f"{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}_seed{key['seed']}_{digest}.json"
     runs_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n")
     return result, False
@@ -204,8 +211,8 @@ def main():
             for row, flags in selected.items():
                 key = {"encoder": encoder, "budget": budget, "flags": flags, "seed": seed, "split_seed": SPLIT_SEED}
                 result, was_kept = cached_run(
-                    RESULTS_DIR / f"{name}_runs", row, key if not arguments.rerun else {**key, "rerun": time.time()},
-                    lambda: run_transformer(flags, seed, budget, model_path, Path(work_dir)))
+                    RESULTS_DIR / f"{name}_runs", row, key,
+                    lambda: run_transformer(flags, seed, budget, model_path, Path(work_dir)), force=arguments.rerun)
                 reused += was_kept
                 runs_by_row[row].append(result)
                 logger.info("%s, seed %d%s: %s", row, seed, " (kept from an earlier run)" if was_kept else "", result)
@@ -216,7 +223,7 @@ def main():
     table = markdown(rows)
     print(table)
     payload = {
-        "command": " ".join(["python benchmarks/multitask_quality.py", *sys.argv[1:]]),
+        "command": shlex.join(["python", "benchmarks/multitask_quality.py", *(flag for flag in sys.argv[1:] if flag != "--rerun")]),
         "encoder": encoder,
         "data": f"{CLOTHING_FILE.name}, stratified 80/10/10 split, split seed {SPLIT_SEED}, scored on test",
         "test_rows": len(splits["test"]), "budget": budget, "seeds": seeds, "rows": rows, "markdown": table,

@@ -162,12 +162,12 @@ def targets_section(quick: bool) -> list[str]:
     """The project's targets next to what the JSON files hold."""
     lines = ["### Against the targets", ""]
     _, quality = first_available(*(["multitask_quality_quick"] if quick else ["multitask_quality", "multitask_quality_quick"]))
-    if quality:
-        rows = quality["rows"]
-        multitask = {name: row for name, row in rows.items() if "multi-task" in name}
-        tfidf = next(row for name, row in rows.items() if name.startswith("TF-IDF"))
-        single_rating = next(row for name, row in rows.items() if "single-task rating" in name)
-        single_age = next(row for name, row in rows.items() if "single-task age" in name)
+    rows = quality["rows"] if quality else {}
+    multitask = {name: row for name, row in rows.items() if "multi-task" in name}
+    tfidf = next((row for name, row in rows.items() if name.startswith("TF-IDF")), None)
+    single_rating = next((row for name, row in rows.items() if "single-task rating" in name), None)
+    single_age = next((row for name, row in rows.items() if "single-task age" in name), None)
+    if multitask and tfidf and single_rating and single_age:  # a run on a subset of the rows compares nothing
         best = {key: (max if key != "age_mae" else min)(multitask, key=lambda name: multitask[name]["summary"][key]["mean"])
                 for key in ("rating_accuracy", "rating_macro_f1", "age_mae")}
         met = (multitask[best["rating_accuracy"]]["summary"]["rating_accuracy"]["mean"] >= 0.72
@@ -225,8 +225,10 @@ def modes_note(quick: bool) -> str:
     note = f"Quick-mode figures (one seed, fewer rows or steps): {', '.join(quick_tables)}. " if quick_tables else ""
     name, quality = first_available(*(["multitask_quality_quick"] if quick else ["multitask_quality", "multitask_quality_quick"]))
     if quality and "transformer_run_seconds" in quality:
+        machine = quality["machine"]
         note += (f"The multi-task table's {quality['transformer_runs']} fine-tuning runs took "
-                 f"{quality['transformer_run_seconds'] / 3600:.1f} hours on this machine ({name}.json).")
+                 f"{quality['transformer_run_seconds'] / 3600:.1f} hours on {machine['cpu_cores']} CPU cores"
+                 f"{' and a ' + machine['gpu'] if machine['gpu'] else ''} ({name}.json).")
     return note
 
 

@@ -232,6 +232,7 @@ LATENCY_BARS = [("pipeline", "transformers.pipeline", "#9ca3af"), ("app", "app",
 
 def grouped_bars(axes, results: dict, measure: str, bars: list[tuple[str, str, str]], value: str) -> None:
     sets = list(results["text_sets"])
+    bars = [bar for bar in bars if bar[0] in results["text_sets"][sets[0]][measure]]  # int8 is CPU only
     width = 0.8 / len(bars)
     for offset, (key, name, color) in enumerate(bars):
         heights = [results["text_sets"][text_set][measure][key][value] for text_set in sets]
@@ -268,8 +269,9 @@ def main() -> None:
     variants = {
         "": served,
         "_bfloat16": RatingAgeModel(text_pipeline, batch_size=args.batch_size, autocast_dtype=torch.bfloat16),
-        "_int8": int8_copy(served),
     }
+    if served.model.device.type == "cpu":  # dynamic int8 quantization runs on CPU only
+        variants["_int8"] = int8_copy(served)
     results = {
         "model": model_name, "batch_size": args.batch_size, "num_reviews": args.num_reviews,
         "torch_threads": torch.get_num_threads(), "cpu": cpu_name(), "device": str(served.model.device),

@@ -31,9 +31,13 @@ class MultiTaskTrainer(Trainer):
         self._task_loss_steps = 0
 
     def create_optimizer(self, model=None):
+        creating = self.optimizer is None  # an optimizer passed in (or made before) is left as it is
         optimizer = super().create_optimizer(model)
-        log_variances = getattr(self.accelerator.unwrap_model(self.model), "task_log_variances", None)
-        if self.log_variance_learning_rate is None or log_variances is None or not log_variances.requires_grad:
+        if not creating or self.log_variance_learning_rate is None:
+            return optimizer
+        named = dict((model if model is not None else self.model).named_parameters())
+        log_variances = next((param for name, param in named.items() if name.endswith("task_log_variances")), None)
+        if log_variances is None or not log_variances.requires_grad:
             return optimizer
         for group in optimizer.param_groups:
             group["params"] = [param for param in group["params"] if param is not log_variances]

@@ -99,6 +99,9 @@ def test_log_variances_get_their_own_learning_rate_and_no_weight_decay(tmp_path)
     assert groups[0]["lr"] == 0.05 and groups[0]["weight_decay"] == 0.0
     trained = sum(len(group["params"]) for group in optimizer.param_groups)
     assert trained == sum(1 for p in model.parameters() if p.requires_grad)
+    given = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = MultiTaskTrainer(model=model, args=args, optimizers=(given, None), log_variance_learning_rate=0.05)
+    assert trainer.create_optimizer() is given and len(given.param_groups) == 1  # a given optimizer is left alone
 
 
 def test_fixed_weighting_does_not_train_log_variances():
