@@ -116,8 +116,9 @@ def speed_section(quick: bool) -> list[str]:
     if serving:
         variants = [(suffix, name) for suffix, name in (("", "app"), ("_bfloat16", "app --bf16"), ("_int8", "app, int8 copy"))
                     if f"app_requests_of_batch_size{suffix}" in next(iter(serving["text_sets"].values()))["throughput"]]
-        lines += ["**Serving** (`python benchmarks/serving_speed.py --threads 1`, " f"{serving['model']}, batch "
-                  f"{serving['batch_size']}, {serving['num_reviews']} real reviews per set, 1 torch thread; "
+        lines += [f"**Serving** (`{serving.get('command', 'python benchmarks/serving_speed.py --threads 1')}`, "
+                  f"{serving['model']}, batch "
+                  f"{serving['batch_size']}, {serving['num_reviews']} real reviews per set, {serving['torch_threads']} torch thread(s); "
                   "serving_speed.json). Reviews/s given as requests of 32 (the ratio to the pipeline in brackets); "
                   "agreement is the share of reviews given the pipeline's rating and the largest gap in a rating "
                   "probability:", "",

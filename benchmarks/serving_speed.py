@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -273,6 +274,7 @@ def main() -> None:
     if served.model.device.type == "cpu":  # dynamic int8 quantization runs on CPU only
         variants["_int8"] = int8_copy(served)
     results = {
+        "command": shlex.join(["python", "benchmarks/serving_speed.py", *sys.argv[1:]]),
         "model": model_name, "batch_size": args.batch_size, "num_reviews": args.num_reviews,
         "torch_threads": torch.get_num_threads(), "cpu": cpu_name(), "device": str(served.model.device),
         "torch": torch.__version__, "max_padding_fraction": served.max_padding_fraction,
