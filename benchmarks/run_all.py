@@ -136,6 +136,11 @@ def speed_section(quick: bool) -> list[str]:
             lines.append(f"| {text_set} | {throughput['pipeline']['reviews_per_s']:.1f} | " + " | ".join(cells)
                          + f" | {latency['pipeline']['p50_ms']:.1f} / {latency['app']['p50_ms']:.1f} | "
                          + " / ".join(agreement) + " |")
+        if any(suffix == "_int8" for suffix, _ in variants):
+            lines += ["", "The int8 copy (torch.ao dynamic quantization of every Linear layer) is measured, not offered by "
+                      "the app: it is the fastest path on this CPU, but it changes answers far more than bf16 (with "
+                      "these untrained, near-uniform heads a small change flips the top rating; judge it on a trained "
+                      "model with `--multitask-model`), and the torch.ao API it uses is deprecated in favour of torchao."]
         lines += ["", "![serving speed](benchmarks/results/serving_speed.png)", ""]
     data_prep = load("data_prep_speed")
     if data_prep:
