@@ -30,7 +30,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from modeling.serving import BatchedReviewModel, RatingAgeModel, TopicClassifier
+from modeling.serving import BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,7 @@ CSS = ".model-warning {border-left: 4px solid #d97706; padding-left: 0.75em;}"
 
 def review_problem(text) -> str | None:
     """A message for a review that cannot be scored (missing, empty, whitespace only), else None."""
-    if not isinstance(text, str) or not text.strip():
-        return EMPTY_REVIEW_MESSAGE
-    return None
+    return None if is_scorable(text) else EMPTY_REVIEW_MESSAGE
 
 
 def load_model_or_message(model_class, reference: str, what: str, flag: str, trust_remote_code: bool, **options):

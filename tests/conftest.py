@@ -81,17 +81,24 @@ def tiny_tokenizer(tmp_path_factory, review_sentences):
     return tokenizer
 
 
+def tiny_distilbert_config(tokenizer, **options):
+    """The tiny DistilBERT shape every test model shares: 2 layers of width 32 over the tiny WordPiece vocabulary."""
+    from transformers import DistilBertConfig
+
+    return DistilBertConfig(
+        vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id, **options,
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     """A random 2-layer DistilBERT (about 25K parameters) saved with its tokenizer, usable as --model_name_or_path."""
     import torch
-    from transformers import DistilBertConfig, DistilBertModel
+    from transformers import DistilBertModel
 
     torch.manual_seed(0)
-    config = DistilBertConfig(
-        vocab_size=len(tiny_tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
-        pad_token_id=tiny_tokenizer.pad_token_id,
-    )
+    config = tiny_distilbert_config(tiny_tokenizer)
     folder = tmp_path_factory.mktemp("tiny_distilbert")
     DistilBertModel(config).save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
@@ -116,12 +123,11 @@ def multitask_model_dir(tmp_path_factory, tiny_encoder_dir, tiny_tokenizer) -> P
 def topic_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     """A tiny standard DistilBertForSequenceClassification with the six topic labels."""
     import torch
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import DistilBertForSequenceClassification
 
     torch.manual_seed(0)
-    config = DistilBertConfig(
-        vocab_size=len(tiny_tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
-        pad_token_id=tiny_tokenizer.pad_token_id, id2label=dict(enumerate(TOPIC_LABELS)),
+    config = tiny_distilbert_config(
+        tiny_tokenizer, id2label=dict(enumerate(TOPIC_LABELS)),
         label2id={label: index for index, label in enumerate(TOPIC_LABELS)},
     )
     folder = tmp_path_factory.mktemp("tiny_topic")
