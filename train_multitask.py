@@ -54,6 +54,11 @@ class ModelArguments:
     age_loss: str = field(
         default="mse", metadata={"help": "Loss on standardized age: 'mse' or 'huber'.", "choices": ["mse", "huber"]}
     )
+    huber_delta: float = field(
+        default=1.0,
+        metadata={"help": "Huber's delta in age standard deviations: errors beyond it count linearly (small = near L1, "
+                  "which aims at the median age, the MAE-optimal prediction)."},
+    )
     class_weighted_rating_loss: bool = field(
         default=False,
         metadata={"help": "Weight the cross-entropy by inverse rating frequency in the train split (most are 5 stars)."},
@@ -106,6 +111,7 @@ def build_model(model_args: ModelArguments, train_split) -> MultiTaskReviewModel
         "age_loss_weight": model_args.age_loss_weight,
         "loss_weighting": model_args.loss_weighting,
         "age_loss": model_args.age_loss,
+        "huber_delta": model_args.huber_delta,
         "rating_class_weights": (
             inverse_frequency_weights(train_split[RATING_COLUMN], len(RATING_NAMES))
             if model_args.class_weighted_rating_loss else None
@@ -210,6 +216,7 @@ def main():
                 "age_loss_weight": model_args.age_loss_weight,
                 "loss_weighting": model_args.loss_weighting,
                 "age_loss": model_args.age_loss,
+                "huber_delta": model_args.huber_delta,
                 "class_weighted_rating_loss": model_args.class_weighted_rating_loss,
                 "pooling": model_args.pooling,
             },

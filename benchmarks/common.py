@@ -1,4 +1,8 @@
-"""Shared by the benchmark scripts: where the data is, the fixed clothing split, peak RSS, machine facts, JSON out."""
+"""Shared by the benchmark scripts: where the data is, the fixed clothing split, peak RSS, machine facts, JSON out.
+
+torch is imported inside the functions that need it, so the data-prep benchmark's child processes (which import this
+module) measure their own memory, not torch's.
+"""
 
 import json
 import os
@@ -6,8 +10,6 @@ import platform
 import resource
 import sys
 from pathlib import Path
-
-import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # BENCHMARK_RESULTS_DIR redirects the output (the smoke tests use it so they never touch the published results).
@@ -26,6 +28,8 @@ def packaged_minilm() -> str:
 def bf16_training_flags() -> list[str]:
     """Training-script flags for bf16 mixed precision where this machine runs it fast, else none: a GPU with bf16, or
     a CPU whose oneDNN has native bf16 kernels (AVX512-BF16 / AMX; about 1.8x the fp32 samples/s of MiniLM here)."""
+    import torch
+
     if torch.cuda.is_available():
         return ["--bf16", "true"] if torch.cuda.is_bf16_supported() else []
     try:
@@ -41,13 +45,26 @@ def peak_rss_mb(children: bool = False) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_facts() -> dict:
+    import torch
+
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 

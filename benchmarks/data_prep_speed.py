@@ -20,6 +20,7 @@ import gzip
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,9 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = Path(os.environ.get("BENCHMARK_RESULTS_DIR", REPO_ROOT / "benchmarks" / "results"))
-DATA_DIR = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import DATA_DIR, REPO_ROOT, RESULTS_DIR, cpu_name  # noqa: E402
+
 STAGES = ("read", "filter", "cleaning")
 PIPELINES = ("datasets", "pandas")
 TARGET_SECONDS_3M, TARGET_RSS_MB = 300, 4096
@@ -100,7 +101,6 @@ class PeakMemory:
 
 def run_stages(pipeline: str, path: str, num_proc: int) -> dict:
     """One pipeline over one file, in this process; seconds, rows in/out and peak RSS per stage."""
-    sys.path.insert(0, str(REPO_ROOT))
     memory = PeakMemory()
     stages = {}
 
@@ -274,7 +274,8 @@ def main():
 
     payload = {
         "what": "Amazon data prep: read, filter (no text; Amazon mention), cleaning (both texts) -- datasets vs pandas",
-        "machine": {"cpu_cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+        "command": shlex.join(["python", "benchmarks/data_prep_speed.py", *sys.argv[1:]]),
+        "machine": {"cpu_cores": os.cpu_count(), "cpu": cpu_name(),
                     "python": platform.python_version(), "datasets": datasets.__version__,
                     "pandas": pandas.__version__},
         "num_proc": args.num_proc,

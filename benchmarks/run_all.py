@@ -5,6 +5,9 @@
     python benchmarks/run_all.py --quick    # fewer seeds, steps and rows: under an hour on 2 cores
     python benchmarks/run_all.py --report_only   # rebuild the README section from the JSON already there
 
+Multi-task fine-tuning runs kept from an earlier run with the same key are reused (see multitask_quality.py); the
+time each benchmark took goes to benchmarks/results/run_all[_quick].json.
+
 Each benchmark writes JSON + PNG under benchmarks/results/; the README section between the `results` markers is
 rewritten from those files, so every figure in it traces back to a file this command wrote.
 """
@@ -30,7 +33,7 @@ def benchmark_commands(quick: bool) -> list[list[str]]:
         ["benchmarks/serving_speed.py", "--threads", "1", *(["--num-reviews", "128", "--rounds", "2"] if quick else [])],
         ["benchmarks/training_speed.py", *flag],
         ["benchmarks/topic_quality.py", *flag],
-        ["benchmarks/multitask_quality.py", *flag, *(["--bf16"] if bf16_training_flags() and not quick else [])],
+        ["benchmarks/multitask_quality.py", *flag, *(["--bf16"] if bf16_training_flags() else [])],
     ]
 
 
@@ -211,12 +214,6 @@ def targets_section(quick: bool) -> list[str]:
     return lines + [""]
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return machine_facts()["processor"]
-
 
 def modes_note(quick: bool) -> str:
     """Which tables hold quick-mode figures, and what the multi-task table's runs cost."""
@@ -234,20 +231,35 @@ def modes_note(quick: bool) -> str:
     return note
 
 
-def report(quick: bool, wall_seconds: float | None) -> str:
-    facts = machine_facts()
-    how = (f"Produced by `python benchmarks/run_all.py{' --quick' if quick else ''}` in {wall_seconds / 60:.0f} minutes"
-           if wall_seconds else
-           "Each table names the benchmark command that wrote its JSON under `benchmarks/results/`; "
-           f"`python benchmarks/run_all.py{' --quick' if quick else ''}` reruns them all and rewrites this section")
-    header = [
-        START_MARKER,
-        "## Results",
-        "",
-        f"{how}, on {facts['cpu_cores']} CPU cores ({cpu_name()}, torch {facts['torch']}, "
-        f"{facts['gpu'] or 'no GPU'}). " + modes_note(quick),
-        "",
-    ]
+def run_record_name(quick: bool) -> str:
+    return "run_all_quick" if quick else "run_all"
+
+
+def timing_note(quick: bool) -> str:
+    """How long this command took, on which machine, what it reused, and how long the other mode took."""
+    record = load(run_record_name(quick))
+    command = f"`python benchmarks/run_all.py{' --quick' if quick else ''}`"
+    if record is None:
+        return (f"Each table names the benchmark command that wrote its JSON under `benchmarks/results/`; {command} "
+                "reruns them all and rewrites this section.")
+    machine = record["machine"]
+    note = (f"Produced by {command} in {record['wall_seconds'] / 60:.0f} minutes ({run_record_name(quick)}.json) on "
+            f"{machine['cpu_cores']} CPU cores ({machine.get('cpu', machine['processor'])}, torch {machine['torch']}, "
+            f"{machine['gpu'] or 'no GPU'}).")
+    kept = record.get("multitask_runs_kept_from_earlier", 0)
+    if kept:
+        note += (f" {kept} of the multi-task table's {record['multitask_runs']} fine-tuning runs were kept from an "
+                 "earlier run of the same benchmark command with the same key (encoder, budget, flags, seed) and "
+                 "reused, so their training time is not in that figure.")
+    if (other := load(run_record_name(not quick))) is not None:
+        note += (f" `python benchmarks/run_all.py{'' if quick else ' --quick'}` took "
+                 f"{other['wall_seconds'] / 60:.0f} minutes on {other['machine']['cpu_cores']} CPU cores "
+                 f"({run_record_name(not quick)}.json).")
+    return note
+
+
+def report(quick: bool) -> str:
+    header = [START_MARKER, "## Results", "", f"{timing_note(quick)} {modes_note(quick)}".rstrip(), ""]
     body = targets_section(quick) + multitask_section(quick) + topic_section(quick) + speed_section(quick)
     return "\n".join(header + body + [END_MARKER])
 
@@ -269,18 +281,23 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--report_only", action="store_true")
     arguments = parser.parse_args()
-    started = time.perf_counter()
-    wall = None
     if not arguments.report_only:
+        started, seconds = time.perf_counter(), {}
         for command in benchmark_commands(arguments.quick):
             print("$ python " + " ".join(command), flush=True)
+            command_started = time.perf_counter()
             subprocess.run([sys.executable, *command], cwd=REPO_ROOT, check=True)
-        wall = time.perf_counter() - started
-        (RESULTS_DIR / "run_all.json").write_text(json.dumps(
-            {"quick": arguments.quick, "wall_seconds": round(wall), "machine": machine_facts()}, indent=2) + "\n")
-    elif (RESULTS_DIR / "run_all.json").is_file():
-        wall = json.loads((RESULTS_DIR / "run_all.json").read_text())["wall_seconds"]
-    write_readme_section(report(arguments.quick, wall))
+            seconds[" ".join(command)] = round(time.perf_counter() - command_started)
+        quality = load("multitask_quality_quick" if arguments.quick else "multitask_quality")
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        (RESULTS_DIR / f"{run_record_name(arguments.quick)}.json").write_text(json.dumps({
+            "command": "python benchmarks/run_all.py" + (" --quick" if arguments.quick else ""),
+            "wall_seconds": round(time.perf_counter() - started), "seconds_per_benchmark": seconds,
+            "multitask_runs": quality["transformer_runs"],
+            "multitask_runs_kept_from_earlier": quality["runs_kept_from_earlier"],
+            "machine": machine_facts(),
+        }, indent=2) + "\n")
+    write_readme_section(report(arguments.quick))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Writes `serving_speed.json` and `serving_speed.png` under --output-dir.
 import argparse
 import json
 import os
-import platform
 import random
 import shlex
 import statistics
@@ -36,10 +35,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import app  # noqa: E402
+from benchmarks.common import DATA_DIR, RESULTS_DIR, cpu_name  # noqa: E402
 import modeling  # noqa: E402
 from modeling.serving import RatingAgeModel, length_sorted_chunks  # noqa: E402
 
-DATA_DIR = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 CLOTHING_FILE = "womens_clothing_reviews.csv.gz"
 AMAZON_FILES = ("amazon_reviews.csv.gz", "amazon_category_reviews.csv.gz", "amazon_media_reviews.csv.gz")
 
@@ -55,7 +54,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="Throughput rounds; the median counts.")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice).")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     return parser.parse_args()
 
 
@@ -205,15 +204,6 @@ def output_agreement(served: RatingAgeModel, pipeline_results: list[dict], revie
         "same_rating": sum(m["rating"] == t["rating"] for m, t in zip(served_results, pipeline_results)) / len(reviews),
     }
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 THROUGHPUT_BARS = [

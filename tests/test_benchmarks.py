@@ -36,7 +36,7 @@ def test_report_is_rebuilt_from_the_json_files(tmp_path):
     sys.path.insert(0, str(REPO_ROOT))
     from benchmarks import run_all
 
-    section = run_all.report(quick=True, wall_seconds=None)
+    section = run_all.report(quick=True)
     assert section.startswith(run_all.START_MARKER) and section.endswith(run_all.END_MARKER)
     assert "## Results" in section
 

@@ -68,6 +68,12 @@ def test_huber_age_loss():
     assert output.age_loss.item() == pytest.approx(0.75, rel=1e-5)
 
 
+def test_huber_delta_sets_where_the_age_loss_turns_linear():
+    output = model_with_fixed_heads(age_loss="huber", huber_delta=0.5)(**INPUTS, age_labels=AGES)
+    # errors 0 and 2: huber(2) = 0.5 * (2 - 0.25) = 0.875
+    assert output.age_loss.item() == pytest.approx(0.4375, rel=1e-5)
+
+
 def test_class_weighted_cross_entropy():
     weights = [1.0, 2.0, 3.0, 4.0, 5.0]
     output = model_with_fixed_heads(rating_class_weights=weights)(**INPUTS, labels=LABELS)

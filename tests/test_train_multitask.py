@@ -157,6 +157,17 @@ def _one_step_weights(tokenized: Dataset, batch_size: int, accumulation: int, ou
     return {"state": {k: v.clone() for k, v in model.state_dict().items()}, "loss": logged["loss"]}
 
 
+def test_loss_flags_reach_the_model_config(tiny_encoder_dir, clothing_slice):
+    sys.path.insert(0, str(REPO_ROOT))
+    from train_multitask import ModelArguments, build_model
+
+    train_split = load_clothing_reviews(train_file=clothing_slice).splits["train"]
+    model = build_model(ModelArguments(model_name_or_path=str(tiny_encoder_dir), loss_weighting="uncertainty",
+                                       age_loss="huber", huber_delta=0.1, class_weighted_rating_loss=True), train_split)
+    assert (model.config.loss_weighting, model.config.age_loss, model.config.huber_delta) == ("uncertainty", "huber", 0.1)
+    assert len(model.config.rating_class_weights) == 5 and model.task_log_variances.requires_grad
+
+
 def test_gradient_accumulation_gives_the_same_step_as_one_big_batch(tmp_path):
     examples = {
         "input_ids": [[1, 5, 7, 9, 2]] * 2 + [[1, 8, 8, 3, 2]] * 2,
