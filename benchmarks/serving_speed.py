@@ -6,7 +6,8 @@ in the same run, on real reviews.
     python benchmarks/serving_speed.py --multitask-model out   # a trained model folder (or Hub id)
 
 Measures, for each set of real reviews:
-- latency: p50 of one review through the app's `/rating_age` function vs `pipe(review)`;
+- batch 1: p50 / p90 latency and reviews/s of one review per call through the app's `/rating_age` function vs
+  `pipe(review)`;
 - reviews/s at batch 32: `pipe(reviews, batch_size=32)` vs the app given the same reviews as requests of 32
   (what the queue hands it) and as one CSV of all of them (the Batch tab), plus the app without its
   padding-tight split (length sorting alone) to show where the speed comes from, the app under bfloat16
@@ -126,7 +127,7 @@ def single_review_latency(variants: dict[str, RatingAgeModel], text_pipeline, re
             cpu[name].append(cpu_s)
     return {
         name: {"p50_ms": 1000 * statistics.median(wall[name]), "p90_ms": 1000 * percentile(wall[name], 0.9),
-               "p50_cpu_ms": 1000 * statistics.median(cpu[name])}
+               "p50_cpu_ms": 1000 * statistics.median(cpu[name]), "reviews_per_s": len(wall[name]) / sum(wall[name])}
         for name in paths
     }
 

@@ -68,3 +68,27 @@ def test_multitask_quality_benchmark_keeps_finished_runs_and_reuses_them(tmp_pat
     assert second["runs_kept_from_earlier"] == 1
     assert second["rows"]["multi-task, uncertainty weighting"] == first["rows"]["multi-task, uncertainty weighting"]
     assert (tmp_path / "multitask_quality_quick.png").is_file()
+
+
+def test_serving_benchmark_compares_the_app_with_the_pipeline(tmp_path, multitask_model_dir):
+    require_shared_data(CLOTHING_FILE)
+    run_benchmark("serving_speed.py", "--multitask-model", str(multitask_model_dir), "--text-sets", "clothing",
+                  "--num-reviews", "16", "--batch-size", "8", "--latency-reviews", "4", "--rounds", "1",
+                  "--threads", "1", results_dir=tmp_path)
+    result = json.loads((tmp_path / "serving_speed.json").read_text())
+    clothing = result["text_sets"]["clothing"]
+    assert clothing["latency"]["app"]["reviews_per_s"] > 0 and clothing["throughput"]["pipeline"]["reviews_per_s"] > 0
+    assert clothing["agreement_with_pipeline_bfloat16"]["same_rating"] >= 0
+    assert result["command"].startswith("python benchmarks/serving_speed.py")
+    assert (tmp_path / "serving_speed.png").is_file()
+
+
+def test_data_prep_benchmark_times_both_pipelines(tmp_path):
+    require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
+    run_benchmark("data_prep_speed.py", "--rows", "3000", "--work_dir", str(tmp_path / "work"), results_dir=tmp_path)
+    result = json.loads((tmp_path / "data_prep_speed.json").read_text())
+    (size,) = result["results"]
+    assert size["rows"] == 3000
+    # Both pipelines keep the same reviews: the comparison is like for like.
+    assert size["datasets"]["stages"]["filter"]["rows_out"] == size["pandas"]["stages"]["filter"]["rows_out"] > 0
+    assert size["datasets_over_pandas"]["total"]["time"] > 0
