@@ -109,7 +109,7 @@ def run_stages(pipeline: str, path: str, num_proc: int) -> dict:
         started = time.perf_counter()
         result = function()
         seconds = time.perf_counter() - started
-        stages[name] = {"seconds": round(seconds, 2), "rows_in": rows_in, "rows_out": len(result),
+        stages[name] = {"seconds": round(seconds, 4), "rows_in": rows_in, "rows_out": len(result),
                         "rows_per_second": round(rows_in / seconds), "peak_rss_mb": round(memory.peak_rss / 2**20),
                         "peak_anon_mb": round(memory.peak_anon / 2**20)}
         return result
@@ -168,7 +168,7 @@ def measure(pipeline: str, path: Path, num_proc: int, cache_dir: Path) -> dict:
     stages = json.loads(completed.stdout.strip().splitlines()[-1])
     shutil.rmtree(cache_dir, ignore_errors=True)
     return {"stages": stages, "process_seconds": round(time.perf_counter() - started, 1),
-            "total_seconds": round(sum(s["seconds"] for s in stages.values()), 2),
+            "total_seconds": round(sum(s["seconds"] for s in stages.values()), 4),
             "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
             "peak_anon_mb": max(s["peak_anon_mb"] for s in stages.values())}
 

@@ -76,7 +76,8 @@ def topic_section(quick: bool) -> list[str]:
     return [
         "### Topic classifier quality (Amazon reviews, test split)",
         "",
-        f"`{payload['command']}` — NMF with {payload['num_topics']} topics; training reviews: "
+        f"`{payload['command']}` — NMF with {payload['num_topics']} topics; fine-tuning in "
+        f"{payload.get('fine_tuning_precision', 'fp32')}, frozen features in fp32; training reviews: "
         f"{payload['max_train_samples'] or 'all'}; split sizes {payload['split_sizes']}. ({name}.json)",
         "",
         payload["markdown"],
@@ -96,7 +97,8 @@ def speed_section(quick: bool) -> list[str]:
     if training:
         lines += [
             f"**Training** (`{training['command']}`, {training['steps']} steps, batch {training['batch_size']}, "
-            f"max length {training['max_seq_length']}; {training_name}.json):",
+            f"max length {training['max_seq_length']}; {training['machine']['cpu_cores']} CPU cores, "
+            f"{training['machine']['torch_threads']} torch threads; {training_name}.json):",
             "",
             "| batches | samples/s | vs padding to max length | test accuracy | test macro-F1 | test age MAE | peak RSS (MB) |",
             "|---|---|---|---|---|---|---|",
@@ -118,8 +120,10 @@ def speed_section(quick: bool) -> list[str]:
         lines += [f"**Serving** (`{serving.get('command', 'python benchmarks/serving_speed.py --threads 1')}`, "
                   f"{serving['model']}, batch "
                   f"{serving['batch_size']}, {serving['num_reviews']} real reviews per set, {serving['torch_threads']} torch thread(s); "
-                  "serving_speed.json). Batch 1 is one review per call; batch 32 gives the app the reviews as requests of 32 "
-                  "(the ratio to the pipeline in brackets); "
+                  "serving_speed.json). Batch 1 is one review per call over the first `--latency-reviews` reviews of each "
+                  "set (compare its reviews/s across methods, not with batch 32: other reviews, and no padding at all); "
+                  "batch 32 gives the app all the reviews as requests of 32 (the ratio to the pipeline in "
+                  "brackets); "
                   "agreement is the share of reviews given the pipeline's rating and the largest gap in a rating "
                   "probability:", "",
                   "| reviews | batch 1: pipeline / app reviews/s | batch 32: pipeline reviews/s | "
@@ -220,11 +224,13 @@ def targets_section(quick: bool) -> list[str]:
     if data_prep:
         largest = data_prep["results"][-1]
         ratio = largest["datasets_over_pandas"]["total"]
-        lines.append(f"- Data prep at {largest['rows']:,} rows: {ratio['time']:.2f}× pandas' time (target ≤ 1), "
-                     f"{ratio['peak_rss']:.2f}× its peak RSS and {ratio['peak_anon']:.2f}× its peak anonymous memory "
-                     "(target ≤ 0.33).")
+        lines.append(f"- Data prep at {largest['rows']:,} rows: {ratio['time']:.2f}× pandas' time (target ≤ 1: "
+                     f"{'met' if ratio['time'] <= 1 else 'not met'}); memory (target ≤ 0.33× pandas' peak): "
+                     f"{ratio['peak_rss']:.2f}× by peak RSS ({'met' if ratio['peak_rss'] <= 0.33 else 'not met'}), "
+                     f"{ratio['peak_anon']:.2f}× by peak anonymous memory "
+                     f"({'met' if ratio['peak_anon'] <= 0.33 else 'not met'}; RSS also counts resident pages of the "
+                     "memory-mapped Arrow cache).")
     return lines + [""]
-
 
 
 def modes_note(quick: bool) -> str:
@@ -249,21 +255,21 @@ def run_record_name(quick: bool) -> str:
 
 def timing_note(quick: bool) -> str:
     """How long this command took, on which machine, what it reused, and how long the other mode took."""
-    record = load(run_record_name(quick))
     command = f"`python benchmarks/run_all.py{' --quick' if quick else ''}`"
+    record, other = (load(run_record_name(mode)) for mode in (quick, not quick))
     if record is None:
-        return (f"Each table names the benchmark command that wrote its JSON under `benchmarks/results/`; {command} "
+        note = (f"Each table names the benchmark command that wrote its JSON under `benchmarks/results/`; {command} "
                 "reruns them all and rewrites this section.")
-    machine = record["machine"]
-    note = (f"Produced by {command} in {record['wall_seconds'] / 60:.0f} minutes ({run_record_name(quick)}.json) on "
-            f"{machine['cpu_cores']} CPU cores ({machine.get('cpu', machine['processor'])}, torch {machine['torch']}, "
-            f"{machine['gpu'] or 'no GPU'}).")
-    kept = record.get("multitask_runs_kept_from_earlier", 0)
-    if kept:
-        note += (f" {kept} of the multi-task table's {record['multitask_runs']} fine-tuning runs were kept from an "
-                 "earlier run of the same benchmark command with the same key (encoder, budget, flags, seed) and "
-                 "reused, so their training time is not in that figure.")
-    if (other := load(run_record_name(not quick))) is not None:
+    else:
+        machine = record["machine"]
+        note = (f"Produced by {command} in {record['wall_seconds'] / 60:.0f} minutes ({run_record_name(quick)}.json) on "
+                f"{machine['cpu_cores']} CPU cores ({machine.get('cpu') or machine.get('processor')}, torch "
+                f"{machine['torch']}, {machine['gpu'] or 'no GPU'}).")
+        if kept := record.get("multitask_runs_kept_from_earlier", 0):
+            note += (f" {kept} of the multi-task table's {record['multitask_runs']} fine-tuning runs were kept from an "
+                     "earlier run of the same benchmark command with the same key (encoder, budget, flags, seed) and "
+                     "reused, so their training time is not in that figure.")
+    if other is not None:
         note += (f" `python benchmarks/run_all.py{'' if quick else ' --quick'}` took "
                  f"{other['wall_seconds'] / 60:.0f} minutes on {other['machine']['cpu_cores']} CPU cores "
                  f"({run_record_name(not quick)}.json).")

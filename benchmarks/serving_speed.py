@@ -263,6 +263,7 @@ def main() -> None:
     results = {
         "command": shlex.join(["python", "benchmarks/serving_speed.py", *sys.argv[1:]]),
         "model": model_name, "batch_size": args.batch_size, "num_reviews": args.num_reviews,
+        "latency_reviews": args.latency_reviews,
         "torch_threads": torch.get_num_threads(), "cpu": cpu_name(), "device": str(served.model.device),
         "torch": torch.__version__, "max_padding_fraction": served.max_padding_fraction,
         "load_average_before": os.getloadavg(), "text_sets": {},

@@ -32,13 +32,34 @@ def test_training_speed_benchmark_runs_both_ways(tmp_path, tiny_encoder_dir):
     assert (tmp_path / "training_speed.png").is_file()
 
 
-def test_report_is_rebuilt_from_the_json_files(tmp_path):
+def test_readme_results_section_is_what_run_all_writes_from_the_committed_json():
     sys.path.insert(0, str(REPO_ROOT))
     from benchmarks import run_all
 
-    section = run_all.report(quick=True)
-    assert section.startswith(run_all.START_MARKER) and section.endswith(run_all.END_MARKER)
-    assert "## Results" in section
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index(run_all.START_MARKER):readme.index(run_all.END_MARKER) + len(run_all.END_MARKER)]
+    assert section in (run_all.report(quick=False), run_all.report(quick=True)), (
+        "README's results section is out of step with benchmarks/results/: run `python benchmarks/run_all.py "
+        "--report_only` (add --quick for a quick-mode section)")
+
+
+def test_report_says_how_long_each_mode_took_and_what_was_reused(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks import run_all
+
+    machine = {"cpu_cores": 2, "cpu": "Test CPU", "processor": "x86_64", "torch": "2.13.0", "gpu": None}
+    for name, minutes, kept in (("run_all", 80, 18), ("run_all_quick", 36, 0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({
+            "wall_seconds": minutes * 60, "multitask_runs": 18 if kept else 6, "multitask_runs_kept_from_earlier": kept,
+            "machine": machine}))
+    monkeypatch.setattr(run_all, "RESULTS_DIR", tmp_path)
+
+    full = run_all.report(quick=False)
+    assert "Produced by `python benchmarks/run_all.py` in 80 minutes" in full and "Test CPU" in full
+    assert "18 of the multi-task table's 18 fine-tuning runs were kept" in full
+    assert "`python benchmarks/run_all.py --quick` took 36 minutes" in full
+    quick = run_all.report(quick=True)
+    assert "--quick` in 36 minutes" in quick and "were kept" not in quick
 
 
 def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp_path, tiny_encoder_dir):
@@ -85,10 +106,10 @@ def test_serving_benchmark_compares_the_app_with_the_pipeline(tmp_path, multitas
 
 def test_data_prep_benchmark_times_both_pipelines(tmp_path):
     require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
-    run_benchmark("data_prep_speed.py", "--rows", "3000", "--work_dir", str(tmp_path / "work"), results_dir=tmp_path)
+    run_benchmark("data_prep_speed.py", "--rows", "20000", "--work_dir", str(tmp_path / "work"), results_dir=tmp_path)
     result = json.loads((tmp_path / "data_prep_speed.json").read_text())
     (size,) = result["results"]
-    assert size["rows"] == 3000
+    assert size["rows"] == 20000
     # Both pipelines keep the same reviews: the comparison is like for like.
     assert size["datasets"]["stages"]["filter"]["rows_out"] == size["pandas"]["stages"]["filter"]["rows_out"] > 0
     assert size["datasets_over_pandas"]["total"]["time"] > 0
