@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, bf16_training_flags, machine_facts  # noqa: E402
 from benchmarks.multitask_quality import markdown as multitask_table  # noqa: E402
+from benchmarks.topic_quality import markdown as topic_table  # noqa: E402
 
 START_MARKER, END_MARKER = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -64,9 +65,18 @@ def multitask_section(quick: bool) -> list[str]:
         "",
         multitask_table(payload["rows"]),
         "",
+        *peak_rss_line(payload["rows"]),
         f"![multi-task quality](benchmarks/results/{name}.png)",
         "",
     ]
+
+
+def peak_rss_line(rows: dict) -> list[str]:
+    measured = [run["peak_rss_mb"] for row in rows.values() for run in row["runs"] if run.get("peak_rss_mb")]
+    if not measured:
+        return []
+    return [f"Peak RSS of one fine-tuning run (train_multitask.py, training and test prediction): "
+            f"{min(measured)}–{max(measured)} MB over the {len(measured)} runs.", ""]
 
 
 def topic_section(quick: bool) -> list[str]:
@@ -80,7 +90,7 @@ def topic_section(quick: bool) -> list[str]:
         f"{payload.get('fine_tuning_precision', 'fp32')}, frozen features in fp32; training reviews: "
         f"{payload['max_train_samples'] or 'all'}; split sizes {payload['split_sizes']}. ({name}.json)",
         "",
-        payload["markdown"],
+        topic_table(payload["rows"]),
         "",
         "The labels are NMF topics of TF-IDF vectors mapped by keywords, so a TF-IDF classifier learns the labeller's "
         "own features: read these rows as agreement with the NMF labels, not as topic accuracy judged by people.",
@@ -149,6 +159,9 @@ def speed_section(quick: bool) -> list[str]:
                       "the app: it is the fastest path on this CPU, but it changes answers far more than bf16 (with "
                       "these untrained, near-uniform heads a small change flips the top rating; judge it on a trained "
                       "model with `--multitask-model`), and the torch.ao API it uses is deprecated in favour of torchao."]
+        if "peak_rss_mb" in serving:
+            lines += ["", f"Peak RSS of the serving benchmark's process, with the model, its bf16 path, the int8 copy "
+                      f"and the pipeline all loaded: {serving['peak_rss_mb']} MB."]
         lines += ["", "![serving speed](benchmarks/results/serving_speed.png)", ""]
     data_prep = load("data_prep_speed")
     if data_prep:

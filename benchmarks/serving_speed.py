@@ -36,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import app  # noqa: E402
-from benchmarks.common import DATA_DIR, RESULTS_DIR, cpu_name  # noqa: E402
+from benchmarks.common import DATA_DIR, RESULTS_DIR, cpu_name, peak_rss_mb  # noqa: E402
 import modeling  # noqa: E402
 from modeling.serving import RatingAgeModel, length_sorted_chunks  # noqa: E402
 
@@ -296,6 +296,7 @@ def main() -> None:
             "latency_speedup", "throughput_speedup", "throughput_speedup_cpu_time", "padded_tokens",
             *(f"agreement_with_pipeline{suffix}" for suffix in variants))}, indent=1), flush=True)
     results["load_average_after"] = os.getloadavg()
+    results["peak_rss_mb"] = round(peak_rss_mb())  # the whole process: the model, its bf16 path and int8 copy
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "serving_speed.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.output_dir / "serving_speed.png")
