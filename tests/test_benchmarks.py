@@ -62,6 +62,19 @@ def test_report_says_how_long_each_mode_took_and_what_was_reused(tmp_path, monke
     assert "--quick` in 36 minutes" in quick and "were kept" not in quick
 
 
+def test_report_says_plainly_whether_and_by_how_much_multitask_beats_tfidf():
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.run_all import versus_tfidf
+
+    def row(accuracy, mae):
+        return {"summary": {"rating_accuracy": {"mean": accuracy}, "age_mae": {"mean": mae}}}
+
+    line = versus_tfidf({"a": row(0.70, 9.5), "b": row(0.65, 9.0)}, row(0.66, 9.2))
+    assert "rating accuracy multi-task beats it in 1 of 2 rows (higher is better; differences -0.010 to +0.040)" in line
+    assert "age MAE multi-task beats it in 1 of 2 rows (lower is better; differences -0.200 to +0.300 years)" in line
+    assert "beats it in no row" in versus_tfidf({"a": row(0.60, 9.5)}, row(0.66, 9.2))
+
+
 def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp_path, tiny_encoder_dir):
     require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
     run_benchmark("topic_quality.py", "--quick", "--model_name_or_path", str(tiny_encoder_dir), results_dir=tmp_path)
