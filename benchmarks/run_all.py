@@ -195,7 +195,7 @@ def versus_tfidf(multitask: dict, tfidf: dict) -> str:
     for key, name, higher_is_better, unit in (("rating_accuracy", "rating accuracy", True, ""),
                                                ("age_mae", "age MAE", False, " years")):
         gaps = sorted(row["summary"][key]["mean"] - tfidf["summary"][key]["mean"] for row in multitask.values())
-        better = [gap for gap in gaps if (gap > 0) == higher_is_better and gap != 0]
+        better = [gap for gap in gaps if (gap > 0 if higher_is_better else gap < 0)]
         verdict = ("beats it in every row" if len(better) == len(gaps) else
                    "beats it in no row" if not better else f"beats it in {len(better)} of {len(gaps)} rows")
         parts.append(f"on {name} multi-task {verdict} ({'higher' if higher_is_better else 'lower'} is better; "
