@@ -20,11 +20,11 @@ from transformers.modelcard import extract_hyperparameters_from_trainer
 
 import modeling
 from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, RATING_NAMES, TEXT_COLUMN, load_clothing_reviews
-from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, save_multitask_model
+from modeling import MultiTaskReviewConfig, MultiTaskReviewModel
 from modeling.metrics import build_multitask_metrics
 from modeling.model_card import multitask_card_info, read_all_results
 from modeling.cli import (
-    ReviewTrainingArguments, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
+    ReviewTrainingArguments, check_checkpoint, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
 )
 from modeling.trainer import MultiTaskTrainer
 
@@ -33,35 +33,50 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelArguments:
+    """Model and loss settings. Those left unset (None) take the config's default for a new model, and keep what a
+    saved model folder has when training it further: only the flags given change it."""
+
     model_name_or_path: str = field(
         default="distilbert-base-uncased",
         metadata={"help": "Encoder to start from (any BERT-family model AutoModel loads: Hub id or folder), or a "
                   "saved multi-task model folder to train further."},
     )
-    pooling: str = field(default="mean", metadata={"help": "Review vector: 'mean' of the tokens or 'cls'."})
-    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before both heads."})
-    rating_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the rating loss; 0 turns it off."})
-    age_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the age loss; 0 turns it off."})
-    loss_weighting: str = field(
-        default="fixed",
-        metadata={"help": "'fixed' weights, or 'uncertainty': learned per-task log-variances (Kendall et al. 2018).",
-                  "choices": ["fixed", "uncertainty"]},
+    pooling: str | None = field(
+        default=None, metadata={"help": "Review vector: 'mean' of the tokens (new model's default) or 'cls'.",
+                                "choices": ["mean", "cls"]}
+    )
+    classifier_dropout: float | None = field(default=None, metadata={"help": "Dropout before both heads (0.1)."})
+    rating_loss_weight: float | None = field(
+        default=None, metadata={"help": "Weight of the rating loss (1.0); 0 turns it off."}
+    )
+    age_loss_weight: float | None = field(default=None, metadata={"help": "Weight of the age loss (1.0); 0 turns it off."})
+    loss_weighting: str | None = field(
+        default=None,
+        metadata={"help": "'fixed' weights (default), or 'uncertainty': learned per-task log-variances "
+                  "(Kendall et al. 2018).", "choices": ["fixed", "uncertainty"]},
     )
     log_variance_learning_rate: float = field(
         default=1e-2,
         metadata={"help": "Learning rate of the uncertainty weighting's log-variances (their own optimizer group)."},
     )
-    age_loss: str = field(
-        default="mse", metadata={"help": "Loss on standardized age: 'mse' or 'huber'.", "choices": ["mse", "huber"]}
+    age_loss: str | None = field(
+        default=None, metadata={"help": "Loss on standardized age: 'mse' (default) or 'huber'.",
+                                "choices": ["mse", "huber"]}
     )
-    huber_delta: float = field(
-        default=1.0,
-        metadata={"help": "Huber's delta in age standard deviations: errors beyond it count linearly (small = near L1, "
-                  "which aims at the median age, the MAE-optimal prediction)."},
+    huber_delta: float | None = field(
+        default=None,
+        metadata={"help": "Huber's delta in age standard deviations (1.0): errors beyond it count linearly (small = "
+                  "near L1, which aims at the median age, the MAE-optimal prediction)."},
     )
-    class_weighted_rating_loss: bool = field(
-        default=False,
-        metadata={"help": "Weight the cross-entropy by inverse rating frequency in the train split (most are 5 stars)."},
+    class_weighted_rating_loss: bool | None = field(
+        default=None,
+        metadata={"help": "Weight the cross-entropy by inverse rating frequency in the train split (most are 5 "
+                  "stars); default off."},
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Encoder attention: 'sdpa', 'eager' or 'flash_attention_2' (where the encoder and "
+                  "hardware support it); default: transformers' choice."},
     )
 
 
@@ -101,27 +116,30 @@ def inverse_frequency_weights(class_ids: list[int], num_classes: int) -> list[fl
 
 
 def build_model(model_args: ModelArguments, train_split) -> MultiTaskReviewModel:
-    """A saved multi-task model to train further, or a pretrained encoder with new heads; the loss options and the
-    train split's age mean/std go into the config."""
-    ages = np.asarray(train_split[AGE_COLUMN], dtype=np.float64)
+    """A saved multi-task model to train further (it keeps its architecture and settings but for the flags given),
+    or a pretrained encoder with new heads; the loss options and the train split's age mean/std go into the config."""
     options = {
-        "pooling": model_args.pooling,
-        "classifier_dropout": model_args.classifier_dropout,
-        "rating_loss_weight": model_args.rating_loss_weight,
-        "age_loss_weight": model_args.age_loss_weight,
-        "loss_weighting": model_args.loss_weighting,
-        "age_loss": model_args.age_loss,
-        "huber_delta": model_args.huber_delta,
-        "rating_class_weights": (
+        name: getattr(model_args, name)
+        for name in ("pooling", "classifier_dropout", "rating_loss_weight", "age_loss_weight", "loss_weighting",
+                     "age_loss", "huber_delta")
+        if getattr(model_args, name) is not None
+    }
+    if model_args.class_weighted_rating_loss is not None:
+        options["rating_class_weights"] = (
             inverse_frequency_weights(train_split[RATING_COLUMN], len(RATING_NAMES))
             if model_args.class_weighted_rating_loss else None
-        ),
-    }
+        )
     config = AutoConfig.from_pretrained(model_args.model_name_or_path)
     if isinstance(config, MultiTaskReviewConfig):
-        return AutoModel.from_pretrained(model_args.model_name_or_path, **options)
+        if options:
+            logger.info("Training %s further with these settings changed: %s", model_args.model_name_or_path, options)
+        return AutoModel.from_pretrained(
+            model_args.model_name_or_path, attn_implementation=model_args.attn_implementation, **options
+        )
+    ages = np.asarray(train_split[AGE_COLUMN], dtype=np.float64)
     return MultiTaskReviewModel.from_encoder(
-        model_args.model_name_or_path, age_mean=float(ages.mean()), age_std=float(ages.std()), **options
+        model_args.model_name_or_path, attn_implementation=model_args.attn_implementation,
+        age_mean=float(ages.mean()), age_std=float(ages.std()), **options,
     )
 
 
@@ -130,7 +148,7 @@ def main():
         (ModelArguments, DataTrainingArguments, ReviewTrainingArguments)
     )
     setup_logging(training_args, logger)
-    push_requested, last_checkpoint = start_run(training_args, logger)
+    push_requested, checkpoint = start_run(training_args, logger)
 
     with training_args.main_process_first(desc="loading the clothing reviews"):
         data = load_clothing_reviews(
@@ -150,6 +168,8 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     model = build_model(model_args, splits["train"])
     max_length = min(data_args.max_seq_length, modeling.pipeline_multitask.model_max_length(tokenizer, model))
+    tokenizer.model_max_length = max_length  # saved with the model: the pipeline and the app truncate as training did
+    check_checkpoint(checkpoint, training_args, model.config)
 
     def tokenize(batch):
         encoded = tokenizer(
@@ -179,13 +199,12 @@ def main():
     )
 
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
         metrics = {**train_result.metrics, "train_samples": len(tokenized["train"])}
         trainer.save_metrics("train", metrics)
         trainer.log_metrics("train", metrics)
         trainer.save_state()
-        if trainer.is_world_process_zero():
-            save_multitask_model(trainer.model, tokenizer, training_args.output_dir)
+        trainer.save_model()  # gathers FSDP/DeepSpeed weights; the config names the pipeline, whose code travels too
 
     if training_args.do_eval:
         metrics = trainer.evaluate()
@@ -212,13 +231,10 @@ def main():
             hyperparameters={
                 **extract_hyperparameters_from_trainer(trainer),
                 "max_seq_length": max_length,
-                "rating_loss_weight": model_args.rating_loss_weight,
-                "age_loss_weight": model_args.age_loss_weight,
-                "loss_weighting": model_args.loss_weighting,
-                "age_loss": model_args.age_loss,
-                "huber_delta": model_args.huber_delta,
-                "class_weighted_rating_loss": model_args.class_weighted_rating_loss,
-                "pooling": model_args.pooling,
+                **{name: getattr(trainer.model.config, name)
+                   for name in ("rating_loss_weight", "age_loss_weight", "loss_weighting", "age_loss", "huber_delta",
+                                "pooling")},
+                "class_weighted_rating_loss": trainer.model.config.rating_class_weights is not None,
             },
             age_mean=trainer.model.config.age_mean,
             age_std=trainer.model.config.age_std,

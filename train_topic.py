@@ -28,7 +28,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    Trainer,
     default_data_collator,
 )
 from transformers.modelcard import extract_hyperparameters_from_trainer
@@ -45,11 +44,12 @@ from data_prep.topics import (
 )
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
 from modeling.cli import (
-    ReviewTrainingArguments, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
+    ReviewTrainingArguments, check_checkpoint, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
 )
 from modeling.metrics import build_classification_metrics
 from modeling.model_card import read_all_results, topic_card_info
 from modeling.pipeline_multitask import model_max_length
+from modeling.trainer import ReviewTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +68,22 @@ class ModelArguments:
         metadata={"help": "'finetune' the whole encoder, or train an MLP on frozen encoder 'features'.",
                   "choices": list(METHODS)},
     )
-    pooling: str = field(
-        default="mean", metadata={"help": "features: review vector = 'mean' of the tokens or 'cls'.",
-                                  "choices": ["mean", "cls"]}
+    pooling: str | None = field(
+        default=None, metadata={"help": "features: review vector = 'mean' of the tokens (new model's default) or 'cls'.",
+                                "choices": ["mean", "cls"]}
     )
-    head_hidden_sizes: list[int] = field(
-        default_factory=lambda: [256], metadata={"help": "features: hidden layer sizes of the MLP (e.g. 512 128)."}
+    head_hidden_sizes: list[int] | None = field(
+        default=None, metadata={"help": "features: hidden layer sizes of the MLP (new model's default 256; e.g. 512 "
+                                "128)."}
     )
-    head_dropout: float = field(default=0.1, metadata={"help": "features: dropout after each MLP hidden layer."})
+    head_dropout: float | None = field(
+        default=None, metadata={"help": "features: dropout after each MLP hidden layer (0.1)."}
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Encoder attention: 'sdpa', 'eager' or 'flash_attention_2' (where the encoder and "
+                  "hardware support it); default: transformers' choice."},
+    )
     feature_batch_size: int = field(
         default=64, metadata={"help": "features: reviews per encoder pass while computing the features."}
     )
@@ -128,17 +136,22 @@ def label_mappings(label_names: list[str]) -> dict:
 def build_finetune_model(model_args: ModelArguments, label_names: list[str]):
     """A pretrained encoder with a new classification head, or a saved classifier to train further."""
     return AutoModelForSequenceClassification.from_pretrained(
-        model_args.model_name_or_path, num_labels=len(label_names), **label_mappings(label_names)
+        model_args.model_name_or_path, num_labels=len(label_names), attn_implementation=model_args.attn_implementation,
+        **label_mappings(label_names),
     )
 
 
 def build_features_model(model_args: ModelArguments, label_names: list[str]) -> tuple[TopicFeaturesModel, bool]:
-    """A frozen-features classifier and whether it is new (its feature statistics still to be set from train)."""
-    options = {"pooling": model_args.pooling, "head_hidden_sizes": list(model_args.head_hidden_sizes),
-               "head_dropout": model_args.head_dropout, **label_mappings(label_names)}
+    """A frozen-features classifier and whether it is new (its feature statistics still to be set from train).
+
+    A saved classifier keeps its settings but for the flags given (unset flags are None)."""
+    options = {name: getattr(model_args, name) for name in ("pooling", "head_hidden_sizes", "head_dropout")
+               if getattr(model_args, name) is not None}
+    options.update(label_mappings(label_names))
+    attention = {"attn_implementation": model_args.attn_implementation}
     if isinstance(AutoConfig.from_pretrained(model_args.model_name_or_path), TopicFeaturesConfig):
-        return TopicFeaturesModel.from_pretrained(model_args.model_name_or_path, **label_mappings(label_names)), False
-    return TopicFeaturesModel.from_encoder(model_args.model_name_or_path, **options), True
+        return TopicFeaturesModel.from_pretrained(model_args.model_name_or_path, **attention, **options), False
+    return TopicFeaturesModel.from_encoder(model_args.model_name_or_path, **attention, **options), True
 
 
 def encoder_fingerprint(model: TopicFeaturesModel, max_length: int) -> str:
@@ -256,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         (ModelArguments, DataTrainingArguments, TopicLabelArguments, ReviewTrainingArguments), argv
     )
     setup_logging(training_args, logger)
-    push_requested, last_checkpoint = start_run(training_args, logger)
+    push_requested, checkpoint = start_run(training_args, logger)
 
     with training_args.main_process_first(desc="loading the topic dataset"):
         splits = load_topic_splits(data_args, topic_args)
@@ -288,8 +301,10 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator = DataCollatorWithPadding(
             tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
         )
+    tokenizer.model_max_length = max_length  # saved with the model: pipelines and the app truncate as training did
+    check_checkpoint(checkpoint, training_args, model.config)
 
-    trainer = Trainer(
+    trainer = ReviewTrainer(
         model=model,
         args=training_args,
         train_dataset=model_inputs["train"] if training_args.do_train else None,
@@ -301,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = {}
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
         metrics = {**train_result.metrics, "train_samples": len(model_inputs["train"])}
         trainer.save_metrics("train", metrics)
         trainer.log_metrics("train", metrics)
@@ -340,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
                 **extract_hyperparameters_from_trainer(trainer),
                 "method": model_args.method,
                 "max_seq_length": max_length,
-                **({"pooling": model_args.pooling, "head_hidden_sizes": model_args.head_hidden_sizes}
+                **({"pooling": model.config.pooling, "head_hidden_sizes": model.config.head_hidden_sizes}
                    if model_args.method == "features" else {}),
             },
         )

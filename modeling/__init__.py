@@ -7,11 +7,10 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_multitask import RATING_NAMES, MultiTaskReviewConfig
 from .modeling_multitask import MultiTaskReviewModel, MultiTaskReviewOutput
+from .pipeline_multitask import PIPELINE_TASK as MULTITASK_TASK
 from .pipeline_multitask import ReviewRatingAgePipeline
 from .configuration_topic_features import TopicFeaturesConfig
 from .modeling_topic_features import TopicFeaturesModel
-
-MULTITASK_TASK = "review-rating-age"
 
 AutoConfig.register(MultiTaskReviewConfig.model_type, MultiTaskReviewConfig)
 AutoModel.register(MultiTaskReviewConfig, MultiTaskReviewModel)
@@ -35,13 +34,6 @@ def load_rating_age_pipeline(model, revision: str | None = None, **kwargs):
     return pipeline(MULTITASK_TASK, model=model, revision=revision, pipeline_class=ReviewRatingAgePipeline, **kwargs)
 
 
-def save_multitask_model(model, tokenizer, output_dir: str) -> None:
-    """Save model, tokenizer, remote code and the pipeline (`custom_pipelines` in the config) in one folder.
-
-    `Trainer.save_model` leaves out the pipeline; `Pipeline.save_pretrained` writes it."""
-    pipeline(MULTITASK_TASK, model=model, tokenizer=tokenizer, device=model.device).save_pretrained(output_dir)
-
-
 __all__ = [
     "MULTITASK_TASK",
     "RATING_NAMES",
@@ -52,5 +44,4 @@ __all__ = [
     "TopicFeaturesConfig",
     "TopicFeaturesModel",
     "load_rating_age_pipeline",
-    "save_multitask_model",
 ]

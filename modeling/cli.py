@@ -1,14 +1,18 @@
 """What both training scripts share: argument parsing as in the transformers examples, logging, split truncation."""
 
+import dataclasses
+import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from .hub import check_push_arguments, push_model_folder
 from .model_card import ModelCardInfo, write_model_card
@@ -16,12 +20,16 @@ from .model_card import ModelCardInfo, write_model_card
 
 @dataclass
 class ReviewTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with length-grouped batches by default: with the data collator's dynamic padding,
-    little compute goes to padding."""
+    """`TrainingArguments` with length-grouped batches by default (with the data collator's dynamic padding, little
+    compute goes to padding), and `--overwrite_output_dir`, which transformers 5 dropped."""
 
     train_sampling_strategy: str = field(
         default="group_by_length",
         metadata={"help": "Sampler for training: 'group_by_length' (default here), 'random', 'sequential', ..."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over: delete the checkpoints in output_dir instead of resuming from the last one."},
     )
 
 
@@ -56,7 +64,21 @@ def setup_logging(training_args: TrainingArguments, script_logger: logging.Logge
         training_args.parallel_mode.value == "distributed",
         "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no",
     )
-    script_logger.info("Training/evaluation parameters %s", training_args)
+    script_logger.info("Training/evaluation parameters that differ from the defaults: %s",
+                       non_default_arguments(training_args))
+
+
+def non_default_arguments(arguments) -> dict:
+    """The fields of a dataclass that differ from their defaults: a short log line instead of ~150 lines."""
+    changed = {}
+    for spec in dataclasses.fields(arguments):
+        if not spec.init:
+            continue
+        default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+        value = getattr(arguments, spec.name)
+        if value != default and not (hasattr(value, "value") and value.value == default):
+            changed[spec.name] = value
+    return changed
 
 
 def take_first(dataset: datasets.Dataset, max_samples: int | None) -> datasets.Dataset:
@@ -68,19 +90,78 @@ def start_run(training_args: TrainingArguments, script_logger: logging.Logger) -
     """The checks and settings both scripts begin with; returns (push requested, checkpoint to resume from).
 
     Push arguments are checked before any training. Trainer itself never pushes (it would push every checkpoint and
-    overwrite README.md with its own card): `finish_run` writes the generated card and pushes the folder once."""
+    overwrite README.md with its own card): `finish_run` writes the generated card and pushes the folder once.
+    As in the transformers examples, a training run into an output_dir with checkpoints resumes from the last one
+    (`check_checkpoint` then makes sure it is the same run), unless --overwrite_output_dir starts over."""
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("Nothing to do: pass --do_train, --do_eval and/or --do_predict")
+    if training_args.push_to_hub and not training_args.do_train:
+        raise ValueError("--push_to_hub pushes the model this run trains, and without --do_train nothing is trained: "
+                         "add --do_train, or upload an existing folder with `hf upload` (huggingface_hub)")
     check_push_arguments(training_args.push_to_hub, training_args.hub_model_id, training_args.hub_token)
     push_requested, training_args.push_to_hub = training_args.push_to_hub, False
 
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.do_train and not training_args.resume_from_checkpoint:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None:
-            script_logger.info("Checkpoint found at %s: training resumes from it", last_checkpoint)
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is not None and training_args.overwrite_output_dir:
+            for old in sorted(Path(training_args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+                shutil.rmtree(old)
+            script_logger.info("--overwrite_output_dir: deleted the checkpoints in %s; training starts over",
+                               training_args.output_dir)
+            checkpoint = None
+        elif checkpoint is not None:
+            script_logger.info("Checkpoint found at %s: training resumes from it (--overwrite_output_dir starts over)",
+                               checkpoint)
     set_seed(training_args.seed)
-    return push_requested, last_checkpoint
+    return push_requested, checkpoint
+
+
+# Config keys that say where a model came from, how it is stored or run (Trainer turns use_cache off), not what it is.
+NOT_MODEL_SETTINGS = {"transformers_version", "_name_or_path", "architectures", "auto_map", "custom_pipelines", "dtype",
+                      "torch_dtype", "use_cache"}
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """`key: saved -> current` for every setting that differs between two config dicts (nested configs included)."""
+    differences = []
+    for key in sorted((set(saved) | set(current)) - NOT_MODEL_SETTINGS):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict) and key not in ("id2label", "label2id"):
+            differences += config_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differences.append(f"{prefix}{key}: {old!r} there, {new!r} now")
+    return differences
+
+
+def check_checkpoint(checkpoint: str | None, training_args: TrainingArguments, model_config) -> None:
+    """Refuse to resume from a checkpoint that is not this run: one that already trained as far as this run would
+    (the run would train 0 steps and save the old weights under the new flags), or one trained with other model or
+    loss settings."""
+    if checkpoint is None or not training_args.do_train:
+        return
+    checkpoint = Path(checkpoint)
+    problems = []
+    state_file = checkpoint / "trainer_state.json"
+    if state_file.is_file():
+        state = json.loads(state_file.read_text())
+        if training_args.max_steps > 0 and state["global_step"] >= training_args.max_steps:
+            problems.append(f"it already reached step {state['global_step']} and --max_steps is "
+                            f"{training_args.max_steps}")
+        elif training_args.max_steps <= 0 and (state.get("epoch") or 0) >= training_args.num_train_epochs:
+            problems.append(f"it already trained {state.get('epoch')} epochs and --num_train_epochs is "
+                            f"{training_args.num_train_epochs:g}")
+    config_file = checkpoint / "config.json"
+    if config_file.is_file():
+        differences = config_differences(json.loads(config_file.read_text()),
+                                         json.loads(model_config.to_json_string()))
+        if differences:
+            problems.append("it was trained with other model or loss settings (" + "; ".join(differences) + ")")
+    if problems:
+        raise ValueError(
+            f"Not resuming from {checkpoint}: {' and '.join(problems)}. Either pass --overwrite_output_dir to "
+            f"start over in {training_args.output_dir}, or give another --output_dir"
+        )
 
 
 def finish_run(training_args: TrainingArguments, card: ModelCardInfo, push_requested: bool, commit_message: str,

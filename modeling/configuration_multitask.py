@@ -54,6 +54,11 @@ class MultiTaskReviewConfig(PreTrainedConfig):
                 f"rating_class_weights has {len(self.rating_class_weights)} values, expected {self.num_labels}"
             )
 
+    def get_text_config(self, decoder=None, encoder=None) -> PreTrainedConfig:
+        """The encoder's config: where `resize_token_embeddings` records a new vocabulary size, so a resized model
+        saves and loads again."""
+        return self.encoder
+
     def _check_choice(self, field: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, field)
         if value not in choices:

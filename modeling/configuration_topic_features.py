@@ -38,6 +38,11 @@ class TopicFeaturesConfig(PreTrainedConfig):
         if not 0 <= self.head_dropout < 1:
             raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
 
+    def get_text_config(self, decoder=None, encoder=None) -> PreTrainedConfig:
+        """The encoder's config: where `resize_token_embeddings` records a new vocabulary size, so a resized model
+        saves and loads again."""
+        return self.encoder
+
     @property
     def feature_size(self) -> int:
         return self.encoder.hidden_size

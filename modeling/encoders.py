@@ -17,12 +17,29 @@ def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor
 
 
 class PretrainedEncoderMixin:
-    """`from_encoder` for a model whose config holds its encoder's config in `encoder` and whose module is `encoder`."""
+    """The `PreTrainedModel` contract for a model whose config holds its encoder's config in `encoder` and whose
+    module is `encoder`: activation checkpointing, input embeddings (so `resize_token_embeddings` works), the attention
+    implementations the encoder supports (the encoder itself refuses one it lacks), and `from_encoder`."""
+
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.encoder.set_input_embeddings(value)
 
     @classmethod
-    def from_encoder(cls, encoder_name_or_path: str, **config_kwargs):
+    def from_encoder(cls, encoder_name_or_path: str, attn_implementation: str | None = None, dtype=None,
+                     **config_kwargs):
         """A new model whose encoder starts from pretrained weights and whose heads are freshly initialized."""
-        encoder = AutoModel.from_pretrained(encoder_name_or_path)
-        model = cls(cls.config_class(encoder=encoder.config.to_dict(), **config_kwargs))
+        encoder = AutoModel.from_pretrained(encoder_name_or_path, attn_implementation=attn_implementation)
+        config = cls.config_class(encoder=encoder.config.to_dict(), **config_kwargs)
+        config._attn_implementation = encoder.config._attn_implementation
+        model = cls(config)
         model.encoder.load_state_dict(encoder.state_dict())
-        return model
+        return model.to(dtype) if dtype is not None else model
+

@@ -1,7 +1,7 @@
 """The multi-task review model: one encoder, a star-rating head and an age head.
 
 This file travels with saved and pushed models through `auto_map`: it imports only torch, transformers and
-its sibling configuration and encoders files.
+its sibling configuration, encoders and pipeline files (so a saved folder carries the pipeline its config names).
 """
 
 from dataclasses import dataclass
@@ -14,6 +14,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_multitask import MultiTaskReviewConfig
 from .encoders import PretrainedEncoderMixin, pool_hidden_states
+from .pipeline_multitask import PIPELINE_TASK, ReviewRatingAgePipeline
 
 
 @dataclass
@@ -49,6 +50,11 @@ class MultiTaskReviewModel(PretrainedEncoderMixin, PreTrainedModel):
             torch.tensor(class_weights, dtype=torch.float) if class_weights is not None else None,
             persistent=False,
         )
+        # Every save (Trainer checkpoints and save_model included) names the pipeline, as Pipeline.save_pretrained would.
+        config.custom_pipelines = {
+            PIPELINE_TASK: {"impl": f"pipeline_multitask.{ReviewRatingAgePipeline.__name__}", "pt": ["AutoModel"],
+                            "tf": [], "type": "text"}
+        }
         self.post_init()
 
     def _init_weights(self, module):
@@ -78,7 +84,9 @@ class MultiTaskReviewModel(PretrainedEncoderMixin, PreTrainedModel):
         hidden_states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = self.dropout(pool_hidden_states(hidden_states, attention_mask, self.config.pooling))
         rating_logits = self.rating_head(pooled)
-        age_standardized = self.age_head(pooled).squeeze(-1)
+        # In float32 even under bf16 autocast: bf16 years near 40 come in steps of 0.25.
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            age_standardized = self.age_head(pooled.float().to(self.age_head.weight.dtype)).float().squeeze(-1)
         age = age_standardized * self.config.age_std + self.config.age_mean
 
         rating_loss = age_loss = loss = None
@@ -87,9 +95,9 @@ class MultiTaskReviewModel(PretrainedEncoderMixin, PreTrainedModel):
         if age_labels is not None:
             target = (age_labels.float() - self.config.age_mean) / self.config.age_std
             if self.config.age_loss == "huber":
-                age_loss = F.huber_loss(age_standardized.float(), target, delta=self.config.huber_delta)
+                age_loss = F.huber_loss(age_standardized, target, delta=self.config.huber_delta)
             else:
-                age_loss = F.mse_loss(age_standardized.float(), target)
+                age_loss = F.mse_loss(age_standardized, target)
         if rating_loss is not None or age_loss is not None:
             loss = self.weight_task_losses(rating_loss, age_loss)
         return MultiTaskReviewOutput(

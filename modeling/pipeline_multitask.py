@@ -7,6 +7,8 @@ transformers.
 import torch
 from transformers import Pipeline
 
+PIPELINE_TASK = "review-rating-age"
+
 
 def model_max_length(tokenizer, model) -> int:
     """The longest input both the tokenizer and the encoder's position embeddings accept."""
@@ -20,6 +22,9 @@ class ReviewRatingAgePipeline(Pipeline):
     `{"rating": 5, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3}`. Lists are batched."""
 
     def _sanitize_parameters(self, max_length=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"review-rating-age got unknown argument(s) {sorted(kwargs)}; it takes max_length "
+                            "(and the pipeline's own batch_size, num_workers, device)")
         preprocess_params = {"max_length": max_length} if max_length is not None else {}
         return preprocess_params, {}, {}
 

@@ -1,17 +1,36 @@
-"""`MultiTaskTrainer`: Trainer that logs each task's loss beside the weighted total."""
+"""Trainers: `ReviewTrainer` evaluates and predicts in dataset order; `MultiTaskTrainer` logs each task's loss beside
+the weighted total."""
 
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import Trainer
 
 
-class MultiTaskTrainer(Trainer):
+class ReviewTrainer(Trainer):
+    """`Trainer` whose evaluation and prediction keep the dataset's order.
+
+    In transformers 5, `train_sampling_strategy="group_by_length"` (our default, for training speed) also reorders
+    evaluation and prediction, so `predict(ds).predictions[i]` would not belong to `ds[i]`. Here evaluation is
+    sequential on one process and, under DDP, left to accelerate's usual contiguous sharding, which the gathered
+    predictions undo."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+
+class MultiTaskTrainer(ReviewTrainer):
     """Trains a `MultiTaskReviewModel` on w_rating * cross-entropy + w_age * (MSE or Huber on standardized age).
 
     The weights (and the weighting scheme, fixed or learned uncertainty) are the model's config, set from the command
     line, so a saved model records how it was trained. The loss is a per-batch mean, so Trainer divides it by the
-    gradient accumulation steps (`loss_is_scaled_for_ga = False`). The rating and age losses are averaged over the
-    logging interval and logged as `rating_loss` / `age_loss` next to `loss`. Both targets are declared as labels
+    gradient accumulation steps (`loss_is_scaled_for_ga = False`). Both targets are declared as labels
     (`label_names`), so evaluation returns them to `compute_metrics`.
+
+    `rating_loss` / `age_loss` are logged next to `loss` and describe the same batches: summed on the device per
+    micro-batch (no sync per step), then at each logging step averaged over the micro-batches and over the processes,
+    as Trainer does for `loss`.
 
     With uncertainty weighting the learned log-variances get their own optimizer group: learning rate
     `log_variance_learning_rate` and no weight decay (decay would pull them back to equal weights). At an encoder's
@@ -27,8 +46,8 @@ class MultiTaskTrainer(Trainer):
         self.log_variance_learning_rate = log_variance_learning_rate
         if self.args.label_names is None:
             self.args.label_names = list(self.LABEL_NAMES)
-        self._task_loss_sums = dict.fromkeys(self.TASK_LOSSES, 0.0)
-        self._task_loss_steps = 0
+        # [rating sum, age sum, rating micro-batches, age micro-batches], kept on the model's device
+        self._task_loss_sums: torch.Tensor | None = None
 
     def create_optimizer(self, model=None):
         creating = self.optimizer is None  # an optimizer passed in (or made before) is left as it is
@@ -49,19 +68,25 @@ class MultiTaskTrainer(Trainer):
         if outputs.loss is None:
             raise ValueError(f"The batch has no targets (labels / age_labels); it has {sorted(inputs)}")
         if model.training:
-            for name in self.TASK_LOSSES:
-                task_loss = getattr(outputs, name)
-                if task_loss is not None:
-                    self._task_loss_sums[name] += task_loss.detach().item()
-            self._task_loss_steps += 1
+            self._add_task_losses(outputs)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
+    def _add_task_losses(self, outputs) -> None:
+        zero = outputs.loss.new_zeros((), dtype=torch.float32)
+        task_losses = [getattr(outputs, name) for name in self.TASK_LOSSES]
+        step = torch.stack([zero if loss is None else loss.detach().float() for loss in task_losses]
+                           + [zero + (loss is not None) for loss in task_losses])
+        self._task_loss_sums = step if self._task_loss_sums is None else self._task_loss_sums + step
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._task_loss_steps:
-            for name, total in self._task_loss_sums.items():
-                logs[name] = round(total / self._task_loss_steps, 4)
-            self._task_loss_sums = dict.fromkeys(self.TASK_LOSSES, 0.0)
-            self._task_loss_steps = 0
+        if "loss" in logs and self._task_loss_sums is not None:
+            # Every process reaches this logging step, so the all-reduce below is matched on each rank.
+            totals = self.accelerator.reduce(self._task_loss_sums, reduction="sum").tolist()
+            count = len(self.TASK_LOSSES)
+            for name, total, batches in zip(self.TASK_LOSSES, totals[:count], totals[count:]):
+                if batches:
+                    logs[name] = round(total / batches, 4)
+            self._task_loss_sums = None
         if (uncertainty := self._learned_log_variances()) is not None:
             logs.update(uncertainty)
         super().log(logs, start_time)

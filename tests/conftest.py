@@ -110,12 +110,13 @@ def multitask_model_dir(tmp_path_factory, tiny_encoder_dir, tiny_tokenizer) -> P
     """A tiny multi-task model saved the way train_multitask.py saves it (auto_map, custom pipeline)."""
     import torch
 
-    from modeling import MultiTaskReviewModel, save_multitask_model
+    from modeling import MultiTaskReviewModel
 
     torch.manual_seed(0)
     model = MultiTaskReviewModel.from_encoder(str(tiny_encoder_dir), age_mean=43.0, age_std=12.0).eval()
     folder = tmp_path_factory.mktemp("tiny_multitask")
-    save_multitask_model(model, tiny_tokenizer, str(folder))
+    model.save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
     return folder
 
 

@@ -8,7 +8,7 @@ import torch
 from huggingface_hub import HfApi, ModelCard, constants
 
 from hub_fixtures import hub_server, loopback_hub, run_outside_project  # noqa: F401 - fixtures
-from modeling import MultiTaskReviewModel, load_rating_age_pipeline, save_multitask_model
+from modeling import MultiTaskReviewModel, load_rating_age_pipeline
 from modeling.hub import check_push_arguments, parse_model_reference, push_model_folder
 from modeling.model_card import (
     build_model_card,
@@ -43,7 +43,8 @@ def tiny_multitask_model(encoder_dir, seed: int) -> MultiTaskReviewModel:
 
 
 def save_with_card(model, tokenizer, folder, model_name_or_path: str) -> None:
-    save_multitask_model(model, tokenizer, str(folder))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     card = multitask_card_info(
         REPO_ID, RUN_METRICS, model_name_or_path=model_name_or_path, data_source="a test slice",
         filter_counts={"no review text": 7}, split_sizes={"train": 960, "validation": 120, "test": 120},

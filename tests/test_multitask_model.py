@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel, DistilBertConfig
 
 import modeling
-from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, load_rating_age_pipeline, save_multitask_model
+from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, load_rating_age_pipeline
 
 
 def tiny_config(**options) -> MultiTaskReviewConfig:
@@ -155,7 +155,8 @@ def test_bert_family_encoder_works(tiny_tokenizer):
 
 def test_pipeline_single_and_batched(tmp_path, tiny_encoder_dir, tiny_tokenizer):
     model = MultiTaskReviewModel.from_encoder(str(tiny_encoder_dir), age_mean=43.0, age_std=12.0).eval()
-    save_multitask_model(model, tiny_tokenizer, str(tmp_path))
+    model.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
     assert AutoConfig.from_pretrained(tmp_path).custom_pipelines["review-rating-age"]["impl"] == (
         "pipeline_multitask.ReviewRatingAgePipeline"
     )
