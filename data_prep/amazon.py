@@ -56,12 +56,16 @@ def load_amazon_reviews(
     mention_filter: bool = True,
     mention_pattern: str = DEFAULT_MENTION_PATTERN,
     num_proc: int | None = None,
+    strict: bool = False,
 ) -> AmazonReviews:
-    """Read the files, drop reviews without text, keep Amazon mentions (optional) and add both cleanings."""
-    raw = read_amazon_files(paths, num_proc=num_proc)
+    """Read the files, drop reviews whose rating is malformed (`strict`: stop at the first instead) and reviews
+    without text, keep Amazon mentions (optional) and add both cleanings."""
+    raw = read_amazon_files(paths, num_proc=num_proc, strict=strict)
     dropped = {}
-    reviews = drop_reviews_without_text(raw)
-    dropped["no title or review text"] = len(raw) - len(reviews)
+    rated = keep_rows_where(raw, lambda batch: valid_rating_mask(batch[RATING_COLUMN]))
+    dropped["rating not 1-5 and not empty"] = len(raw) - len(rated)
+    reviews = drop_reviews_without_text(rated)
+    dropped["no title or review text"] = len(rated) - len(reviews)
     if mention_filter:
         mentioning = filter_mentions(reviews, mention_pattern, num_proc=num_proc)
         dropped[f"no match for {mention_pattern!r}"] = len(reviews) - len(mentioning)
@@ -80,18 +84,19 @@ def load_amazon_reviews(
 # Reading -----------------------------------------------------------------------------------------------------------
 
 
-def read_amazon_files(paths: Sequence[str | os.PathLike], num_proc: int | None = None) -> Dataset:
+def read_amazon_files(paths: Sequence[str | os.PathLike], num_proc: int | None = None, strict: bool = False) -> Dataset:
     """Each file read on its own and aligned to `rating, title, review` (their other columns differ), then
     concatenated."""
     if not paths:
         raise ValueError("No Amazon review files given")
-    parts = [read_amazon_file(path, num_proc=num_proc) for path in paths]
+    parts = [read_amazon_file(path, num_proc=num_proc, strict=strict) for path in paths]
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
-def read_amazon_file(path: str | os.PathLike, num_proc: int | None = None) -> Dataset:
+def read_amazon_file(path: str | os.PathLike, num_proc: int | None = None, strict: bool = False) -> Dataset:
     """One CSV (optionally compressed): Review Full's headerless `rating,title,review`, or a header naming at least
-    those three columns. Ratings stay text here, checked to be 1-5 or empty."""
+    those three columns. Ratings stay text here, checked to be 1-5 or empty: a malformed one is an error with
+    `strict`, otherwise a warning naming its line (`load_amazon_reviews` drops and counts those rows)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Amazon review file not found: {path}")
@@ -117,7 +122,11 @@ def read_amazon_file(path: str | os.PathLike, num_proc: int | None = None) -> Da
         ).select_columns(AMAZON_COLUMNS)
     if len(dataset) == 0:
         raise ValueError(f"Amazon review file has no reviews: {path}")
-    check_ratings(dataset, source=str(path), has_header=header is not None)
+    problem = describe_bad_ratings(dataset, source=str(path), has_header=header is not None)
+    if problem and strict:
+        raise ValueError(problem)
+    if problem:
+        logger.warning("%s; those rows are dropped (--strict stops instead)", problem)
     logger.info("%s: read %d reviews (%s)", path, len(dataset), "header" if header else "headerless Review Full")
     return dataset
 
@@ -153,21 +162,23 @@ def _header_columns(first_row: list[str], path: Path) -> list[str] | None:
     )
 
 
-def check_ratings(dataset: Dataset, source: str, has_header: bool = True) -> None:
-    """Ratings must be 1-5 or empty (unknown); the first other value is reported with its row."""
+def valid_rating_mask(ratings: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a rating (as text) is 1-5 or empty (unknown)."""
+    return pc.or_kleene(pc.is_null(ratings), pc.match_substring_regex(ratings.cast(pa.string()), _RATING_TEXT))
+
+
+def describe_bad_ratings(dataset: Dataset, source: str, has_header: bool = True) -> str | None:
+    """None when every rating is 1-5 or empty (unknown); else the first other value with its line, and the count."""
     ratings = dataset.data.column(RATING_COLUMN)
-    valid = pc.or_(pc.is_null(ratings), pc.match_substring_regex(ratings, _RATING_TEXT))
-    bad_rows = pc.indices_nonzero(pc.invert(valid))
+    bad_rows = pc.indices_nonzero(pc.invert(valid_rating_mask(ratings)))
     if len(bad_rows) == 0:
-        return
+        return None
     row = bad_rows[0].as_py()
     value = ratings[row].as_py()
     line = row + 1 + int(has_header)
     problem = "is outside 1-5" if re.match(_NUMBER_TEXT, value) else "is not a number"
-    raise ValueError(
-        f"{source}: rating {value!r} on line {line} {problem}; ratings must be 1-5, or empty when unknown "
-        f"({len(bad_rows)} row(s) affected)"
-    )
+    return (f"{source}: rating {value!r} on line {line} {problem}; ratings must be 1-5, or empty when unknown "
+            f"({len(bad_rows)} row(s) affected)")
 
 
 def parse_rating(value: str | None) -> int | None:

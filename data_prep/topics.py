@@ -365,6 +365,10 @@ class TopicLabelArguments:
         default=DEFAULT_MENTION_PATTERN,
         metadata={"help": "Python regex (case-insensitive) searched in title and text by the mention filter."},
     )
+    strict: bool = field(
+        default=False,
+        metadata={"help": "Stop at the first malformed rating instead of dropping (and counting) those reviews."},
+    )
     min_topic_weight: float = field(
         default=0.2,
         metadata={"help": "Drop reviews whose dominant topic holds less than this share of their topic weight (0-1)."},
@@ -415,7 +419,8 @@ def build_topic_dataset(
     """Read and clean, split, fit topics on train, map them to categories and label every split."""
     keywords = read_category_keywords(options.category_keywords)
     reviews = load_amazon_reviews(
-        input_files, mention_filter=options.mention_filter, mention_pattern=options.mention_pattern, num_proc=num_proc
+        input_files, mention_filter=options.mention_filter, mention_pattern=options.mention_pattern, num_proc=num_proc,
+        strict=options.strict,
     )
     splits = split_reviews(reviews.dataset, options.validation_fraction, options.test_fraction, seed)
     topic_model = TopicModel.fit(

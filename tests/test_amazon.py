@@ -191,13 +191,26 @@ def test_shared_amazon_files_read_with_their_documented_sizes():
 def test_non_numeric_rating_names_file_line_and_value(tmp_path):
     path = write(tmp_path / "reviews.csv", "rating,title,review\n5,ok,fine\nfive,bad,row\n")
     with pytest.raises(ValueError, match=r"reviews\.csv: rating 'five' on line 3 is not a number"):
-        read_amazon_file(path)
+        read_amazon_file(path, strict=True)
 
 
 def test_out_of_range_rating_is_an_error(tmp_path):
     path = write(tmp_path / "reviews.csv", '7,"x","y"\n')
     with pytest.raises(ValueError, match="rating '7' on line 1 is outside 1-5"):
-        read_amazon_file(path)
+        read_amazon_file(path, strict=True)
+
+
+def test_malformed_ratings_are_dropped_counted_and_logged_unless_strict(tmp_path, caplog):
+    path = write(tmp_path / "reviews.csv", '5,"Great","Arrived from amazon fast"\nfive,"Bad","amazon row"\n'
+                 '9,"Odd","amazon again"\n,"Unknown","amazon rating left empty"\n')
+    with caplog.at_level(logging.INFO, logger="data_prep"):
+        reviews = load_amazon_reviews([path])
+    assert reviews.dataset["rating"] == [5, None]
+    assert reviews.dropped["rating not 1-5 and not empty"] == 2
+    assert "rating 'five' on line 2 is not a number" in caplog.text and "2 row(s) affected" in caplog.text
+    assert "Dropped 2 reviews: rating not 1-5 and not empty" in caplog.text
+    with pytest.raises(ValueError, match="rating 'five' on line 2"):
+        load_amazon_reviews([path], strict=True)
 
 
 def test_missing_columns_are_named(tmp_path):
