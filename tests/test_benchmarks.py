@@ -21,7 +21,6 @@ def run_benchmark(script: str, *arguments: str, results_dir) -> None:
 
 
 def test_training_speed_benchmark_runs_both_ways(tmp_path, tiny_encoder_dir):
-    require_shared_data(CLOTHING_FILE)
     run_benchmark("training_speed.py", "--model_name_or_path", str(tiny_encoder_dir), "--steps", "2",
                   "--max_seq_length", "32", "--batch_size", "4", results_dir=tmp_path)
     result = json.loads((tmp_path / "training_speed.json").read_text())
@@ -87,7 +86,6 @@ def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp
 
 
 def test_multitask_quality_benchmark_keeps_finished_runs_and_reuses_them(tmp_path, tiny_encoder_dir):
-    require_shared_data(CLOTHING_FILE)
     arguments = ("--quick", "--model_name_or_path", str(tiny_encoder_dir), "--epochs", "0.05",
                  "--rows", "multi-task, uncertainty weighting")
     run_benchmark("multitask_quality.py", *arguments, results_dir=tmp_path)

@@ -21,7 +21,7 @@ from modeling.cli import ReviewTrainingArguments
 from modeling.trainer import MultiTaskTrainer
 from hub_fixtures import run_outside_project
 from huggingface_hub import ModelCard
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, read_clothing_frame
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 def clothing_slice(tmp_path_factory, clothing_file) -> str:
     """600 real reviews in the original Kaggle layout (with the unnamed index column)."""
     path = tmp_path_factory.mktemp("clothing") / "slice.csv"
-    pd.read_csv(clothing_file, index_col=0, nrows=600).to_csv(path)
+    read_clothing_frame(clothing_file, nrows=600).to_csv(path)
     return str(path)
 
 
