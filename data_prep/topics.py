@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -124,10 +125,13 @@ class TopicModel:
                 f"Only {tfidf.shape[1]} words survive min_df={min_df}/max_df={max_df}: too few for {num_topics} topics"
             )
         nmf = NMF(n_components=num_topics, init="nndsvda", random_state=seed, max_iter=max_iter)
+        logger.info("Fitting NMF: %d topics over %d words from %d texts, up to %d iterations ...", num_topics,
+                    tfidf.shape[1], tfidf.shape[0], max_iter)
+        started = time.perf_counter()
         nmf.fit(tfidf)
         options = {key: value for key, value in nmf.get_params().items() if key != "verbose"}
-        logger.info("NMF: %d topics over %d words from %d texts (%d iterations, reconstruction error %.2f)",
-                    num_topics, tfidf.shape[1], tfidf.shape[0], nmf.n_iter_, nmf.reconstruction_err_)
+        logger.info("NMF fitted in %.1f s (%d iterations, reconstruction error %.2f)", time.perf_counter() - started,
+                    nmf.n_iter_, nmf.reconstruction_err_)
         return cls(vectorizer.get_feature_names_out().tolist(), vectorizer.idf_, nmf.components_, options)
 
     def topic_weights(self, nmf_texts: Sequence[str]) -> np.ndarray:
