@@ -41,6 +41,7 @@ MAX_QUEUE_BATCH = 16  # requests the queue merges into one call of a batched end
 MAX_CSV_ROWS = 5000
 QUEUE_MAX_SIZE = 256
 MAX_UPLOAD_SIZE = "25mb"
+MAX_REVIEW_CHARS = 20_000  # the text boxes' limit: far beyond what the models read (they truncate to their tokens)
 OUTPUT_FILE_LIFETIME_S = 3600
 
 EMPTY_REVIEW_MESSAGE = "⚠️ Empty review: type or paste a review to get a prediction."
@@ -164,19 +165,38 @@ class MalformedCsvError(ValueError):
     """The uploaded file cannot be read as a CSV with a header row."""
 
 
-def read_reviews_csv(path: str | Path) -> pd.DataFrame:
-    """All columns as text; a file that is not a UTF-8 CSV with a header raises MalformedCsvError with the reason."""
+# UTF-8 (a byte-order mark is skipped), then Windows-1252, the encoding of Excel's "CSV" export on Windows.
+CSV_ENCODINGS = ("utf-8-sig", "cp1252")
+PREDICTION_COLUMNS = ("predicted_rating", "predicted_age", "predicted_topic", "topic_probability", "topic_words",
+                      "prediction_note")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets run as a formula (OWASP CSV injection)
+
+
+def read_csv_text(path: str | Path, **options) -> tuple[pd.DataFrame, str]:
+    """The CSV with every column as text, and the encoding it was read with."""
+    with open(path, "rb") as handle:
+        if b"\x00" in handle.read(65536):  # Windows-1252 decodes almost any bytes: tell binary files apart first
+            raise MalformedCsvError("the file is not text (it holds NUL bytes)")
+    for encoding in CSV_ENCODINGS:
+        try:
+            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, **options), encoding
+        except UnicodeDecodeError:
+            continue
+    raise MalformedCsvError("the file is neither UTF-8 nor Windows-1252 text")
+
+
+def read_reviews_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
+    """All columns as text, and the encoding used; a file that is not a CSV with a header raises MalformedCsvError
+    with the reason."""
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        table, encoding = read_csv_text(path)
     except pd.errors.EmptyDataError:
         raise MalformedCsvError("the file is empty") from None
-    except UnicodeDecodeError:
-        raise MalformedCsvError("the file is not UTF-8 text") from None
     except pd.errors.ParserError as error:
         raise MalformedCsvError(f"it is not a well-formed CSV ({str(error).strip()})") from None
     if table.empty:
         raise MalformedCsvError("it has a header but no rows")
-    return table.fillna("")
+    return table.fillna(""), encoding
 
 
 def text_column_choices(csv_path: str | None):
@@ -184,10 +204,31 @@ def text_column_choices(csv_path: str | None):
     if not csv_path:
         return gr.Dropdown(choices=[], value=None)
     try:
-        columns = list(pd.read_csv(csv_path, nrows=0, dtype=str, encoding="utf-8-sig").columns)
+        columns = list(read_csv_text(csv_path, nrows=0)[0].columns)
     except Exception:  # the batch run reports what is wrong with the file
         return gr.Dropdown(choices=[], value=None)
     return gr.Dropdown(choices=columns, value=guess_text_column(columns))
+
+
+def keep_uploaded_prediction_columns(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """An upload's own columns that this app's predictions would overwrite, renamed `<name> (uploaded)`."""
+    clashing = [column for column in table.columns if column in PREDICTION_COLUMNS]
+    return table.rename(columns={column: f"{column} (uploaded)" for column in clashing}), clashing
+
+
+def neutralize_formulas(table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Text cells a spreadsheet would run as a formula get a leading apostrophe (shown as text, not evaluated);
+    returns the table and how many cells changed."""
+    safe, changed = table.copy(), 0
+    for column in safe.columns:
+        if not (pd.api.types.is_string_dtype(safe[column]) or pd.api.types.is_object_dtype(safe[column])):
+            continue
+        risky = safe[column].map(lambda value: isinstance(value, str) and value.startswith(FORMULA_PREFIXES))
+        risky = risky.astype(bool)
+        if risky.any():
+            safe[column] = safe[column].astype(object).where(~risky, "'" + safe[column].astype(str))
+            changed += int(risky.sum())
+    return safe, changed
 
 
 def add_predictions(
@@ -249,10 +290,13 @@ def batch_endpoint(
     if not csv_path:
         return None, None, "⚠️ Upload a CSV file first."
     try:
-        table = read_reviews_csv(csv_path)
+        table, encoding = read_reviews_csv(csv_path)
     except MalformedCsvError as error:
         return None, None, f"⚠️ Could not read the uploaded file: {error}."
     text_column = text_column or guess_text_column(list(table.columns))
+    table, clashing = keep_uploaded_prediction_columns(table)
+    if text_column in clashing:
+        text_column = f"{text_column} (uploaded)"
     if text_column not in table.columns:
         columns = ", ".join(map(str, table.columns))
         return None, None, f"⚠️ No column `{text_column}` in the CSV; its columns: {columns}."
@@ -266,7 +310,8 @@ def batch_endpoint(
     remove_old_files(output_folder, OUTPUT_FILE_LIFETIME_S)
     output_path = output_folder / uuid.uuid4().hex / f"{Path(csv_path).stem}_predictions.csv"
     output_path.parent.mkdir(parents=True)
-    predicted.to_csv(output_path, index=False)
+    safe, neutralized = neutralize_formulas(predicted)
+    safe.to_csv(output_path, index=False)
 
     rating_names = list(rating_age_model.model.config.id2label.values()) if rating_age_model else []
     chart = prediction_chart(predicted, rating_names, topic_classifier.labels if topic_classifier else [])
@@ -274,6 +319,14 @@ def batch_endpoint(
     message = f"Predicted {len(predicted) - empty:,} reviews from column `{text_column}` in {elapsed:.1f} s."
     if empty:
         message += f" {empty:,} empty rows were skipped (see `prediction_note`)."
+    if encoding != "utf-8-sig":
+        message += " The file is not UTF-8: it was read as Windows-1252 (Excel's CSV export); check its accents."
+    if clashing:
+        names = ", ".join(f"`{column}`" for column in clashing)
+        message += f" The upload already had {names}: kept as `<name> (uploaded)`, beside this app's predictions."
+    if neutralized:
+        message += (f" {neutralized:,} cells starting with =, +, - or @ got a leading ' in the download, so "
+                    "spreadsheets show them as text instead of running them as formulas.")
     models = {"topics": topic_classifier, "rating and age": rating_age_model}
     missing = [what for what, model in models.items() if model is None]
     if missing:
@@ -334,7 +387,8 @@ def build_demo(
         with gr.Tab("Topic"):
             if topic_message:
                 gr.Markdown(topic_message, elem_classes="model-warning")
-            topic_review = gr.Textbox(label="Review", lines=4, placeholder="Paste a product review…")
+            topic_review = gr.Textbox(label="Review", lines=4, placeholder="Paste a product review…",
+                                      max_length=MAX_REVIEW_CHARS)
             topic_button = gr.Button("Classify topic", variant="primary")
             topic_scores = gr.Label(label="Category probabilities", num_top_classes=6)
             topic_words = gr.Textbox(
@@ -351,7 +405,8 @@ def build_demo(
             if rating_age_message:
                 gr.Markdown(rating_age_message, elem_classes="model-warning")
             rating_review = gr.Textbox(
-                label="Review", lines=4, placeholder="Paste a clothing review…", elem_id="rating-review"
+                label="Review", lines=4, placeholder="Paste a clothing review…", elem_id="rating-review",
+                max_length=MAX_REVIEW_CHARS,
             )
             rating_button = gr.Button("Predict rating and age", variant="primary", elem_id="rating-button")
             with gr.Row():

@@ -155,7 +155,8 @@ def test_batch_endpoint_guesses_the_text_column_when_none_is_chosen(client, tmp_
         (b"", "the file is empty"),
         (b'review,title\n"unclosed quote,x\n', "not a well-formed CSV"),
         (b"review\nfine\ntoo,many,fields\n", "not a well-formed CSV"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\x00", "not UTF-8"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\x00", "not text"),
+        (b"review\n\x81\x8d\x8f\x90\x9d\n", "neither UTF-8 nor Windows-1252"),
         (b"review,title\n", "no rows"),
     ],
 )
