@@ -37,25 +37,46 @@ def direct_forward(folder, texts: list[str], bf16: bool) -> tuple[list[int], lis
     return ratings, ages
 
 
+@pytest.fixture(scope="module")
+def distinct_outputs_model_dir(tmp_path_factory, tiny_encoder_dir, tiny_tokenizer, clothing_slice) -> str:
+    """A multi-task model whose heads are scaled so that every review gets its own age (spread of ~6 years) and the
+    ratings vary: a row paired with another row's prediction then shows."""
+    torch.manual_seed(0)
+    model = MultiTaskReviewModel.from_encoder(str(tiny_encoder_dir), age_mean=43.0, age_std=12.0).eval()
+    texts = load_clothing_reviews(train_file=clothing_slice).splits["train"]["text"][:64]
+    batch = tiny_tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt",
+                           return_token_type_ids=False)
+    with torch.no_grad():
+        hidden = model.encoder(**batch).last_hidden_state
+        pooled = modeling.encoders.pool_hidden_states(hidden, batch["attention_mask"], "mean")
+        centred = pooled - pooled.mean(dim=0)
+        for head, spread in ((model.age_head, 0.5), (model.rating_head, 2.0)):
+            head.weight.normal_()
+            head.weight.mul_(spread / (centred @ head.weight.T).std(dim=0, keepdim=True).T)
+            head.bias.copy_(-(pooled.mean(dim=0) @ head.weight.T))
+    folder = tmp_path_factory.mktemp("distinct_outputs")
+    model.save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", [[], ["--bf16", "--use_cpu"]], ids=["fp32", "bf16"])
-def test_every_prediction_row_is_the_forward_pass_of_its_own_text(tmp_path, tiny_encoder_dir, clothing_slice,
-                                                                  precision):
+def test_every_prediction_row_is_the_forward_pass_of_its_own_text(tmp_path, distinct_outputs_model_dir,
+                                                                  clothing_slice, precision):
     output_dir = tmp_path / "out"
-    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--do_predict",
-                                 "--max_steps", "40", "--learning_rate", "1e-2", *precision))
+    run_script(*common_arguments(distinct_outputs_model_dir, clothing_slice, output_dir, "--do_train", "--do_predict",
+                                 "--max_steps", "2", "--learning_rate", "1e-7", *precision))
     predictions = pd.read_csv(output_dir / "test_predictions.csv", keep_default_na=False)
     ratings, ages = direct_forward(output_dir, predictions["text"].tolist(), bf16=bool(precision))
     ages = pd.Series(ages)
+    assert ages.std() > 2 and pd.Series(ratings).nunique() >= 3  # rows differ, so a shuffle would show
     error = (predictions["predicted_age"] - ages).abs()
     error_of_neighbours = (predictions["predicted_age"] - ages.shift(1)).abs().dropna()
-    print(f"spread {ages.std():.3f} error max {error.max():.3f} mean {error.mean():.3f} "
-          f"neighbours' {error_of_neighbours.mean():.3f}")
-    assert ages.round(1).nunique() >= 5  # the rows' ages differ, so a row paired with another row's age shows
-    assert error.max() <= (0.15 if precision else 0.051)  # the CSV rounds to 0.1; bf16 pads batches differently
-    assert error.mean() < 0.5 * error_of_neighbours.mean()
+    assert error.max() <= (0.6 if precision else 0.051)  # the CSV rounds to 0.1; bf16 batches pad differently
+    assert error.mean() < 0.1 * error_of_neighbours.mean()
     agreement = (predictions["predicted_rating"] == pd.Series(ratings)).mean()
-    assert agreement >= (0.97 if precision else 1.0)
+    assert agreement >= (0.95 if precision else 1.0)
 
 
 def test_evaluation_and_prediction_keep_the_dataset_order_with_length_grouping(tmp_path):
