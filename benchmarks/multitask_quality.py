@@ -33,7 +33,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
-    RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, packaged_minilm, run_script_measured,
+    REPO_ROOT, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, packaged_minilm, run_script_measured,
     write_json,
 )
 from data_prep.clothing import RATING_NAMES, load_clothing_reviews  # noqa: E402
@@ -110,10 +110,21 @@ def run_transformer(flags: list[str], seed: int, budget: dict, precision_flags: 
     }
 
 
+def training_code_hash() -> str:
+    """A hash of what a run's result depends on besides its flags: modeling/, data_prep/ and train_multitask.py, so
+    that a code change cannot reuse runs made before it."""
+    digest = hashlib.sha256()
+    files = sorted([*REPO_ROOT.glob("modeling/*.py"), *REPO_ROOT.glob("data_prep/*.py"),
+                    *REPO_ROOT.glob("data_prep/*.json"), REPO_ROOT / "train_multitask.py"])
+    for path in files:
+        digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cached_run(runs_dir: Path, row: str, key: dict, run, force: bool = False) -> tuple[dict, bool]:
-    """The result of `run()`, kept as JSON in runs_dir together with its key (encoder, budget, flags, seed) and
-    reused while a kept run has the same key (unless `force`). Returns (result, reused). The key does not cover the
-    training code: after changing it, run with --rerun."""
+    """The result of `run()`, kept as JSON in runs_dir together with its key (encoder, budget, flags, seed, training
+    code) and reused while a kept run has the same key (unless `force`). Returns (result, reused)."""
     if not force:
         for path in sorted(runs_dir.glob("*.json")):
             if (kept := json.loads(path.read_text()))["key"] == key:
@@ -209,10 +220,12 @@ def main():
             for row, metrics in baseline_rows(splits).items()}
     selected = {row: TRANSFORMER_ROWS[row] for row in (arguments.rows or TRANSFORMER_ROWS)}
     runs_by_row, reused = {row: [] for row in selected}, 0
+    code_hash = training_code_hash()
     with tempfile.TemporaryDirectory() as work_dir:
         for seed in seeds:  # seed by seed, so an interrupted run leaves every row with the same seeds done
             for row, flags in selected.items():
-                key = {"encoder": encoder, "budget": budget, "flags": flags, "seed": seed, "split_seed": SPLIT_SEED}
+                key = {"encoder": encoder, "budget": budget, "flags": flags, "seed": seed, "split_seed": SPLIT_SEED,
+                       "training_code": code_hash}
                 result, was_kept = cached_run(
                     RESULTS_DIR / f"{name}_runs", row, key,
                     lambda: run_transformer(flags, seed, budget, precision_flags, model_path, Path(work_dir)), force=arguments.rerun)

@@ -124,3 +124,24 @@ def test_data_prep_benchmark_times_both_pipelines(tmp_path):
     # Both pipelines keep the same reviews: the comparison is like for like.
     assert size["datasets"]["stages"]["filter"]["rows_out"] == size["pandas"]["stages"]["filter"]["rows_out"] > 0
     assert size["datasets_over_pandas"]["total"]["time"] > 0
+
+
+def test_kept_runs_are_keyed_by_the_training_code(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks import multitask_quality
+
+    for name in ("modeling/a.py", "data_prep/b.py", "data_prep/keywords.json", "train_multitask.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x = 1\n")
+    monkeypatch.setattr(multitask_quality, "REPO_ROOT", tmp_path)
+    before = multitask_quality.training_code_hash()
+    (tmp_path / "modeling/a.py").write_text("x = 2\n")
+    assert multitask_quality.training_code_hash() != before
+
+    key = {"seed": 1, "training_code": before}
+    calls = []
+    multitask_quality.cached_run(tmp_path / "runs", "row", key, lambda: calls.append(1) or {"m": 1.0})
+    multitask_quality.cached_run(tmp_path / "runs", "row", key, lambda: calls.append(1) or {"m": 1.0})
+    multitask_quality.cached_run(tmp_path / "runs", "row", {**key, "training_code": "changed"},
+                                 lambda: calls.append(1) or {"m": 1.0})
+    assert len(calls) == 2
