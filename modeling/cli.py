@@ -23,6 +23,11 @@ class ReviewTrainingArguments(TrainingArguments):
         default="group_by_length",
         metadata={"help": "Sampler for training: 'group_by_length' (default here), 'random', 'sequential', ..."},
     )
+    export_onnx: bool = field(
+        default=False,
+        metadata={"help": "After training, export the saved model to onnx/model.onnx and onnx/model_int8.onnx for "
+                  "ONNX Runtime serving (python -m modeling.export_onnx); --push_to_hub then uploads them too."},
+    )
 
 
 def parse_script_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
@@ -85,7 +90,13 @@ def start_run(training_args: TrainingArguments, script_logger: logging.Logger) -
 
 def finish_run(training_args: TrainingArguments, card: ModelCardInfo, push_requested: bool, commit_message: str,
                script_logger: logging.Logger) -> None:
-    """Write the model card into the saved folder, then push the folder when --push_to_hub was given."""
+    """Export to ONNX when --export_onnx was given, write the model card into the saved folder, then push the folder
+    (onnx/ included) when --push_to_hub was given."""
+    if training_args.export_onnx:
+        from .export_onnx import export_onnx
+
+        for path in export_onnx(training_args.output_dir).values():
+            script_logger.info("Exported %s", path)
     write_model_card(training_args.output_dir, card)
     if push_requested:
         commit = push_model_folder(
