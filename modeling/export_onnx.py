@@ -123,7 +123,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = INT8_PER
         )
 
 
-def export_onnx(model_dir: str | Path, quantize: bool = True) -> dict[str, Path]:
+def export_onnx(model_dir: str | Path, quantize: bool = True, per_channel: bool = INT8_PER_CHANNEL) -> dict[str, Path]:
     """Export the saved folder's model into `model_dir/onnx/`; returns the paths written."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -134,7 +134,7 @@ def export_onnx(model_dir: str | Path, quantize: bool = True) -> dict[str, Path]
     logger.info("Wrote %s (%s exporter, %.1f MB)", paths["fp32"], exporter, paths["fp32"].stat().st_size / 1e6)
     if not quantize:
         return {"fp32": paths["fp32"]}
-    quantize_int8(paths["fp32"], paths["int8"])
+    quantize_int8(paths["fp32"], paths["int8"], per_channel=per_channel)
     logger.info("Wrote %s (%.1f MB)", paths["int8"], paths["int8"].stat().st_size / 1e6)
     return paths
 
@@ -143,9 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path, help="A saved model folder (train_multitask.py or train_topic.py).")
     parser.add_argument("--no-int8", dest="quantize", action="store_false", help="Write the float32 graph only.")
+    parser.add_argument("--per-tensor", dest="per_channel", action="store_false",
+                        help="One int8 scale per weight matrix instead of one per output channel.")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    for path in export_onnx(args.model_dir, quantize=args.quantize).values():
+    for path in export_onnx(args.model_dir, quantize=args.quantize, per_channel=args.per_channel).values():
         print(path)
 
 
