@@ -9,7 +9,8 @@ through the Auto classes and pipelines `import modeling` registers; `trust_remot
 `--trust-remote-code` is given. A model that cannot be loaded leaves a warning in its tab; the rest works.
 
 Serving: the queue merges up to `MAX_QUEUE_BATCH` requests into one call, which `modeling.serving` runs in
-length-sorted, padding-tight batches (`--bf16` adds bfloat16 autocast). An empty review gets a message in its own
+length-sorted, padding-tight batches, on torch (`--bf16` adds bfloat16 autocast) or on the folders' ONNX export
+(`--backend onnx|onnx-int8`). An empty review gets a message in its own
 outputs and never fails the other requests of its batch.
 """
 
@@ -30,6 +31,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from modeling.backends import BACKENDS, DEFAULT_BACKEND, TORCH
 from modeling.serving import BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
 
 logger = logging.getLogger(__name__)
@@ -481,14 +483,24 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Run the models under bfloat16 autocast (env APP_BF16=1): faster on CPUs with AVX512-BF16/AMX and on "
         "GPUs; probabilities then differ from float32 by about 1e-4.",
     )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=os.environ.get("REVIEW_BACKEND") or None,
+        help=f"What runs the models (env REVIEW_BACKEND): torch, or the folders' onnx/ export on ONNX Runtime, float32 "
+        f"or int8; a folder without onnx/ is served on torch. Default: {DEFAULT_BACKEND}, or torch with --bf16.",
+    )
     parser.add_argument("--max-csv-rows", type=int, default=MAX_CSV_ROWS, help="Largest CSV the Batch tab takes.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.backend is None:
+        args.backend = TORCH if args.bf16 else DEFAULT_BACKEND
+    elif args.bf16 and args.backend != TORCH:
+        parser.error(f"--bf16 applies to the torch backend, not --backend {args.backend}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_arguments(argv)
-    options = {"autocast_dtype": torch.bfloat16 if args.bf16 else None}
+    options = {"backend": args.backend, "autocast_dtype": torch.bfloat16 if args.bf16 else None}
     topic_classifier, topic_message = load_model_or_message(
         TopicClassifier, args.topic_model, "topic model", "--topic-model", args.trust_remote_code, **options
     )

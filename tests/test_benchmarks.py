@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from onnx_fixtures import exported_multitask_dir  # noqa: F401 - fixture
 from tests.conftest import CLOTHING_FILE, REPO_ROOT, SHARED_DATA, require_shared_data
 
 pytestmark = pytest.mark.slow
@@ -102,17 +103,45 @@ def test_multitask_quality_benchmark_keeps_finished_runs_and_reuses_them(tmp_pat
     assert (tmp_path / "multitask_quality_quick.png").is_file()
 
 
-def test_serving_benchmark_compares_the_app_with_the_pipeline(tmp_path, multitask_model_dir):
+def test_serving_benchmark_compares_every_backend_with_the_pipeline(tmp_path, exported_multitask_dir):
     require_shared_data(CLOTHING_FILE)
-    run_benchmark("serving_speed.py", "--multitask-model", str(multitask_model_dir), "--text-sets", "clothing",
+    run_benchmark("serving_speed.py", "--multitask-model", str(exported_multitask_dir), "--text-sets", "clothing",
                   "--num-reviews", "16", "--batch-size", "8", "--latency-reviews", "4", "--rounds", "1",
-                  "--threads", "1", results_dir=tmp_path)
+                  "--threads", "1", "2", results_dir=tmp_path)
     result = json.loads((tmp_path / "serving_speed.json").read_text())
-    clothing = result["text_sets"]["clothing"]
-    assert clothing["latency"]["app"]["reviews_per_s"] > 0 and clothing["throughput"]["pipeline"]["reviews_per_s"] > 0
-    assert clothing["agreement_with_pipeline_bfloat16"]["same_rating"] >= 0
+    methods = {"pipeline", "torch", "torch_bf16", "onnx", "onnx_int8"}
+    assert set(result["threads"]) == {"1", "2"}
+    for per_set in result["threads"].values():
+        clothing = per_set["clothing"]
+        assert set(clothing["throughput"]) == set(clothing["latency"]) == methods
+        assert all(row["reviews_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] > 0
+                   for row in clothing["latency"].values())
+        assert clothing["agreement_with_pipeline"]["onnx"]["max_rating_probability_difference"] < 1e-4
+    assert set(result["peak_rss_mb"]) == methods and all(peak > 0 for peak in result["peak_rss_mb"].values())
+    assert set(result["file_sizes_mb"]) == {"torch", "onnx", "onnx_int8"}
     assert result["command"].startswith("python benchmarks/serving_speed.py")
     assert (tmp_path / "serving_speed.png").is_file()
+
+
+def test_agreement_benchmark_scores_every_backend_against_torch_fp32(tmp_path, exported_multitask_dir):
+    require_shared_data(CLOTHING_FILE)
+    run_benchmark("onnx_agreement.py", "--multitask-model", str(exported_multitask_dir), "--max-reviews", "40",
+                  results_dir=tmp_path)
+    rows = json.loads((tmp_path / "onnx_agreement.json").read_text())["rating_age"]["backends"]
+    assert set(rows) == {"torch", "torch_bf16", "onnx", "onnx_int8"}
+    assert rows["torch"]["rating_agreement"] == 1 and rows["torch"]["max_rating_probability_gap"] == 0
+    assert rows["onnx"]["max_rating_probability_gap"] < 1e-4 and rows["onnx"]["meets_bars"]
+    assert all(0 <= row["test_rating_accuracy"] <= 1 and row["test_age_mae"] > 0 for row in rows.values())
+
+
+def test_app_default_backend_is_the_fastest_meeting_the_bars_in_the_committed_results():
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks import run_all, serving_report
+    from modeling.backends import DEFAULT_BACKEND
+
+    serving, agreement = run_all.load("serving_speed"), run_all.load("onnx_agreement")
+    assert serving and agreement, "benchmarks/results/ lacks serving_speed.json or onnx_agreement.json"
+    assert DEFAULT_BACKEND == serving_report.fastest_app_backend(serving, agreement)
 
 
 def test_data_prep_benchmark_times_both_pipelines(tmp_path):

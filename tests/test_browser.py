@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 import app
+from modeling import backends, serving
+from onnx_fixtures import exported_multitask_dir, exported_topic_dir  # noqa: F401 - fixtures
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -33,6 +35,21 @@ def require_browser():
         if os.environ.get("CI"):
             pytest.fail("browser test cannot run in CI: " + "; ".join(problems))
         pytest.skip("; ".join(problems))
+
+
+@pytest.fixture(scope="module")
+def rating_age_model(exported_multitask_dir):
+    """Both models on ONNX int8, as the Space serves them when the folders carry onnx/."""
+    model = serving.RatingAgeModel.load(str(exported_multitask_dir), backend=backends.ONNX_INT8)
+    assert model.backend.path.name == "model_int8.onnx"
+    return model
+
+
+@pytest.fixture(scope="module")
+def topic_classifier(exported_topic_dir):
+    model = serving.TopicClassifier.load(str(exported_topic_dir), backend=backends.ONNX_INT8)
+    assert model.backend.path.name == "model_int8.onnx"
+    return model
 
 
 @pytest.fixture(scope="module")

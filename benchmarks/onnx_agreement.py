@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Agreement of each serving backend with torch float32 on trained models and held-out reviews.
+
+    python benchmarks/onnx_agreement.py --multitask-model out/multitask --topic-model out/topic_finetune \
+        --topic-dataset out/topics
+
+Both folders need their `onnx/` export (`python -m modeling.export_onnx FOLDER`). Held-out reviews: the clothing test
+split (the training script's stratified split, seed 42) and the topic dataset's test split. For each backend
+(torch fp32, torch bf16 autocast, ONNX fp32, ONNX int8):
+- rating: top-1 agreement with torch fp32 and the largest gap in any star's probability; age: mean and largest
+  absolute difference in years; topic: top-1 agreement and the largest probability gap;
+- test accuracy, macro-F1 and age MAE against the truth, beside fp32's.
+Bars (issue 15): rating and topic agreement >= 99%, age mean absolute difference <= 0.3 years.
+Writes `onnx_agreement.json` under benchmarks/results/ (or $BENCHMARK_RESULTS_DIR).
+"""
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.common import CLOTHING_FILE, SPLIT_SEED, write_json  # noqa: E402
+from modeling import backends  # noqa: E402
+from modeling.export_onnx import onnx_paths  # noqa: E402
+from modeling.serving import RatingAgeModel, TopicClassifier  # noqa: E402
+
+AGREEMENT_BAR = 0.99
+AGE_DIFFERENCE_BAR_YEARS = 0.3
+BACKENDS = {  # name in the results -> (backend, autocast dtype)
+    "torch": (backends.TORCH, None),
+    "torch_bf16": (backends.TORCH, torch.bfloat16),
+    "onnx": (backends.ONNX_FP32, None),
+    "onnx_int8": (backends.ONNX_INT8, None),
+}
+REFERENCE = "torch"
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--multitask-model", type=Path, help="Trained multi-task folder with onnx/.")
+    parser.add_argument("--topic-model", type=Path, help="Trained topic classifier folder with onnx/.")
+    parser.add_argument("--topic-dataset", type=Path, help="The topic dataset the classifier was trained on.")
+    parser.add_argument("--max-reviews", type=int, default=1000, help="Held-out reviews per model (first N).")
+    parser.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: torch's choice).")
+    args = parser.parse_args()
+    if args.topic_model and not args.topic_dataset:
+        parser.error("--topic-model needs --topic-dataset (its held-out test split)")
+    if not (args.multitask_model or args.topic_model):
+        parser.error("give --multitask-model and/or --topic-model")
+    return args
+
+
+def load_backends(model_class, folder: Path) -> dict:
+    """The folder's model on every backend; an ONNX backend that falls back to torch is an error here."""
+    loaded = {}
+    for name, (backend, autocast_dtype) in BACKENDS.items():
+        served = model_class.load(str(folder), backend=backend, autocast_dtype=autocast_dtype)
+        if backend != backends.TORCH and not isinstance(served.backend, backends.OnnxBackend):
+            raise FileNotFoundError(f"{folder} has no onnx/ export: run python -m modeling.export_onnx {folder}")
+        loaded[name] = served
+    return loaded
+
+
+def file_sizes_mb(folder: Path) -> dict:
+    paths = {"torch_safetensors": folder / "model.safetensors", **{
+        f"onnx_{kind}": path for kind, path in onnx_paths(folder).items()}}
+    return {name: round(path.stat().st_size / 1e6, 1) for name, path in paths.items() if path.is_file()}
+
+
+def probabilities(results: list[dict], key: str, labels: list[str]) -> np.ndarray:
+    return np.array([[result[key][label] for label in labels] for result in results])
+
+
+def rating_age_agreement(folder: Path, max_reviews: int) -> dict:
+    from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, TEXT_COLUMN, load_clothing_reviews
+
+    test = load_clothing_reviews(train_file=str(CLOTHING_FILE), seed=SPLIT_SEED).splits["test"]
+    test = test.select(range(min(max_reviews, len(test))))
+    texts, true_rating, true_age = test[TEXT_COLUMN], np.array(test[RATING_COLUMN]) + 1, np.array(test[AGE_COLUMN])
+    loaded = load_backends(RatingAgeModel, folder)
+    labels = list(loaded[REFERENCE].model.config.id2label.values())
+    answers = {name: served.predict(texts) for name, served in loaded.items()}
+    reference = answers[REFERENCE]
+    reference_probabilities = probabilities(reference, "rating_scores", labels)
+    reference_age = np.array([result["age"] for result in reference])
+    rows = {}
+    for name, results in answers.items():
+        rating = np.array([result["rating"] for result in results])
+        age = np.array([result["age"] for result in results])
+        age_difference = np.abs(age - reference_age)
+        rows[name] = {
+            "rating_agreement": float(np.mean(rating == np.array([r["rating"] for r in reference]))),
+            "max_rating_probability_gap": float(np.abs(probabilities(results, "rating_scores", labels)
+                                                       - reference_probabilities).max()),
+            "age_mean_abs_difference_years": float(age_difference.mean()),
+            "age_max_abs_difference_years": float(age_difference.max()),
+            "test_rating_accuracy": float(accuracy_score(true_rating, rating)),
+            "test_rating_macro_f1": float(f1_score(true_rating, rating, average="macro", labels=range(1, 6))),
+            "test_age_mae": float(np.abs(age - true_age).mean()),
+        }
+        rows[name]["meets_bars"] = (rows[name]["rating_agreement"] >= AGREEMENT_BAR
+                                    and rows[name]["age_mean_abs_difference_years"] <= AGE_DIFFERENCE_BAR_YEARS)
+    return {"model": str(folder), "reviews": len(texts), "split": f"clothing test split (seed {SPLIT_SEED})",
+            "file_sizes_mb": file_sizes_mb(folder), "backends": rows}
+
+
+def topic_agreement(folder: Path, dataset_dir: Path, max_reviews: int) -> dict:
+    from datasets import load_from_disk
+
+    from data_prep.amazon import TEXT_COLUMN
+    from data_prep.topics import LABEL_COLUMN
+
+    test = load_from_disk(str(dataset_dir))["test"]
+    test = test.select(range(min(max_reviews, len(test))))
+    label_names = test.features[LABEL_COLUMN].names
+    texts, truth = test[TEXT_COLUMN], [label_names[index] for index in test[LABEL_COLUMN]]
+    loaded = load_backends(TopicClassifier, folder)
+    labels = loaded[REFERENCE].labels
+    answers = {name: served.predict(texts) for name, served in loaded.items()}
+    reference = answers[REFERENCE]
+    reference_probabilities = probabilities(reference, "scores", labels)
+    rows = {}
+    for name, results in answers.items():
+        topics = [result["topic"] for result in results]
+        rows[name] = {
+            "topic_agreement": float(np.mean([t == r["topic"] for t, r in zip(topics, reference)])),
+            "max_topic_probability_gap": float(np.abs(probabilities(results, "scores", labels)
+                                                      - reference_probabilities).max()),
+            "test_topic_accuracy": float(accuracy_score(truth, topics)),
+            "test_topic_macro_f1": float(f1_score(truth, topics, average="macro", labels=label_names)),
+        }
+        rows[name]["meets_bars"] = rows[name]["topic_agreement"] >= AGREEMENT_BAR
+    return {"model": str(folder), "reviews": len(texts), "split": f"{dataset_dir} test split",
+            "file_sizes_mb": file_sizes_mb(folder), "backends": rows}
+
+
+def main() -> None:
+    args = parse_arguments()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = {"command": shlex.join(["python", "benchmarks/onnx_agreement.py", *sys.argv[1:]]),
+               "bars": {"agreement": AGREEMENT_BAR, "age_mean_abs_difference_years": AGE_DIFFERENCE_BAR_YEARS}}
+    if args.multitask_model:
+        results["rating_age"] = rating_age_agreement(args.multitask_model, args.max_reviews)
+    if args.topic_model:
+        results["topic"] = topic_agreement(args.topic_model, args.topic_dataset, args.max_reviews)
+    for task in ("rating_age", "topic"):
+        for name, row in results.get(task, {}).get("backends", {}).items():
+            print(f"{task:10s} {name:10s} " + ", ".join(
+                f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}" for key, value in row.items()))
+    print(f"wrote {write_json('onnx_agreement', results)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Serving on the ONNX backends: the same answers as torch, the fallback to torch, the app's `--backend` choice, and
+`--export_onnx` at the end of training with the Hub push carrying `onnx/`."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from huggingface_hub import HfApi
+
+import app
+from modeling import backends, serving
+from onnx_fixtures import exported_multitask_dir, exported_topic_dir  # noqa: F401 - fixtures
+from hub_fixtures import loopback_hub  # noqa: F401 - fixture
+from tests.conftest import REPO_ROOT
+
+REVIEWS = [
+    "Runs small but the fabric is lovely.",
+    "Terrible quality, returned it the next day and asked for a refund because the zipper broke after one wash",
+    "ok",
+    "",
+    "Great album, the songs are wonderful and the sound is clear",
+]
+
+
+@pytest.mark.parametrize("backend", [backends.ONNX_FP32, backends.ONNX_INT8])
+def test_rating_age_model_runs_the_folders_onnx_file(exported_multitask_dir, backend):
+    served = serving.RatingAgeModel.load(str(exported_multitask_dir), backend=backend)
+    assert isinstance(served.backend, backends.OnnxBackend)
+    expected_file = "model.onnx" if backend == backends.ONNX_FP32 else "model_int8.onnx"
+    assert served.backend.path == exported_multitask_dir / "onnx" / expected_file
+    results = served.predict(REVIEWS)
+    assert results[3] is None
+    for result in results[:3] + results[4:]:
+        assert sum(result["rating_scores"].values()) == pytest.approx(1, abs=1e-5)
+        assert result["rating"] in range(1, 6) and 13 < result["age"] < 100
+
+
+def test_onnx_fp32_answers_are_torchs(exported_multitask_dir, exported_topic_dir):
+    for model_class, folder in ((serving.RatingAgeModel, exported_multitask_dir),
+                                (serving.TopicClassifier, exported_topic_dir)):
+        on_torch = model_class.load(str(folder)).predict(REVIEWS)
+        on_onnx = model_class.load(str(folder), backend=backends.ONNX_FP32).predict(REVIEWS)
+        for expected, found in zip(on_torch, on_onnx, strict=True):
+            if expected is None:
+                assert found is None
+                continue
+            scores = "rating_scores" if model_class is serving.RatingAgeModel else "scores"
+            assert found[scores] == pytest.approx(expected[scores], abs=1e-4)
+            assert found["truncated"] == expected["truncated"]
+            if model_class is serving.RatingAgeModel:
+                assert abs(found["age"] - expected["age"]) <= 0.1 + 1e-9  # both rounded to 0.1 year
+
+
+def test_topic_classifier_on_int8_gives_a_distribution_over_the_labels(exported_topic_dir):
+    classifier = serving.TopicClassifier.load(str(exported_topic_dir), backend=backends.ONNX_INT8)
+    assert classifier.backend.path.name == "model_int8.onnx"
+    result = classifier.predict(["The DVD picture is grainy"])[0]
+    assert set(result["scores"]) == set(classifier.labels) and result["topic"] in classifier.labels
+    assert sum(result["scores"].values()) == pytest.approx(1, abs=1e-5)
+
+
+def test_folder_without_onnx_export_falls_back_to_torch_with_a_log_line(multitask_model_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="modeling.serving"):
+        served = serving.RatingAgeModel.load(str(multitask_model_dir), backend=backends.ONNX_INT8)
+    assert isinstance(served.backend, backends.TorchBackend)
+    assert "has no onnx/ export for the onnx-int8 backend" in caplog.text and "serving on torch" in caplog.text
+
+
+def test_unknown_backend_is_refused_by_name(multitask_model_dir):
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt': choose one of torch, onnx, onnx-int8"):
+        serving.RatingAgeModel.load(str(multitask_model_dir), backend="tensorrt")
+
+
+def test_app_backend_comes_from_the_flag_then_the_space_variable_then_the_default(monkeypatch):
+    monkeypatch.delenv("REVIEW_BACKEND", raising=False)
+    monkeypatch.delenv("APP_BF16", raising=False)
+    assert app.parse_arguments([]).backend == backends.DEFAULT_BACKEND
+    assert app.parse_arguments(["--bf16"]).backend == backends.TORCH  # bf16 autocast is a torch feature
+    monkeypatch.setenv("REVIEW_BACKEND", "onnx")
+    assert app.parse_arguments([]).backend == "onnx"
+    assert app.parse_arguments(["--backend", "torch"]).backend == "torch"
+
+
+def test_app_refuses_bf16_on_an_onnx_backend(capsys):
+    with pytest.raises(SystemExit):
+        app.parse_arguments(["--bf16", "--backend", "onnx-int8"])
+    assert "--bf16 applies to the torch backend" in capsys.readouterr().err
+
+
+def test_app_main_loads_both_models_on_the_chosen_backend(exported_multitask_dir, exported_topic_dir, monkeypatch):
+    launched = {}
+    monkeypatch.setattr(app, "launch", lambda demo, host, port: launched.update(demo=demo))
+    monkeypatch.setattr(app, "build_demo", lambda topic, rating_age, *rest: (topic, rating_age))
+    app.main(["--topic-model", str(exported_topic_dir), "--multitask-model", str(exported_multitask_dir),
+              "--backend", "onnx-int8"])
+    topic_classifier, rating_age_model = launched["demo"]
+    assert topic_classifier.backend.path.name == rating_age_model.backend.path.name == "model_int8.onnx"
+
+
+@pytest.mark.slow
+def test_training_with_export_onnx_pushes_the_onnx_folder_and_serves_it_from_the_hub(
+    loopback_hub, tmp_path, tiny_encoder_dir, clothing_file
+):
+    train_file = tmp_path / "slice.csv"
+    pd.read_csv(clothing_file, index_col=0, nrows=300).to_csv(train_file)
+    output_dir, repo_id = tmp_path / "out", "review-lab/tiny-onnx"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train_multitask.py"), "--model_name_or_path", str(tiny_encoder_dir),
+         "--train_file", str(train_file), "--output_dir", str(output_dir), "--do_train", "--max_steps", "2",
+         "--per_device_train_batch_size", "8", "--max_seq_length", "64", "--report_to", "none",
+         "--save_strategy", "no", "--export_onnx", "--push_to_hub", "--hub_model_id", repo_id],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert (output_dir / "onnx" / "model.onnx").is_file() and (output_dir / "onnx" / "model_int8.onnx").is_file()
+    pushed = set(HfApi(endpoint=loopback_hub.url).list_repo_files(repo_id))
+    assert {"onnx/model.onnx", "onnx/model_int8.onnx", "config.json"} <= pushed
+
+    from_hub = serving.RatingAgeModel.load(repo_id, backend=backends.ONNX_FP32)
+    assert isinstance(from_hub.backend, backends.OnnxBackend)
+    local = serving.RatingAgeModel.load(str(output_dir))
+    for expected, found in zip(local.predict(REVIEWS[:3]), from_hub.predict(REVIEWS[:3]), strict=True):
+        assert found["rating_scores"] == pytest.approx(expected["rating_scores"], abs=1e-4)
