@@ -30,7 +30,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from modeling.serving import BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
+from modeling.serving import OTHER_TOPIC, BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def topic_endpoint(classifier: TopicClassifier | None, unavailable_message: str 
         return [None] * len(texts), [""] * len(texts), [unavailable_message] * len(texts)
     predictions = classifier.predict(texts)
     try:
-        topic_words = classifier.topic_words(texts)
+        topic_words = classifier.topic_words(texts, topics=[p["topic"] if p else None for p in predictions])
     except Exception as error:  # topic words are an extra: never fail the batch for them
         logger.exception("Topic words failed")
         topic_words = [f"(topic words failed: {type(error).__name__})"] * len(texts)
@@ -118,6 +118,8 @@ def topic_endpoint(classifier: TopicClassifier | None, unavailable_message: str 
         scores.append(prediction["scores"])
         words.append(", ".join(review_words) if isinstance(review_words, list) else (review_words or ""))
         message = f"Topic: **{prediction['topic']}** ({prediction['scores'][prediction['topic']]:.0%})"
+        if prediction["topic"] == OTHER_TOPIC:
+            message += " — none of the categories this model knows"
         messages.append(message + truncation_note(prediction, classifier))
     return scores, words, messages
 
