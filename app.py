@@ -336,13 +336,15 @@ def build_demo(
         with gr.Tab("Topic"):
             if topic_message:
                 gr.Markdown(topic_message, elem_classes="model-warning")
-            topic_review = gr.Textbox(label="Review", lines=4, placeholder="Paste a product review…")
-            topic_button = gr.Button("Classify topic", variant="primary")
-            topic_scores = gr.Label(label="Category probabilities", num_top_classes=6)
+            topic_review = gr.Textbox(label="Review", lines=4, placeholder="Paste a product review…",
+                                      elem_id="topic-review")
+            topic_button = gr.Button("Classify topic", variant="primary", elem_id="topic-button")
+            topic_scores = gr.Label(label="Category probabilities", num_top_classes=7, elem_id="topic-scores")
             topic_words = gr.Textbox(
-                label="Words of the review's NMF topic", interactive=False, visible=has_topic_words
+                label="Words of the NMF topic behind the label", interactive=False, visible=has_topic_words,
+                elem_id="topic-words",
             )
-            topic_result = gr.Markdown()
+            topic_result = gr.Markdown(elem_id="topic-result")
             gr.Examples([[text] for text in TOPIC_EXAMPLES], inputs=topic_review, label="Real Amazon reviews")
             gr.on(
                 [topic_button.click, topic_review.submit], classify_topics, inputs=topic_review,
