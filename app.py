@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from modeling.backends import BACKENDS, DEFAULT_BACKEND, TORCH
-from modeling.serving import BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
+from modeling.serving import OTHER_TOPIC, BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def topic_endpoint(classifier: TopicClassifier | None, unavailable_message: str 
         return [None] * len(texts), [""] * len(texts), [unavailable_message] * len(texts)
     predictions = classifier.predict(texts)
     try:
-        topic_words = classifier.topic_words(texts)
+        topic_words = classifier.topic_words(texts, topics=[p["topic"] if p else None for p in predictions])
     except Exception as error:  # topic words are an extra: never fail the batch for them
         logger.exception("Topic words failed")
         topic_words = [f"(topic words failed: {type(error).__name__})"] * len(texts)
@@ -121,6 +121,8 @@ def topic_endpoint(classifier: TopicClassifier | None, unavailable_message: str 
         scores.append(prediction["scores"])
         words.append(", ".join(review_words) if isinstance(review_words, list) else (review_words or ""))
         message = f"Topic: **{prediction['topic']}** ({prediction['scores'][prediction['topic']]:.0%})"
+        if prediction["topic"] == OTHER_TOPIC:
+            message += " — none of the categories this model knows"
         messages.append(message + truncation_note(prediction, classifier))
     return scores, words, messages
 
@@ -390,13 +392,14 @@ def build_demo(
             if topic_message:
                 gr.Markdown(topic_message, elem_classes="model-warning")
             topic_review = gr.Textbox(label="Review", lines=4, placeholder="Paste a product review…",
-                                      max_length=MAX_REVIEW_CHARS)
-            topic_button = gr.Button("Classify topic", variant="primary")
-            topic_scores = gr.Label(label="Category probabilities", num_top_classes=6)
+                                      elem_id="topic-review", max_length=MAX_REVIEW_CHARS)
+            topic_button = gr.Button("Classify topic", variant="primary", elem_id="topic-button")
+            topic_scores = gr.Label(label="Category probabilities", num_top_classes=7, elem_id="topic-scores")
             topic_words = gr.Textbox(
-                label="Words of the review's NMF topic", interactive=False, visible=has_topic_words
+                label="Words of the NMF topic behind the label", interactive=False, visible=has_topic_words,
+                elem_id="topic-words",
             )
-            topic_result = gr.Markdown()
+            topic_result = gr.Markdown(elem_id="topic-result")
             gr.Examples([[text] for text in TOPIC_EXAMPLES], inputs=topic_review, label="Real Amazon reviews")
             gr.on(
                 [topic_button.click, topic_review.submit], classify_topics, inputs=topic_review,

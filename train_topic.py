@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Train a topic classifier for Amazon reviews (books, games, movies, music, refund-and-return, video-quality) on the
-labels made by `python -m data_prep.topics`, in one of two ways:
+"""Train a topic classifier for Amazon reviews (books, games, movies, music, refund-and-return, video-quality, and
+`other` unless the labels were made with --no_other_class) on the labels made by `python -m data_prep.topics`, in one
+of two ways:
 
     python train_topic.py --dataset_dir topics --method finetune --output_dir topic_finetune --do_train --do_eval
     python train_topic.py --dataset_dir topics --method features --output_dir topic_features --do_train --do_eval
@@ -35,6 +36,7 @@ from transformers.modelcard import extract_hyperparameters_from_trainer
 from data_prep.amazon import TEXT_COLUMN
 from data_prep.topics import (
     LABEL_COLUMN,
+    OTHER_LABEL,
     TOPIC_MODEL_FOLDER,
     TOPICS_REPORT,
     TopicLabelArguments,
@@ -371,8 +373,10 @@ def describe_topic_data(dataset_dir: str) -> tuple[str, dict[str, int]]:
     training_data = (
         f"{report['reviews_read']:,} Amazon reviews read"
         + (f", kept when they mention Amazon (`{settings['mention_pattern']}`)" if settings["mention_filter"] else "")
-        + f"; TF-IDF + NMF with {settings['num_topics']} topics fit on the train split only, each topic mapped to a "
-        f"category by keywords; labelled reviews per split: {sizes}."
+        + f"; TF-IDF + NMF with {settings['num_topics']} topics fit on the train split only, each topic's category "
+        f"affinity set by {settings.get('topic_mapping', 'keywords')}, each review labelled from its whole topic mixture"
+        + (f" ('{OTHER_LABEL}' when no category holds it)" if settings.get("other_class") else "")
+        + f"; labelled reviews per split: {sizes}."
     )
     filter_counts = {reason: count for reason, count in report["dropped_while_reading"].items() if count}
     for split, counts in report["dropped_while_labelling"].items():

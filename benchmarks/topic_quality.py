@@ -4,7 +4,7 @@
 
     python benchmarks/topic_quality.py [--quick]
 
-The topic labels come from `python -m data_prep.topics` (30 topics, so all six categories occur on these files).
+The topic labels come from `python -m data_prep.topics` with 30 topics (its other settings at their defaults).
 Writes benchmarks/results/topic_quality[_quick].json and .png (the test confusion matrix of each transformer method).
 """
 
@@ -27,7 +27,7 @@ from benchmarks.common import (  # noqa: E402
     DATA_DIR, RESULTS_DIR, bf16_training_flags, packaged_minilm, run_script_measured, write_json,
 )
 from data_prep import topics  # noqa: E402
-from data_prep.topics import CATEGORY_NAMES, LABEL_COLUMN  # noqa: E402
+from data_prep.topics import LABEL_COLUMN  # noqa: E402
 from modeling.metrics import classification_metrics  # noqa: E402
 
 logger = logging.getLogger("topic_quality")
@@ -35,9 +35,9 @@ NUM_TOPICS = 30
 REPORTED = ("accuracy", "macro_f1", "macro_f1_present_classes")
 
 
-def scores(labels, predicted) -> dict:
+def scores(labels, predicted, label_names) -> dict:
     labels, predicted = np.asarray(labels), np.asarray(predicted)
-    metrics = classification_metrics(labels, predicted, CATEGORY_NAMES)
+    metrics = classification_metrics(labels, predicted, label_names)
     metrics["macro_f1_present_classes"] = float(
         f1_score(labels, predicted, labels=np.unique(labels), average="macro", zero_division=0))
     return metrics
@@ -48,7 +48,8 @@ def tfidf_row(splits, max_train_samples: int | None) -> dict:
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     features = vectorizer.fit_transform(train["text"])
     classifier = LogisticRegression(C=4.0, max_iter=2000).fit(features, train[LABEL_COLUMN])
-    return scores(splits["test"][LABEL_COLUMN], classifier.predict(vectorizer.transform(splits["test"]["text"])))
+    return scores(splits["test"][LABEL_COLUMN], classifier.predict(vectorizer.transform(splits["test"]["text"])),
+                  splits["test"].features[LABEL_COLUMN].names)
 
 
 def markdown(rows: dict) -> str:
@@ -112,6 +113,7 @@ def main():
         "command": "python benchmarks/topic_quality.py" + (" --quick" if arguments.quick else ""),
         "encoder": model_path, "fine_tuning_precision": "bf16" if precision_flags else "fp32", "num_topics": NUM_TOPICS, "max_train_samples": max_train,
         "split_sizes": {split: len(splits[split]) for split in splits}, "category_sizes": report["category_sizes"],
+        "label_names": splits["train"].features[LABEL_COLUMN].names,
         "rows": rows, "markdown": table,
     })
 

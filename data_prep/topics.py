@@ -1,17 +1,21 @@
-"""Topic labels for Amazon reviews: TF-IDF + NMF fit on the train split, topics mapped to categories by keywords,
-low-weight and unmapped reviews dropped (counted), and a report, a chart and the saved topic model.
+"""Topic labels for Amazon reviews: TF-IDF + NMF fit on the train split; each topic's affinity to the categories
+judged by sentence embeddings of its typical reviews (or by keywords); each review labelled from its whole topic
+mixture, `other` when no category holds its subject; a report, a chart and the saved topic model.
 
     python -m data_prep.topics --input_file ../shared/data/amazon_*.csv.gz --no_mention_filter --output_dir topics
 
 writes a `DatasetDict` (train / validation / test with `text`, `nmf_text`, `rating`, `topic`, `topic_weight` and the
 `label` ClassLabel), `topics.json`, `topics.png` and `topic_model/` (JSON + safetensors, no pickle), which
-`TopicModel.load` reads back to label new text.
+`TopicModel.load` reads back to label new text with the same decision.
+
+The labeller reads review text only: a dataset with an evaluation-only column (`category`, `source`) is refused.
 """
 
 import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -26,11 +30,28 @@ from sklearn.decomposition import NMF
 from sklearn.feature_extraction.text import TfidfVectorizer
 from transformers import HfArgumentParser
 
-from .amazon import DEFAULT_MENTION_PATTERN, NMF_TEXT_COLUMN, clean_for_topics, load_amazon_reviews
+from .amazon import DEFAULT_MENTION_PATTERN, NMF_TEXT_COLUMN, TEXT_COLUMN, clean_for_topics, load_amazon_reviews
+from .topic_mapping import GENERIC_ANCHOR, anchor_names, default_sentence_encoder, embedding_scores, soft_affinities
 
 logger = logging.getLogger(__name__)
 
 CATEGORY_NAMES = ["books", "games", "movies", "music", "refund-and-return", "video-quality"]  # ClassLabel order
+MEDIA_CATEGORIES = ("books", "games", "movies", "music")
+OTHER_LABEL = "other"  # the last class with --other_class (the default): reviews no category holds
+# Columns that only score the labels (the product's category, the file a review came from): never read to make them.
+EVALUATION_ONLY_COLUMNS = ("category", "source")
+# A theme is about what a review says, not what product it is: it counts only in a review that uses its own words,
+# and a review that no product category holds but that uses them gets the theme. "Return" alone is not enough: tax
+# software reviews are full of tax returns.
+THEME_WORDS = {
+    "refund-and-return": re.compile(
+        r"\b(?:refund\w*|money back|exchang(?:e|ed|ing) (?:it|them|for)|replacement|sent (?:it|them) back"
+        r"|return(?:ed|ing)? (?:it|them|the (?:item|product|unit|book|dvd|game|cd))|return policy|returnable)\b",
+        re.IGNORECASE),
+    "video-quality": re.compile(
+        r"\b(?:picture quality|video quality|image quality|resolution|hd|blu-?ray|widescreen|grainy|pixelated"
+        r"|(?:dvd|video|picture) transfer|aspect ratio)\b", re.IGNORECASE),
+}
 LABEL_COLUMN, TOPIC_COLUMN, TOPIC_WEIGHT_COLUMN = "label", "topic", "topic_weight"
 DEFAULT_CATEGORY_KEYWORDS_FILE = Path(__file__).with_name("category_keywords.json")
 TOPIC_MODEL_FOLDER, TOPICS_REPORT, TOPICS_CHART = "topic_model", "topics.json", "topics.png"
@@ -47,15 +68,38 @@ REVIEW_FILLER_WORDS = frozenset("""
 _TOPIC_MODEL_CONFIG, _TOPIC_MODEL_WEIGHTS = "topic_model.json", "topic_model.safetensors"
 _TFIDF_OPTIONS = {"lowercase": True, "token_pattern": r"(?u)\b\w\w+\b", "sublinear_tf": True, "norm": "l2",
                   "smooth_idf": True}
-_DROP_NO_TOPIC = "no topic vocabulary words"
-_DROP_UNMAPPED = "topic maps to no category"
+NO_TOPIC_WORDS = "no topic vocabulary words"
+ONLY_GENERIC_TOPICS = "too little subject weight (generic topics only)"
+SUBJECT_IS_NO_CATEGORY = "its subject is none of the categories"
+NO_CLEAR_CATEGORY = "no category holds enough of its subject weight"
+DEFAULT_DECISION = {"min_subject_mass": 0.3, "min_category_share": 0.6}  # chosen on validation
+
+
+def label_names(other_class: bool) -> list[str]:
+    return [*CATEGORY_NAMES, OTHER_LABEL] if other_class else list(CATEGORY_NAMES)
+
+
+@dataclass
+class TopicDecisions:
+    """What the labeller decided for each review and from which topics: the category (None: no category holds it),
+    why not when None, the dominant topic and its share, the topic that gave the category most weight, and the
+    weight every category received from the review's topic mixture."""
+
+    categories: list[str | None]
+    reasons: list[str | None]
+    dominant_topics: np.ndarray
+    dominant_shares: np.ndarray
+    supporting_topics: np.ndarray
+    category_mass: np.ndarray
 
 
 class TopicModel:
     """A fitted TF-IDF vocabulary and NMF topics: labels NMF-cleaned or raw review text with its dominant topic.
 
-    Saved as JSON (vocabulary, idf, settings, topic categories) and safetensors (the topic-word matrix), never pickle.
-    A topic's weight for a review is its share of the review's total topic weight (0-1).
+    Saved as JSON (vocabulary, idf, settings, topic affinities, the decision thresholds) and safetensors (the
+    topic-word matrix), never pickle. A topic's weight for a review is its share of the review's total topic weight.
+    Each topic lends its weight to the anchors (the categories and the kinds of review that are none of them) in
+    proportion to its affinities; `decide` turns a review's mixture into a category or None.
     """
 
     def __init__(
@@ -65,18 +109,26 @@ class TopicModel:
         components: np.ndarray,
         nmf_options: dict,
         topic_categories: list[str | None] | None = None,
+        topic_affinities: np.ndarray | None = None,
+        decision: dict | None = None,
     ):
         self.vocabulary = list(vocabulary)
         self.components = np.asarray(components, dtype=np.float64)
         self.nmf_options = dict(nmf_options)
-        self.topic_categories = list(topic_categories) if topic_categories is not None else [None] * self.num_topics
+        self.anchors = anchor_names(CATEGORY_NAMES)
+        self.decision = {**DEFAULT_DECISION, **(decision or {})}
         if self.components.shape[1] != len(self.vocabulary) or len(idf) != len(self.vocabulary):
             raise ValueError(
                 f"Topic model shapes disagree: {len(self.vocabulary)} words, {len(idf)} idf values, "
                 f"components {self.components.shape}"
             )
-        if len(self.topic_categories) != self.num_topics:
-            raise ValueError(f"{len(self.topic_categories)} topic categories for {self.num_topics} topics")
+        if topic_affinities is not None:
+            self.topic_affinities = np.asarray(topic_affinities, dtype=np.float64)
+        else:
+            self.set_topic_categories(topic_categories if topic_categories is not None else [None] * self.num_topics)
+        if self.topic_affinities.shape != (self.num_topics, len(self.anchors)):
+            raise ValueError(f"Topic affinities of shape {self.topic_affinities.shape} for {self.num_topics} topics "
+                             f"and {len(self.anchors)} anchors")
         self._vectorizer = TfidfVectorizer(vocabulary=self.vocabulary, dtype=np.float64, **_TFIDF_OPTIONS)
         self._vectorizer.idf_ = np.asarray(idf, dtype=np.float64)
         self._nmf = NMF(**self.nmf_options)
@@ -87,6 +139,24 @@ class TopicModel:
     @property
     def num_topics(self) -> int:
         return self.components.shape[0]
+
+    @property
+    def topic_categories(self) -> list[str | None]:
+        """Each topic's category: its strongest anchor when that is a category, else None."""
+        best = self.topic_affinities.argmax(axis=1)
+        return [self.anchors[index] if index < len(CATEGORY_NAMES) else None for index in best]
+
+    def set_topic_categories(self, categories: Sequence[str | None]) -> None:
+        """Hard affinities: all of a topic's weight to its category; a None topic weighs for nothing (generic)."""
+        if len(categories) != self.num_topics:
+            raise ValueError(f"{len(categories)} topic categories for {self.num_topics} topics")
+        self.topic_affinities = np.array([self.hard_affinity(category) for category in categories])
+
+    def hard_affinity(self, category: str | None) -> np.ndarray:
+        """A topic's affinities when all its weight goes to `category` (None: to the generic anchor)."""
+        row = np.zeros(len(self.anchors))
+        row[self.anchors.index(category if category is not None else f"none: {GENERIC_ANCHOR}")] = 1.0
+        return row
 
     @property
     def idf(self) -> np.ndarray:
@@ -134,6 +204,97 @@ class TopicModel:
                     nmf.n_iter_, nmf.reconstruction_err_)
         return cls(vectorizer.get_feature_names_out().tolist(), vectorizer.idf_, nmf.components_, options)
 
+    def topic_shares(self, nmf_texts: Sequence[str]) -> np.ndarray:
+        """(texts, topics) share of each text's topic weight; a row of zeros for a text with no vocabulary word."""
+        weights = self.topic_weights(nmf_texts)
+        totals = weights.sum(axis=1, keepdims=True)
+        return np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
+
+    def decide(self, texts: Sequence[str], nmf_texts: Sequence[str] | None = None) -> TopicDecisions:
+        """The category of each raw review from its whole topic mixture.
+
+        Every topic lends its share of the review to the anchors by its affinities; themes lose what they got in a
+        review without their own words (`THEME_WORDS`); generic topics count for nothing. The review gets the
+        strongest anchor when the subject weight (all but generic) reaches `min_subject_mass`, the anchor is a
+        category, and it holds at least `min_category_share` of the subject weight. Otherwise a review that uses a
+        theme's words gets that theme (`theme_of`), and the rest None, with the reason.
+        """
+        texts = list(texts)
+        nmf_texts = [clean_for_topics(text) for text in texts] if nmf_texts is None else list(nmf_texts)
+        count = len(texts)
+        if count == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return TopicDecisions([], [], empty, np.zeros(0), empty, np.zeros((0, len(CATEGORY_NAMES))))
+        shares = self.topic_shares(nmf_texts)
+        mass = shares @ self.topic_affinities
+        for theme, words in THEME_WORDS.items():
+            column = self.anchors.index(theme)
+            mass[[not words.search(text or "") for text in texts], column] = 0.0
+        generic = self.anchors.index(f"none: {GENERIC_ANCHOR}")
+        subject = np.delete(mass, generic, axis=1)
+        subject_names = [name for index, name in enumerate(self.anchors) if index != generic]
+        subject_total = subject.sum(axis=1)
+        best = subject.argmax(axis=1)
+        has_words = shares.sum(axis=1) > 0
+        categories, reasons = [], []
+        for row in range(count):
+            name = subject_names[best[row]]
+            if not has_words[row]:
+                reason = NO_TOPIC_WORDS
+            elif subject_total[row] < self.decision["min_subject_mass"]:
+                reason = ONLY_GENERIC_TOPICS
+            elif name not in CATEGORY_NAMES:
+                reason = SUBJECT_IS_NO_CATEGORY
+            elif subject[row, best[row]] < self.decision["min_category_share"] * subject_total[row]:
+                reason = NO_CLEAR_CATEGORY
+            else:
+                reason = None
+            if reason is not None:
+                theme = self.theme_of(texts[row], mass[row])
+                if theme is not None:
+                    name, reason = theme, None
+            categories.append(name if reason is None else None)
+            reasons.append(reason)
+        dominant = np.where(has_words, shares.argmax(axis=1), NO_TOPIC).astype(np.int64)
+        supporting = np.array([
+            self.supporting_topic(shares[row], category) if category else dominant[row]
+            for row, category in enumerate(categories)
+        ], dtype=np.int64)
+        return TopicDecisions(
+            categories=categories, reasons=reasons, dominant_topics=dominant,
+            dominant_shares=shares.max(axis=1), supporting_topics=supporting,
+            category_mass=mass[:, :len(CATEGORY_NAMES)],
+        )
+
+    def theme_of(self, text: str, mass: np.ndarray) -> str | None:
+        """The theme a review no product category holds is about: one whose words it uses (both: the one its topics
+        favour, refund-and-return on a tie); None when it uses neither's words."""
+        present = [theme for theme, words in THEME_WORDS.items() if words.search(text or "")]
+        if not present:
+            return None
+        return max(present, key=lambda theme: (mass[self.anchors.index(theme)], -present.index(theme)))
+
+    def supporting_topic(self, shares: np.ndarray, category: str) -> int:
+        """The topic that gives `category` the most weight in a review with these topic shares (`NO_TOPIC` if none)."""
+        contribution = shares * self.topic_affinities[:, self.anchors.index(category)]
+        return int(contribution.argmax()) if contribution.max() > 0 else NO_TOPIC
+
+    def decision_words(self, texts: Sequence[str], categories: Sequence[str | None], n: int = 8) -> list[list[str]]:
+        """For each raw review, the top words of the topic behind `category` in its mixture: the words the label came
+        from. For `other` (or no category) the words of its dominant topic; [] when it has no topic at all."""
+        nmf_texts = [clean_for_topics(text) for text in texts]
+        shares = self.topic_shares(nmf_texts) if nmf_texts else np.zeros((0, self.num_topics))
+        words = self.topic_top_words(n)
+        found = []
+        for row, category in enumerate(categories):
+            if shares[row].sum() == 0:
+                found.append([])
+                continue
+            topic = (self.supporting_topic(shares[row], category) if category in CATEGORY_NAMES
+                     else int(shares[row].argmax()))
+            found.append(words[topic] if topic != NO_TOPIC else [])
+        return found
+
     def topic_weights(self, nmf_texts: Sequence[str]) -> np.ndarray:
         """(texts, topics) NMF weights of NMF-cleaned texts, with the topics held fixed."""
         return self._nmf.transform(self._vectorizer.transform(nmf_texts))
@@ -174,6 +335,10 @@ class TopicModel:
             "tfidf_options": _TFIDF_OPTIONS,
             "nmf_options": self.nmf_options,
             "topic_categories": self.topic_categories,
+            "anchors": self.anchors,
+            "topic_affinities": self.topic_affinities.round(6).tolist(),
+            "decision": self.decision,
+            "theme_words": {theme: words.pattern for theme, words in THEME_WORDS.items()},
             "text_cleaning": "data_prep.amazon.clean_for_topics",
         }
         (folder / _TOPIC_MODEL_CONFIG).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
@@ -189,12 +354,16 @@ class TopicModel:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         if config.get("tfidf_options") != _TFIDF_OPTIONS:
             raise ValueError(f"{config_path}: TF-IDF options {config.get('tfidf_options')} differ from this code's")
+        if "anchors" in config and config["anchors"] != anchor_names(CATEGORY_NAMES):
+            raise ValueError(f"{config_path}: affinity anchors {config['anchors']} differ from this code's")
         return cls(
             vocabulary=config["vocabulary"],
             idf=np.asarray(config["idf"]),
             components=load_file(str(weights_path))["components"],
             nmf_options=config["nmf_options"],
             topic_categories=config["topic_categories"],
+            topic_affinities=np.asarray(config["topic_affinities"]) if "topic_affinities" in config else None,
+            decision=config.get("decision"),
         )
 
 
@@ -288,44 +457,45 @@ def map_topics_to_categories(
     return categories
 
 
-def drop_reason(topic: int, weight: float, category: str | None, min_topic_weight: float) -> str | None:
-    if topic == NO_TOPIC:
-        return _DROP_NO_TOPIC
-    if category is None:
-        return _DROP_UNMAPPED
-    if weight < min_topic_weight:
-        return f"topic weight below {min_topic_weight}"
-    return None
+def refuse_evaluation_columns(reviews: Dataset) -> None:
+    """The labeller learns from text alone: a column that only scores the labels must not be within its reach."""
+    present = [name for name in EVALUATION_ONLY_COLUMNS if name in reviews.column_names]
+    if present:
+        raise ValueError(f"The topic labeller reads review text only; remove the evaluation-only column(s) {present} "
+                         f"before labelling (they are for scoring the labels, see benchmarks/topic_validity.py)")
 
 
 def label_reviews(
-    reviews: Dataset, topic_model: TopicModel, min_topic_weight: float, num_proc: int | None = None
+    reviews: Dataset, topic_model: TopicModel, other_class: bool = True, num_proc: int | None = None
 ) -> tuple[Dataset, Counter, Counter]:
-    """`topic`, `topic_weight` and the category `label` of each review; reviews without a usable category are dropped.
-    Returns the kept reviews, the drop counts per reason and the dominant-topic count of every review."""
-    label_ids = {name: index for index, name in enumerate(CATEGORY_NAMES)}
+    """`topic` (dominant), `topic_weight` (its share) and the `label` of each review from `TopicModel.decide`. A review
+    no category holds becomes `other`, or with `other_class=False` is dropped. Returns the labelled reviews, the count
+    of every reason a review got no category, and the dominant-topic count of every review."""
+    refuse_evaluation_columns(reviews)
+    names = label_names(other_class)
+    label_ids = {name: index for index, name in enumerate(names)}
 
     def assign(batch):
-        topics, weights = topic_model.assign(batch[NMF_TEXT_COLUMN], cleaned=True)
-        categories = topic_model.categories_of(topics)
-        reasons = [drop_reason(t, w, c, min_topic_weight) for t, w, c in zip(topics, weights, categories)]
+        decisions = topic_model.decide(batch[TEXT_COLUMN], batch[NMF_TEXT_COLUMN])
         return {
-            TOPIC_COLUMN: topics.tolist(),
-            TOPIC_WEIGHT_COLUMN: weights.astype(np.float32).tolist(),
-            LABEL_COLUMN: [label_ids[c] if r is None else 0 for c, r in zip(categories, reasons)],
-            "drop_reason": [r or "" for r in reasons],
+            TOPIC_COLUMN: decisions.dominant_topics.tolist(),
+            TOPIC_WEIGHT_COLUMN: decisions.dominant_shares.astype(np.float32).tolist(),
+            LABEL_COLUMN: [label_ids.get(category or OTHER_LABEL, 0) for category in decisions.categories],
+            "no_category_reason": [reason or "" for reason in decisions.reasons],
         }
 
     features = Features({
         **reviews.features, TOPIC_COLUMN: Value("int32"), TOPIC_WEIGHT_COLUMN: Value("float32"),
-        LABEL_COLUMN: ClassLabel(names=CATEGORY_NAMES), "drop_reason": Value("string"),
+        LABEL_COLUMN: ClassLabel(names=names), "no_category_reason": Value("string"),
     })
     assigned = reviews.map(assign, batched=True, batch_size=2000, features=features, num_proc=num_proc,
-                           desc="Assigning topics")
-    dropped = Counter(reason for reason in assigned["drop_reason"] if reason)
+                           desc="Labelling reviews")
+    no_category = Counter(reason for reason in assigned["no_category_reason"] if reason)
     topic_counts = Counter(assigned[TOPIC_COLUMN])
-    kept = assigned.filter(lambda reasons: [not r for r in reasons], input_columns="drop_reason", batched=True)
-    return kept.remove_columns("drop_reason"), dropped, topic_counts
+    if not other_class:
+        assigned = assigned.filter(lambda reasons: [not r for r in reasons], input_columns="no_category_reason",
+                                   batched=True)
+    return assigned.remove_columns("no_category_reason"), no_category, topic_counts
 
 
 def split_reviews(reviews: Dataset, validation_fraction: float, test_fraction: float, seed: int) -> DatasetDict:
@@ -350,7 +520,7 @@ def split_reviews(reviews: Dataset, validation_fraction: float, test_fraction: f
 class TopicLabelArguments:
     """How reviews are filtered, split, topic-modelled and mapped to categories (shared with train_topic.py)."""
 
-    num_topics: int = field(default=15, metadata={"help": "Number of NMF topics."})
+    num_topics: int = field(default=60, metadata={"help": "Number of NMF topics."})
     min_df: float = field(
         default=5, metadata={"help": "Ignore words in fewer documents: a whole number of documents, or a fraction < 1."}
     )
@@ -373,22 +543,45 @@ class TopicLabelArguments:
         default=False,
         metadata={"help": "Stop at the first malformed rating instead of dropping (and counting) those reviews."},
     )
-    min_topic_weight: float = field(
-        default=0.2,
-        metadata={"help": "Drop reviews whose dominant topic holds less than this share of their topic weight (0-1)."},
+    other_class: bool = field(
+        default=True,
+        metadata={"help": f"Label reviews no category holds {OTHER_LABEL!r} (a 7th class); --no_other_class keeps the "
+                  f"six categories and drops those reviews (counted)."},
+    )
+    topic_mapping: str = field(
+        default="embedding",
+        metadata={"help": "'embedding': a topic's affinity to each category is the softmax of the sentence-embedding "
+                  "similarity of its typical reviews with the category descriptions (data_prep/topic_mapping.py); "
+                  "'keywords': all its weight to the category whose keywords hold most of its top words.",
+                  "choices": ["embedding", "keywords"]},
+    )
+    sentence_encoder: str | None = field(
+        default=None, metadata={"help": "embedding: sentence encoder folder (default: the packaged all-MiniLM-L6-v2)."}
+    )
+    affinity_temperature: float = field(
+        default=0.04, metadata={"help": "embedding: softmax temperature over the similarities (lower: harder)."}
+    )
+    min_subject_mass: float = field(
+        default=DEFAULT_DECISION["min_subject_mass"],
+        metadata={"help": "A review gets a category only if its non-generic topics hold at least this share (0-1)."},
+    )
+    min_category_share: float = field(
+        default=DEFAULT_DECISION["min_category_share"],
+        metadata={"help": "... and the category holds at least this share of that subject weight (0-1)."},
     )
     category_keywords: str = field(
         default=str(DEFAULT_CATEGORY_KEYWORDS_FILE),
-        metadata={"help": f"JSON of keywords per category {CATEGORY_NAMES} for the automatic topic mapping."},
+        metadata={"help": f"JSON of keywords per category {CATEGORY_NAMES} (keyword mapping; reported either way)."},
     )
     min_keyword_share: float = field(
         default=0.2,
-        metadata={"help": f"A topic maps to the category whose keywords hold the largest share of its top "
+        metadata={"help": f"keywords: a topic maps to the category whose keywords hold the largest share of its top "
                   f"{KEYWORD_WINDOW} words' weight, if at least this share; else to none."},
     )
     topic_categories: str | None = field(
         default=None,
-        metadata={"help": 'JSON {"<topic>": "<category>" or null} overriding the keyword mapping for those topics.'},
+        metadata={"help": 'JSON {"<topic>": "<category>" or null} overriding the mapping for those topics (null: the '
+                  'topic weighs for nothing, like a generic one).'},
     )
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of the reviews for validation."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of the reviews for test."})
@@ -414,6 +607,43 @@ class TopicDataset:
     report: dict
 
 
+@dataclass
+class TopicMappingEvidence:
+    """Why each topic got its affinities: keyword shares always, embedding similarities and typical reviews when
+    the embedding mapping ran, and the topics the override file set."""
+
+    keyword_scores: list[dict[str, float]]
+    embedding_scores: np.ndarray | None = None
+    typical_reviews: list[list[str]] | None = None
+    overridden: dict[int, str | None] = field(default_factory=dict)
+
+
+def map_topics(topic_model: TopicModel, train: Dataset, options: TopicLabelArguments) -> TopicMappingEvidence:
+    """Set the topic model's affinities and decision thresholds from the train split's text."""
+    refuse_evaluation_columns(train)
+    keywords = read_category_keywords(options.category_keywords)
+    evidence = TopicMappingEvidence(keyword_scores=keyword_scores(topic_model, keywords))
+    if options.topic_mapping == "embedding":
+        encoder = options.sentence_encoder or default_sentence_encoder()
+        texts = train[TEXT_COLUMN]
+        scores, examples = embedding_scores(topic_model.topic_weights(train[NMF_TEXT_COLUMN]), texts,
+                                            CATEGORY_NAMES, encoder)
+        topic_model.topic_affinities = soft_affinities(scores, options.affinity_temperature)
+        evidence.embedding_scores = scores
+        evidence.typical_reviews = [[texts[index] for index in indices] for indices in examples]
+    elif options.topic_mapping == "keywords":
+        topic_model.set_topic_categories(map_topics_to_categories(evidence.keyword_scores, options.min_keyword_share))
+    else:
+        raise ValueError(f"--topic_mapping must be 'embedding' or 'keywords', got {options.topic_mapping!r}")
+    if options.topic_categories:
+        evidence.overridden = read_topic_categories(options.topic_categories, topic_model.num_topics)
+        for topic, category in evidence.overridden.items():
+            topic_model.topic_affinities[topic] = topic_model.hard_affinity(category)
+    topic_model.decision = {"min_subject_mass": options.min_subject_mass,
+                            "min_category_share": options.min_category_share}
+    return evidence
+
+
 def build_topic_dataset(
     input_files: Sequence[str | os.PathLike],
     options: TopicLabelArguments,
@@ -421,7 +651,6 @@ def build_topic_dataset(
     num_proc: int | None = None,
 ) -> TopicDataset:
     """Read and clean, split, fit topics on train, map them to categories and label every split."""
-    keywords = read_category_keywords(options.category_keywords)
     reviews = load_amazon_reviews(
         input_files, mention_filter=options.mention_filter, mention_pattern=options.mention_pattern, num_proc=num_proc,
         strict=options.strict,
@@ -432,46 +661,58 @@ def build_topic_dataset(
         max_df=options.max_df, max_features=options.max_features, seed=seed,
         ignore_filler_words=options.ignore_filler_words,
     )
-    override = read_topic_categories(options.topic_categories, options.num_topics) if options.topic_categories else {}
-    scores = keyword_scores(topic_model, keywords)
-    topic_model.topic_categories = map_topics_to_categories(scores, options.min_keyword_share, override)
+    evidence = map_topics(topic_model, splits["train"], options)
 
-    labelled, dropped, topic_counts = {}, {}, {}
+    labelled, no_category, topic_counts = {}, {}, {}
     for name, split in splits.items():
-        labelled[name], dropped[name], topic_counts[name] = label_reviews(
-            split, topic_model, options.min_topic_weight, num_proc=num_proc
+        labelled[name], no_category[name], topic_counts[name] = label_reviews(
+            split, topic_model, other_class=options.other_class, num_proc=num_proc
         )
-        logger.info("%s: kept %d of %d reviews; dropped %s", name, len(labelled[name]), len(split),
-                    dict(dropped[name]) or "none")
+        outcome = "labelled other" if options.other_class else "dropped"
+        logger.info("%s: %d of %d reviews have a category; %s: %s", name,
+                    len(split) - sum(no_category[name].values()), len(split), outcome,
+                    dict(no_category[name]) or "none")
     splits = DatasetDict(labelled)
-    report = topic_report(topic_model, scores, override, topic_counts, splits, reviews, dropped, options, seed)
+    report = topic_report(topic_model, evidence, topic_counts, splits, reviews, no_category, options, seed)
     for warning in report["warnings"]:
         logger.warning(warning)
     return TopicDataset(splits=splits, topic_model=topic_model, report=report)
 
 
-def topic_report(topic_model, scores, override, topic_counts, splits, reviews, dropped, options, seed) -> dict:
-    """Every topic (top words, sizes, category and why), category sizes per split, and what was dropped where."""
+def topic_report(topic_model, evidence, topic_counts, splits, reviews, no_category, options, seed) -> dict:
+    """Every topic (top words, sizes, category and why: its affinities, embedding similarities, keyword shares and
+    typical reviews), label sizes per split, and every review that got no category, by reason."""
     top_words = topic_model.topic_top_words(10)
     order = np.argsort(-topic_model.components, axis=1, kind="stable")[:, :10]
+    names = label_names(options.other_class)
+    categories = topic_model.topic_categories
     topics = []
     for topic in range(topic_model.num_topics):
-        topics.append({
+        entry = {
             "topic": topic,
-            "category": topic_model.topic_categories[topic],
-            "mapped_by": "override" if topic in override else "keywords",
+            "category": categories[topic],
+            "mapped_by": "override" if topic in evidence.overridden else options.topic_mapping,
             "size": sum(counts.get(topic, 0) for counts in topic_counts.values()),
             "train_size": topic_counts["train"].get(topic, 0),
             "top_words": top_words[topic],
             "top_word_weights": [round(float(w), 5) for w in topic_model.components[topic, order[topic]]],
-            "keyword_scores": {category: round(score, 4) for category, score in scores[topic].items()},
-        })
+            "affinities": {anchor: round(float(value), 4)
+                           for anchor, value in zip(topic_model.anchors, topic_model.topic_affinities[topic])
+                           if value >= 0.01},
+            "keyword_scores": {category: round(score, 4) for category, score in evidence.keyword_scores[topic].items()},
+        }
+        if evidence.embedding_scores is not None:
+            entry["embedding_similarities"] = {
+                anchor: round(float(value), 4) for anchor, value in zip(topic_model.anchors,
+                                                                        evidence.embedding_scores[topic])}
+            entry["typical_reviews"] = [text[:200] for text in evidence.typical_reviews[topic][:3]]
+        topics.append(entry)
     category_sizes = {
-        name: dict(zip(CATEGORY_NAMES, np.bincount(split[LABEL_COLUMN], minlength=len(CATEGORY_NAMES)).tolist()))
+        name: dict(zip(names, np.bincount(split[LABEL_COLUMN], minlength=len(names)).tolist()))
         for name, split in splits.items()
     }
     warnings = []
-    for category in CATEGORY_NAMES:
+    for category in names:
         size = category_sizes["train"][category]
         if size == 0:
             warnings.append(f"Category {category!r} is empty: no topic maps to it or its reviews were all dropped. "
@@ -480,13 +721,17 @@ def topic_report(topic_model, scores, override, topic_counts, splits, reviews, d
         elif size < options.min_category_size:
             warnings.append(f"Category {category!r} has only {size} training reviews "
                             f"(fewer than --min_category_size {options.min_category_size}); its scores will be noisy.")
+    no_category_counts = {name: dict(counts) for name, counts in no_category.items()}
     return {
-        "categories": CATEGORY_NAMES,
+        "categories": names,
         "settings": {**asdict(options), "seed": seed},
+        "decision": topic_model.decision,
+        "theme_words": {theme: words.pattern for theme, words in THEME_WORDS.items()},
         "reviews_read": reviews.rows_read,
         "reviews_after_cleaning": len(reviews.dataset),
         "dropped_while_reading": reviews.dropped,
-        "dropped_while_labelling": {name: dict(counts) for name, counts in dropped.items()},
+        "no_category": no_category_counts,
+        "dropped_while_labelling": {} if options.other_class else no_category_counts,
         "category_sizes": category_sizes,
         "warnings": warnings,
         "topics": topics,
@@ -532,9 +777,11 @@ def plot_topics(report: dict, path: str | os.PathLike, words_per_topic: int = 10
 
 def format_topic_table(report: dict) -> str:
     """The topic table as text: id, category, size and top words."""
-    lines = [f"{'topic':>5}  {'category':<18} {'size':>7}  top words"]
+    lines = [f"{'topic':>5}  {'category':<18} {'size':>7}  {'why (affinities)':<44} top words"]
     for topic in report["topics"]:
-        lines.append(f"{topic['topic']:>5}  {topic['category'] or '-':<18} {topic['size']:>7}  "
+        strongest = sorted(topic["affinities"].items(), key=lambda item: -item[1])[:2]
+        why = ", ".join(f"{anchor} {value:.2f}" for anchor, value in strongest)
+        lines.append(f"{topic['topic']:>5}  {topic['category'] or '-':<18} {topic['size']:>7}  {why:<44} "
                      f"{', '.join(topic['top_words'][:8])}")
     return "\n".join(lines)
 

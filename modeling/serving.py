@@ -27,6 +27,7 @@ MAX_PADDING_FRACTION_CPU = 0.1  # on CPU a new forward pass is cheaper than padd
 MAX_CHARS_PER_TOKEN = 100  # WordPiece reads a longer word as one [UNK]: no token spans more characters
 UNLIKELY_MAX_LENGTH = 100_000  # a tokenizer without a real limit reports about 1e30
 FALLBACK_MAX_LENGTH = 512
+OTHER_TOPIC = "other"  # data_prep.topics.OTHER_LABEL (serving does not import data_prep): "none of the categories"
 
 
 def serving_device() -> str:
@@ -206,15 +207,23 @@ class TopicClassifier(BatchedReviewModel):
         ranked = self.pipeline.postprocess(outputs, top_k=None, _legacy=False)
         return {"scores": {item["label"]: item["score"] for item in ranked}, "topic": ranked[0]["label"]}
 
-    def topic_words(self, texts: Sequence[str], n: int = 8) -> list[list[str] | None]:
-        """Words of each review's dominant NMF topic (None for an empty review or without a topic model)."""
+    def topic_words(self, texts: Sequence[str], n: int = 8, topics: Sequence[str | None] | None = None
+                    ) -> list[list[str] | None]:
+        """Words of the NMF topic behind each review's label (None for an empty review or without a topic model).
+
+        `topics` are the labels shown (the classifier's); the words are those of the topic that gives that label the
+        most weight in the review's topic mixture, the same rule the labeller decided by. For `other` they are the
+        review's dominant topic's words, and [] when no topic word occurs in it. Without `topics`, the topic model's
+        own decision is used."""
         if self.topic_words_model is None:
             return [None] * len(texts)
         valid = [index for index, text in enumerate(texts) if is_scorable(text)]
         words: list[list[str] | None] = [None] * len(texts)
         if valid:
-            found = self.topic_words_model.top_words([self.clip_review(texts[index]) for index in valid], n=n)
-            for index, review_words in zip(valid, found):
+            clipped = [self.clip_review(texts[index]) for index in valid]
+            labels = ([topics[index] for index in valid] if topics is not None
+                      else self.topic_words_model.decide(clipped).categories)
+            for index, review_words in zip(valid, self.topic_words_model.decision_words(clipped, labels, n=n)):
                 words[index] = list(review_words)
         return words
 

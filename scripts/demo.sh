@@ -17,7 +17,7 @@ $PYTHON train_multitask.py --model_name_or_path "$MINILM" --output_dir out/multi
 
 app_models=(--multitask-model out/multitask)
 if compgen -G "$DATA_DIR/amazon_*.csv.gz" >/dev/null; then
-  $PYTHON -m data_prep.topics --input_file "$DATA_DIR"/amazon_*.csv.gz --no_mention_filter --num_topics 30 \
+  $PYTHON -m data_prep.topics --input_file "$DATA_DIR"/amazon_*.csv.gz --no_mention_filter \
     --output_dir out/topics
   $PYTHON train_topic.py --dataset_dir out/topics --method features --model_name_or_path "$MINILM" \
     --output_dir out/topic_features --do_train --do_eval --num_train_epochs 20 --learning_rate 1e-3 \

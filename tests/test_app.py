@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file
 import app
 import modeling
 from modeling import serving
-from tests.conftest import TOPIC_LABELS, free_port
+from tests.conftest import KITCHEN_REVIEW, MUSIC_REVIEW, NON_ENGLISH_REVIEW, TOPIC_LABELS, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RATING_LABELS = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
@@ -259,7 +259,7 @@ def test_frozen_features_topic_folder_is_served_without_remote_code(tiny_encoder
     assert set(scores[0]) == set(TOPIC_LABELS) and scores[1] is None and message[1] == app.EMPTY_REVIEW_MESSAGE
 
 
-def test_topic_words_come_from_the_folders_nmf_topic_model(topic_model_dir, tmp_path):
+def test_topic_words_are_those_of_the_topic_behind_the_label_shown(topic_model_dir, tmp_path):
     import shutil
 
     from data_prep import topics
@@ -267,13 +267,36 @@ def test_topic_words_come_from_the_folders_nmf_topic_model(topic_model_dir, tmp_
     folder = tmp_path / "topic_with_words"
     shutil.copytree(topic_model_dir, folder)
     texts = [*app.TOPIC_EXAMPLES, "great music album songs", "the movie was slow", "refund returned broken"] * 5
-    topics.TopicModel.fit(texts, num_topics=3, min_df=2, max_df=0.9).save(folder / "topic_model")
+    topic_model = topics.TopicModel.fit(texts, num_topics=3, min_df=2, max_df=0.9)
+    subjects = {"music": "music", "movie": "movies", "refund": "refund-and-return"}
+    topic_model.set_topic_categories([next((subjects[w] for w in words if w in subjects), None)
+                                      for words in topic_model.topic_top_words(3)])
+    topic_model.save(folder / "topic_model")
     classifier = serving.TopicClassifier.load(str(folder))
     assert classifier.topic_words_model is not None
-    _, words, _ = app.topic_endpoint(classifier, None, [app.TOPIC_EXAMPLES[1], " "])
-    assert words[0] and words[1] == ""
+
+    review = "I returned the broken player for a refund, and the music album was fine."
+    refund_words, music_words = classifier.topic_words([review, review], topics=["refund-and-return", "music"])
+    assert "refund" in refund_words and "music" in music_words
+    scores, words, _ = app.topic_endpoint(classifier, None, [review, " "])
+    shown = max(scores[0], key=scores[0].get)
+    assert words[0] == ", ".join(classifier.topic_words_model.decision_words([review], [shown])[0])
+    assert words[1] == ""
 
 
+@pytest.mark.slow
+def test_a_kitchen_review_and_non_english_text_are_other_with_a_plain_message(real_topic_classifier):
+    scores, words, messages = app.topic_endpoint(real_topic_classifier, None, [KITCHEN_REVIEW, NON_ENGLISH_REVIEW,
+                                                                               MUSIC_REVIEW])
+    assert [max(s, key=s.get) for s in scores] == [serving.OTHER_TOPIC, serving.OTHER_TOPIC, "music"]
+    assert all("none of the categories" in message for message in messages[:2])
+    assert words[1] == ""  # no word of the Chinese text is in the topic vocabulary
+
+
+def test_the_apps_other_label_is_the_labellers():
+    from data_prep.topics import OTHER_LABEL
+
+    assert serving.OTHER_TOPIC == OTHER_LABEL
 
 
 def test_model_sources_come_from_flags_then_environment_then_hub_defaults(monkeypatch):

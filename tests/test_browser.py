@@ -11,6 +11,7 @@ import pytest
 import app
 from modeling import backends, serving
 from onnx_fixtures import exported_multitask_dir, exported_topic_dir  # noqa: F401 - fixtures
+from conftest import KITCHEN_REVIEW, MUSIC_REVIEW, NON_ENGLISH_REVIEW
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -124,3 +125,29 @@ def test_uploading_a_csv_fills_the_column_choice_and_gives_predictions(page, app
     expect(page.locator("#predictions-file a[href$='example_reviews_predictions.csv']")).to_be_visible()
     expect(page.locator("#predictions-chart img, #predictions-chart svg").first).to_be_visible()
     save_screenshot(page, tmp_path, "batch.png")
+
+
+@pytest.fixture(scope="module")
+def real_topic_app_url(real_topic_classifier, serve_app):
+    demo = app.build_demo(real_topic_classifier, None)
+    yield serve_app(demo)
+    demo.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("review, expected", [(KITCHEN_REVIEW, "other"), (NON_ENGLISH_REVIEW, "other"),
+                                              (MUSIC_REVIEW, "music")], ids=["kitchen", "chinese", "music"])
+def test_topic_tab_answers_other_for_a_kitchen_review_and_non_english_text(page, real_topic_app_url, review,
+                                                                           expected, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(real_topic_app_url)
+    page.get_by_role("tab", name="Topic").click()
+    page.locator("#topic-review textarea").fill(review)
+    page.locator("#topic-button").click()
+
+    expect(page.locator("#topic-result")).to_contain_text(f"Topic: {expected}", timeout=ANSWER_TIMEOUT_MS)
+    assert page.locator("#topic-scores [data-testid='label-output-value']").inner_text() == expected
+    if expected == "other":
+        expect(page.locator("#topic-result")).to_contain_text("none of the categories")
+    save_screenshot(page, tmp_path, f"topic_{expected}.png")

@@ -1,4 +1,5 @@
-"""Topic labels: NMF determinism, the topic -> category mapping and thresholds, the saved topic model, the command."""
+"""Topic labels: NMF determinism, the topic -> category affinities, the mixture decision and `other`, the labeller's
+refusal to read evaluation-only columns, the saved topic model, the command on real slices."""
 
 import csv
 import gzip
@@ -13,13 +14,18 @@ from data_prep import topics
 from data_prep.topics import (
     CATEGORY_NAMES,
     DEFAULT_CATEGORY_KEYWORDS_FILE,
+    MEDIA_CATEGORIES,
+    NO_CLEAR_CATEGORY,
     NO_TOPIC,
+    NO_TOPIC_WORDS,
+    ONLY_GENERIC_TOPICS,
+    OTHER_LABEL,
     REVIEW_FILLER_WORDS,
+    SUBJECT_IS_NO_CATEGORY,
     TopicLabelArguments,
     TopicModel,
     build_topic_dataset,
     document_frequency,
-    drop_reason,
     keyword_scores,
     label_reviews,
     map_topics_to_categories,
@@ -115,8 +121,10 @@ def test_too_small_vocabulary_is_a_clear_error():
 # Save and load -----------------------------------------------------------------------------------------------------
 
 
-def test_save_and_load_give_the_same_assignments_without_pickle(tmp_path, fitted):
-    fitted.topic_categories = ["books", None, "music", "movies"]
+def test_save_and_load_give_the_same_assignments_and_decisions_without_pickle(tmp_path, fitted):
+    fitted = mapped(fitted)
+    fitted.set_topic_categories(["books", None, "music", "movies"])
+    fitted.decision = {"min_subject_mass": 0.3, "min_category_share": 0.6}
     fitted.save(tmp_path / "topic_model")
     assert sorted(path.name for path in (tmp_path / "topic_model").iterdir()) == [
         "topic_model.json", "topic_model.safetensors"
@@ -126,6 +134,8 @@ def test_save_and_load_give_the_same_assignments_without_pickle(tmp_path, fitted
     for before, after in zip(fitted.assign(texts, cleaned=True), loaded.assign(texts, cleaned=True)):
         np.testing.assert_array_equal(before, after)
     assert loaded.topic_categories == ["books", None, "music", "movies"]
+    assert loaded.decision == fitted.decision
+    assert loaded.decide(texts, texts).categories == fitted.decide(texts, texts).categories
     assert loaded.vocabulary == fitted.vocabulary
 
 
@@ -161,29 +171,98 @@ def test_mapping_threshold_ties_and_override():
     assert map_topics_to_categories(scores, 0.2, override={0: None, 3: "games"}) == [None, None, "books", "games"]
 
 
-def test_drop_reasons():
-    assert drop_reason(NO_TOPIC, 0.0, None, 0.2) == "no topic vocabulary words"
-    assert drop_reason(3, 0.9, None, 0.2) == "topic maps to no category"
-    assert drop_reason(3, 0.19, "music", 0.2) == "topic weight below 0.2"
-    assert drop_reason(3, 0.2, "music", 0.2) is None
+def mapped(model: TopicModel, **categories_by_text) -> TopicModel:
+    """A copy of `model` whose topics (found by a text of their words) map to categories; the rest are generic."""
+    copy = TopicModel(model.vocabulary, model.idf, model.components, model.nmf_options)
+    categories = [None] * copy.num_topics
+    for category, text in categories_by_text.items():
+        categories[int(copy.assign([text], cleaned=True)[0][0])] = category.replace("_", "-")
+    copy.set_topic_categories(categories)
+    return copy
 
 
-def test_label_reviews_drops_and_counts_per_reason(fitted):
-    fitted.topic_categories = [None] * fitted.num_topics
-    music_topic = fitted.assign(["album songs guitar"], cleaned=True)[0][0]
-    fitted.topic_categories[music_topic] = "music"
-    reviews = Dataset.from_dict({"text": ["t"] * 4, "nmf_text": [
-        "album songs guitar lyrics",               # music, clear
-        "album book novel film refund",            # mixed: low weight or another (unmapped) topic
-        "refund returned seller",                  # an unmapped topic
-        "zzz",                                     # no vocabulary word
-    ]})
-    kept, dropped, topic_counts = label_reviews(reviews, fitted, min_topic_weight=0.6)
-    assert kept["nmf_text"] == ["album songs guitar lyrics"]
-    assert kept.features["label"] == ClassLabel(names=CATEGORY_NAMES)
-    assert kept["label"] == [CATEGORY_NAMES.index("music")] and kept["topic"] == [music_topic]
-    assert dropped["no topic vocabulary words"] == 1 and sum(dropped.values()) == 3
-    assert sum(topic_counts.values()) == 4
+def test_a_review_is_labelled_by_its_whole_topic_mixture_with_a_reason_when_no_category_holds_it(fitted):
+    model = mapped(fitted, books="book author novel", music="album songs lyrics", movies="movie film actors")
+    model.topic_affinities[model.assign(["refund returned seller"], cleaned=True)[0][0]] = 0
+    model.topic_affinities[model.assign(["refund returned seller"], cleaned=True)[0][0],
+                           model.anchors.index("none: software")] = 1
+    model.decision = {"min_subject_mass": 0.3, "min_category_share": 0.5}
+    decisions = model.decide(["t"] * 4, [
+        "album songs lyrics band",            # music alone
+        "book author songs lyrics",           # books and music: the heavier subject wins when it holds half
+        "refund returned seller warranty",    # a topic that is none of the categories
+        "zzz",                                # no vocabulary word
+    ])
+    assert decisions.categories == ["music", "books", None, None]
+    assert decisions.reasons == [None, None, SUBJECT_IS_NO_CATEGORY, NO_TOPIC_WORDS]
+    assert decisions.supporting_topics[0] == model.assign(["album songs"], cleaned=True)[0][0]
+    books_share = decisions.category_mass[1, CATEGORY_NAMES.index("books")] / decisions.category_mass[1].sum()
+    assert 0.5 <= books_share < 0.7
+    model.decision = {**model.decision, "min_category_share": 0.7}
+    strict = model.decide(["t"], ["book author songs lyrics"])
+    assert strict.categories == [None] and strict.reasons == [NO_CLEAR_CATEGORY]
+    np.testing.assert_allclose(decisions.category_mass[0].sum(), 1.0, atol=1e-6)
+
+
+def test_generic_topics_weigh_for_nothing(fitted):
+    model = mapped(fitted, books="book author novel")  # every other topic is generic
+    decisions = model.decide(["t", "t"], ["album songs lyrics band", "book author novel album songs lyrics"])
+    assert decisions.categories == [None, "books"]
+    assert decisions.reasons[0] == ONLY_GENERIC_TOPICS
+
+
+def test_a_theme_needs_its_own_words(fitted):
+    model = mapped(fitted, refund_and_return="refund returned seller")
+    nmf_text = "refund returned seller warranty customer"
+    with_words, without_words = model.decide(["I returned it for a refund.", "Seller was slow; warranty was fine."],
+                                             [nmf_text, nmf_text]).categories
+    assert with_words == "refund-and-return" and without_words is None
+
+
+def test_a_review_no_category_holds_gets_the_theme_whose_words_it_uses(fitted):
+    model = mapped(fitted, books="book author novel")  # no topic maps to a theme
+    texts = ["The seller took a week, but I got my money back.", "Great tax return software, filed in an hour.",
+             "The blu-ray picture quality is grainy.", "The blender makes smoothies in seconds."]
+    nmf_texts = ["seller customer service"] * len(texts)
+    decisions = model.decide(texts, nmf_texts)
+    assert decisions.categories == ["refund-and-return", None, "video-quality", None]
+
+
+def test_a_product_category_comes_before_a_theme(fitted):
+    model = mapped(fitted, books="book author novel")
+    text = "I returned the book for a refund: the author's novel had pages missing."
+    assert model.decide([text]).categories == ["books"]
+
+
+def test_label_reviews_gives_other_or_drops_and_counts_every_reason(fitted):
+    model = mapped(fitted, music="album songs lyrics")
+    reviews = Dataset.from_dict({"text": ["a", "b", "c"], "nmf_text": ["album songs lyrics", "book author novel", "zzz"]})
+    labelled, no_category, topic_counts = label_reviews(reviews, model)
+    assert labelled.features["label"] == ClassLabel(names=[*CATEGORY_NAMES, OTHER_LABEL])
+    assert [labelled.features["label"].names[i] for i in labelled["label"]] == ["music", OTHER_LABEL, OTHER_LABEL]
+    assert no_category == {ONLY_GENERIC_TOPICS: 1, NO_TOPIC_WORDS: 1} and sum(topic_counts.values()) == 3
+    six_class, dropped, _ = label_reviews(reviews, model, other_class=False)
+    assert six_class.features["label"] == ClassLabel(names=CATEGORY_NAMES)
+    assert six_class["nmf_text"] == ["album songs lyrics"] and dropped == no_category
+
+
+@pytest.mark.parametrize("column", ["category", "source"])
+def test_the_labeller_refuses_a_dataset_with_an_evaluation_only_column(fitted, column):
+    reviews = Dataset.from_dict({"text": ["a"], "nmf_text": ["album songs"], column: ["Digital_Music"]})
+    with pytest.raises(ValueError, match=f"evaluation-only column.*{column}"):
+        label_reviews(reviews, mapped(fitted, music="album songs lyrics"))
+    with pytest.raises(ValueError, match="evaluation-only column"):
+        topics.map_topics(fitted, reviews, TopicLabelArguments(topic_mapping="keywords"))
+
+
+def test_decision_words_are_those_of_the_topic_behind_the_label(fitted):
+    model = mapped(fitted, books="book author novel", refund_and_return="refund returned seller")
+    review = "The book arrived damaged, I returned it for a refund from the seller."
+    refund_words, book_words, other_words = model.decision_words([review] * 3,
+                                                                 ["refund-and-return", "books", OTHER_LABEL])
+    assert "refund" in refund_words and "book" in book_words
+    assert other_words == model.topic_top_words(8)[model.assign([review])[0][0]]
+    assert model.decision_words(["这是一本好书"], [OTHER_LABEL]) == [[]]
 
 
 def test_override_and_keyword_files_are_validated(tmp_path):
@@ -234,28 +313,32 @@ def test_command_writes_dataset_report_chart_and_topic_model(tmp_path, monkeypat
 
     splits = load_from_disk(str(output_dir))
     assert set(splits) == {"train", "validation", "test"}
-    assert splits["train"].features["label"].names == CATEGORY_NAMES
+    names = splits["train"].features["label"].names
+    assert names == [*CATEGORY_NAMES, OTHER_LABEL]
     assert {"text", "nmf_text", "rating", "label", "topic", "topic_weight"} <= set(splits["train"].column_names)
-    assert min(splits["train"]["topic_weight"]) >= 0.2
+    assert not {"category", "source"} & set(splits["train"].column_names)
 
     report = json.loads((output_dir / "topics.json").read_text())
     assert len(report["topics"]) == 12
-    assert {"topic", "category", "size", "train_size", "top_words"} <= set(report["topics"][0])
+    assert {"topic", "category", "size", "train_size", "top_words", "affinities", "embedding_similarities",
+            "keyword_scores", "typical_reviews"} <= set(report["topics"][0])
     assert report["reviews_read"] == 3 * 1500
-    kept = sum(len(split) for split in splits.values())
-    dropped = sum(sum(counts.values()) for counts in report["dropped_while_labelling"].values())
-    assert kept + dropped == report["reviews_after_cleaning"]
+    assert sum(len(split) for split in splits.values()) == report["reviews_after_cleaning"]  # nothing dropped
+    others = sum(sizes[OTHER_LABEL] for sizes in report["category_sizes"].values())
+    assert others == sum(sum(counts.values()) for counts in report["no_category"].values()) > 0
     assert (output_dir / "topics.png").stat().st_size > 10_000
+    assert "why (affinities)" in topics.format_topic_table(report)
 
     # the topic model was fit on the whole train split only, and labels new text as in the saved splits
-    assert fitted_on == [len(splits["train"]) + sum(report["dropped_while_labelling"]["train"].values())]
+    assert fitted_on == [len(splits["train"])]
     loaded = TopicModel.load(output_dir / "topic_model")
-    sample = splits["validation"].select(range(20))
+    sample = splits["validation"].select(range(40))
     topic_ids, weights = loaded.assign(sample["nmf_text"], cleaned=True)
     assert topic_ids.tolist() == sample["topic"]
     # NMF's transform stops on a tolerance over its whole batch, so weights depend on the batch in the 5th digit
     np.testing.assert_allclose(weights, sample["topic_weight"], atol=1e-4)
-    assert loaded.categories_of(topic_ids) == [CATEGORY_NAMES[label] for label in sample["label"]]
+    decided = loaded.decide(sample["text"], sample["nmf_text"]).categories
+    assert [category or OTHER_LABEL for category in decided] == [names[label] for label in sample["label"]]
 
 
 @pytest.mark.slow
@@ -264,9 +347,78 @@ def test_empty_and_tiny_categories_are_reported_not_fatal(tmp_path, caplog):
     path = tmp_path / "reviews.csv"
     with open(path, "w", newline="") as handle:
         csv.writer(handle).writerows([5, "", text] for text in reviews)
-    options = TopicLabelArguments(num_topics=4, min_df=2, max_df=0.9, mention_filter=False, min_category_size=500)
+    options = TopicLabelArguments(num_topics=4, min_df=2, max_df=0.9, mention_filter=False, min_category_size=500,
+                                  topic_mapping="keywords")
     result = build_topic_dataset([path], options, seed=0)
     warnings = "\n".join(result.report["warnings"])
     assert "'games' is empty" in warnings and "'video-quality' is empty" in warnings
     assert "'music' has only" in warnings
     assert result.report["category_sizes"]["train"]["games"] == 0
+
+
+def shuffle_column(path, column: str, seed: int = 0) -> None:
+    """Permute one column of a headed CSV in place (the other columns keep their rows)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame[column] = frame[column].sample(frac=1, random_state=seed).to_numpy()
+    frame.to_csv(path, index=False, compression="gzip")
+
+
+@pytest.mark.slow
+def test_labels_are_the_same_when_category_and_source_are_shuffled(tmp_path):
+    options = TopicLabelArguments(num_topics=8, mention_filter=False)
+    (tmp_path / "original").mkdir()
+    (tmp_path / "shuffled").mkdir()
+    original = build_topic_dataset(write_shared_slice(tmp_path / "original", rows_per_file=300), options, seed=0)
+    shuffled_inputs = write_shared_slice(tmp_path / "shuffled", rows_per_file=300)
+    for path in shuffled_inputs:
+        for column in ("category", "source"):
+            shuffle_column(path, column)
+    shuffled = build_topic_dataset(shuffled_inputs, options, seed=0)
+    for split in ("train", "validation", "test"):
+        assert shuffled.splits[split]["label"] == original.splits[split]["label"]
+        assert shuffled.splits[split]["text"] == original.splits[split]["text"]
+
+
+def slice_categories(paths) -> dict[str, str]:
+    """Review text -> product category of a slice (for scoring only, as benchmarks/topic_validity.py does)."""
+    import pandas as pd
+
+    from data_prep.text import join_title_and_body
+
+    truth = {}
+    for path in paths:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if "category" in frame:
+            for title, review, category in zip(frame["title"], frame["review"], frame["category"]):
+                truth[join_title_and_body(title or None, review or None)] = category
+    return truth
+
+
+@pytest.mark.slow
+def test_on_a_real_slice_media_labels_match_the_product_category_and_non_media_reviews_become_other(tmp_path):
+    inputs = write_shared_slice(tmp_path, rows_per_file=1500)
+    result = build_topic_dataset(inputs, TopicLabelArguments(num_topics=30, mention_filter=False), seed=0)
+    truth = slice_categories(inputs)
+    expected = {"Books": "books", "Kindle_Store": "books", "Digital_Music": "music", "movies_tv": "movies",
+                "video_games": "games"}
+    names = result.splits["train"].features["label"].names
+    media_given = media_right = non_media = non_media_media = 0
+    for split in result.splits.values():
+        for text, label in zip(split["text"], split["label"]):
+            category, label = truth.get(text), names[label]
+            if category is None:
+                continue
+            if label in MEDIA_CATEGORIES:
+                media_given += 1
+                media_right += expected.get(category) == label
+            if category in ("Musical_Instruments", "software"):
+                non_media += 1
+                non_media_media += label in MEDIA_CATEGORIES
+    print(f"media precision {media_right / media_given:.3f} over {media_given}; non-media given media "
+          f"{non_media_media / non_media:.3f} over {non_media}")
+    # 4,500 reviews give coarser topics than the full files (this slice measured 0.764 and 0.007): looser bounds than
+    # the benchmark's targets, tight enough to catch a labeller that gives guitar strings or software a media label
+    assert media_given > 300 and media_right / media_given >= 0.72
+    assert non_media > 300 and non_media_media / non_media <= 0.05

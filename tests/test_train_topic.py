@@ -214,12 +214,12 @@ def test_train_file_runs_the_topics_step_first(tmp_path, tiny_encoder_dir):
     dataset_dir = tmp_path / "topics"
     train_topic.main([
         "--model_name_or_path", str(tiny_encoder_dir), "--train_file", *map(str, inputs), "--no_mention_filter",
-        "--num_topics", "8", "--min_topic_weight", "0.3", "--dataset_dir", str(dataset_dir), "--method", "features",
+        "--num_topics", "8", "--min_category_share", "0.6", "--dataset_dir", str(dataset_dir), "--method", "features",
         "--output_dir", str(tmp_path / "model"), "--do_train", "--max_steps", "2", "--report_to", "none",
         "--save_strategy", "no",
     ])
     report = json.loads((dataset_dir / "topics.json").read_text())
-    assert report["settings"]["num_topics"] == 8 and report["settings"]["min_topic_weight"] == 0.3
+    assert report["settings"]["num_topics"] == 8 and report["settings"]["min_category_share"] == 0.6
     assert (tmp_path / "model" / "topic_model" / "topic_model.json").is_file()
 
 
