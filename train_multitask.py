@@ -21,7 +21,7 @@ from transformers.modelcard import extract_hyperparameters_from_trainer
 import modeling
 from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, RATING_NAMES, TEXT_COLUMN, load_clothing_reviews
 from modeling import MultiTaskReviewConfig, MultiTaskReviewModel
-from modeling.metrics import build_multitask_metrics
+from modeling.metrics import build_multitask_metrics, fit_logit_offsets
 from modeling.model_card import multitask_card_info, read_all_results
 from modeling.cli import (
     ReviewTrainingArguments, check_checkpoint, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
@@ -60,8 +60,8 @@ class ModelArguments:
         metadata={"help": "Learning rate of the uncertainty weighting's log-variances (their own optimizer group)."},
     )
     age_loss: str | None = field(
-        default=None, metadata={"help": "Loss on standardized age: 'mse' (default) or 'huber'.",
-                                "choices": ["mse", "huber"]}
+        default=None, metadata={"help": "Loss on standardized age: 'mse' (default), 'huber' or 'l1' (aims at the "
+                                "median age, the MAE-optimal prediction).", "choices": ["mse", "huber", "l1"]}
     )
     huber_delta: float | None = field(
         default=None,
@@ -77,6 +77,12 @@ class ModelArguments:
         default=None,
         metadata={"help": "Encoder attention: 'sdpa', 'eager' or 'flash_attention_2' (where the encoder and "
                   "hardware support it); default: transformers' choice."},
+    )
+    fit_rating_offsets: bool = field(
+        default=False,
+        metadata={"help": "With --do_eval: fit per-class rating logit offsets that maximize validation macro-F1 "
+                  "(logit adjustment) and save them in the config; the pipeline and the app decide with them, the "
+                  "probabilities stay the model's own. Metrics are reported with (rating_adjusted_*) and without."},
     )
 
 
@@ -149,6 +155,8 @@ def main():
     )
     setup_logging(training_args, logger)
     push_requested, checkpoint = start_run(training_args, logger)
+    if model_args.fit_rating_offsets and not training_args.do_eval:
+        raise ValueError("--fit_rating_offsets fits on the validation split: add --do_eval")
 
     with training_args.main_process_first(desc="loading the clothing reviews"):
         data = load_clothing_reviews(
@@ -169,6 +177,10 @@ def main():
     model = build_model(model_args, splits["train"])
     max_length = min(data_args.max_seq_length, modeling.pipeline_multitask.model_max_length(tokenizer, model))
     tokenizer.model_max_length = max_length  # saved with the model: the pipeline and the app truncate as training did
+    if training_args.do_train and model.config.rating_logit_offsets is not None:
+        logger.info("Dropping the rating logit offsets of %s: they were fitted for its weights before this training "
+                    "(--fit_rating_offsets fits new ones)", model_args.model_name_or_path)
+        model.config.rating_logit_offsets = None
     check_checkpoint(checkpoint, training_args, model.config)
 
     def tokenize(batch):
@@ -194,7 +206,7 @@ def main():
         eval_dataset=tokenized["validation"] if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None),
-        compute_metrics=build_multitask_metrics(RATING_NAMES),
+        compute_metrics=build_multitask_metrics(RATING_NAMES, lambda: model.config.rating_logit_offsets),
         log_variance_learning_rate=model_args.log_variance_learning_rate,
     )
 
@@ -207,6 +219,13 @@ def main():
         trainer.save_model()  # gathers FSDP/DeepSpeed weights; the config names the pipeline, whose code travels too
 
     if training_args.do_eval:
+        if model_args.fit_rating_offsets:
+            validation = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
+            model.config.rating_logit_offsets = fit_logit_offsets(
+                validation.predictions[0], validation.label_ids[0], len(RATING_NAMES)
+            )
+            logger.info("Rating logit offsets fitted on validation macro-F1: %s", model.config.rating_logit_offsets)
+            trainer.save_model()
         metrics = trainer.evaluate()
         metrics["eval_samples"] = len(tokenized["validation"])
         trainer.log_metrics("eval", metrics)
@@ -217,7 +236,8 @@ def main():
         trainer.log_metrics("test", prediction.metrics)
         trainer.save_metrics("test", prediction.metrics)
         if trainer.is_world_process_zero():
-            write_predictions(splits["test"], prediction, os.path.join(training_args.output_dir, "test_predictions.csv"))
+            write_predictions(splits["test"], prediction, os.path.join(training_args.output_dir, "test_predictions.csv"),
+                              model.config.rating_logit_offsets)
 
     if training_args.do_train and trainer.is_world_process_zero():
         card = multitask_card_info(
@@ -235,6 +255,7 @@ def main():
                    for name in ("rating_loss_weight", "age_loss_weight", "loss_weighting", "age_loss", "huber_delta",
                                 "pooling")},
                 "class_weighted_rating_loss": trainer.model.config.rating_class_weights is not None,
+                "rating_logit_offsets": trainer.model.config.rating_logit_offsets,
             },
             age_mean=trainer.model.config.age_mean,
             age_std=trainer.model.config.age_std,
@@ -242,8 +263,12 @@ def main():
         finish_run(training_args, card, push_requested, f"Train on {card.dataset_name}", logger)
 
 
-def write_predictions(test_split, prediction, path: str) -> None:
+def write_predictions(test_split, prediction, path: str, rating_logit_offsets: list[float] | None = None) -> None:
+    """One row per test review, in the split's order: the prediction's rows are in dataset order (`ReviewTrainer`).
+    The predicted rating follows the model's decision rule (its logit offsets, if any), as the pipeline does."""
     rating_logits, predicted_age = prediction.predictions[:2]
+    if rating_logit_offsets is not None:
+        rating_logits = rating_logits + np.asarray(rating_logit_offsets)
     table = test_split.map(
         lambda batch, indices: {
             "predicted_rating": (rating_logits[indices].argmax(-1) + 1).tolist(),

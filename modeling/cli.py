@@ -122,9 +122,10 @@ def start_run(training_args: TrainingArguments, script_logger: logging.Logger) -
     return push_requested, checkpoint
 
 
-# Config keys that say where a model came from, how it is stored or run (Trainer turns use_cache off), not what it is.
+# Config keys that say where a model came from, how it is stored or run (Trainer turns use_cache off), or how its
+# outputs are decided after training (logit offsets), not how it trains.
 NOT_MODEL_SETTINGS = {"transformers_version", "_name_or_path", "architectures", "auto_map", "custom_pipelines", "dtype",
-                      "torch_dtype", "use_cache"}
+                      "torch_dtype", "use_cache", "rating_logit_offsets"}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:

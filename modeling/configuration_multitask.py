@@ -10,7 +10,7 @@ from transformers.configuration_utils import SubConfigSpec
 from .encoders import POOLING_MODES
 
 RATING_NAMES = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
-AGE_LOSSES = ("mse", "huber")
+AGE_LOSSES = ("mse", "huber", "l1")
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 
 
@@ -36,6 +36,7 @@ class MultiTaskReviewConfig(PreTrainedConfig):
     age_loss: str = "mse"
     huber_delta: float = 1.0
     rating_class_weights: list[float] | None = None
+    rating_logit_offsets: list[float] | None = None
 
     def __post_init__(self, **kwargs):
         if kwargs.get("id2label") is None and self.id2label is None:
@@ -49,10 +50,10 @@ class MultiTaskReviewConfig(PreTrainedConfig):
             raise ValueError(f"age_std must be positive, got {self.age_std}")
         if min(self.rating_loss_weight, self.age_loss_weight) < 0:
             raise ValueError("rating_loss_weight and age_loss_weight must be >= 0")
-        if self.rating_class_weights is not None and len(self.rating_class_weights) != self.num_labels:
-            raise ValueError(
-                f"rating_class_weights has {len(self.rating_class_weights)} values, expected {self.num_labels}"
-            )
+        for name in ("rating_class_weights", "rating_logit_offsets"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.num_labels:
+                raise ValueError(f"{name} has {len(values)} values, expected {self.num_labels}")
 
     def get_text_config(self, decoder=None, encoder=None) -> PreTrainedConfig:
         """The encoder's config: where `resize_token_embeddings` records a new vocabulary size, so a resized model

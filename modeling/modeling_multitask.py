@@ -96,6 +96,8 @@ class MultiTaskReviewModel(PretrainedEncoderMixin, PreTrainedModel):
             target = (age_labels.float() - self.config.age_mean) / self.config.age_std
             if self.config.age_loss == "huber":
                 age_loss = F.huber_loss(age_standardized, target, delta=self.config.huber_delta)
+            elif self.config.age_loss == "l1":
+                age_loss = F.l1_loss(age_standardized, target)
             else:
                 age_loss = F.mse_loss(age_standardized, target)
         if rating_loss is not None or age_loss is not None:

@@ -41,9 +41,13 @@ class ReviewRatingAgePipeline(Pipeline):
         return {"rating_logits": outputs.rating_logits, "age": outputs.age}
 
     def postprocess(self, model_outputs):
-        probabilities = torch.softmax(model_outputs["rating_logits"][0].float(), dim=-1)
+        logits = model_outputs["rating_logits"][0].float()
+        probabilities = torch.softmax(logits, dim=-1)
         id2label = self.model.config.id2label
-        best = int(probabilities.argmax())
+        # The decision rule: per-class logit offsets fitted on validation (logit adjustment), when the config has
+        # them; `rating_scores` stay the model's own probabilities.
+        offsets = getattr(self.model.config, "rating_logit_offsets", None)
+        best = int((logits + torch.tensor(offsets) if offsets else logits).argmax())
         return {
             "rating": best + 1,
             "rating_scores": {id2label[index]: float(p) for index, p in enumerate(probabilities)},

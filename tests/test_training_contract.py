@@ -339,3 +339,61 @@ def test_non_default_arguments_are_a_short_list(tmp_path):
     changed = non_default_arguments(arguments)
     assert changed["learning_rate"] == 3e-4 and "output_dir" in changed
     assert "adam_beta1" not in changed and len(changed) < 15
+
+
+# Levers for the rating/age quality (issue 14): an L1 age loss and a macro-F1 decision rule ---------------------------
+
+
+def test_l1_age_loss_is_the_mean_absolute_error_of_standardized_age():
+    from tests.test_multitask_model import tiny_config
+
+    model = MultiTaskReviewModel(tiny_config(age_loss="l1", age_mean=40.0, age_std=10.0)).eval()
+    output = model(input_ids=INPUT_IDS % 50, age_labels=torch.tensor([30.0, 65.0]))
+    standardized = (output.age - 40.0) / 10.0
+    expected = (standardized - torch.tensor([-1.0, 2.5])).abs().mean()
+    torch.testing.assert_close(output.age_loss, expected)
+
+
+def test_fitted_logit_offsets_raise_macro_f1_and_are_zero_when_nothing_helps():
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from modeling.metrics import fit_logit_offsets
+
+    generator = np.random.default_rng(0)
+    labels = generator.choice(3, size=600, p=[0.1, 0.2, 0.7])
+    logits = generator.normal(size=(600, 3)) + np.eye(3)[labels] * 1.0 + np.array([0.0, 0.0, 1.5])  # skewed to 2
+    offsets = fit_logit_offsets(logits, labels, 3)
+    before = f1_score(labels, logits.argmax(-1), average="macro")
+    after = f1_score(labels, (logits + offsets).argmax(-1), average="macro")
+    assert offsets[-1] == 0.0 and after > before + 0.02
+    perfect = np.eye(3)[labels] * 10.0
+    assert fit_logit_offsets(perfect, labels, 3) == [0.0, 0.0, 0.0]
+
+
+def test_pipeline_decides_with_the_offsets_and_keeps_the_raw_probabilities(tmp_path, multitask_model_dir):
+    plain = modeling.load_rating_age_pipeline(str(multitask_model_dir))("Lovely dress, fits true to size.")
+    shutil.copytree(multitask_model_dir, tmp_path / "adjusted")
+    config_path = tmp_path / "adjusted" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["rating_logit_offsets"] = [50.0, 0.0, 0.0, 0.0, 0.0]
+    config_path.write_text(json.dumps(config))
+    adjusted = modeling.load_rating_age_pipeline(str(tmp_path / "adjusted"))("Lovely dress, fits true to size.")
+    assert adjusted["rating"] == 1
+    assert adjusted["rating_scores"] == pytest.approx(plain["rating_scores"])
+
+
+@pytest.mark.slow
+def test_fit_rating_offsets_stores_them_and_reports_metrics_with_and_without(tmp_path, tiny_encoder_dir,
+                                                                           clothing_slice):
+    output_dir = tmp_path / "out"
+    refused = run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--max_steps",
+                                           "2", "--fit_rating_offsets"), check=False)
+    assert refused.returncode != 0 and "add --do_eval" in refused.stderr
+    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--do_eval",
+                                 "--do_predict", "--max_steps", "12", "--fit_rating_offsets"))
+    offsets = AutoConfig.from_pretrained(output_dir).rating_logit_offsets
+    assert len(offsets) == 5 and offsets[-1] == 0.0
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert results["eval_rating_adjusted_macro_f1"] >= results["eval_rating_macro_f1"]
+    assert {"test_rating_adjusted_accuracy", "test_rating_accuracy"} <= results.keys()
