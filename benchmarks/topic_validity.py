@@ -260,6 +260,7 @@ def main():
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     model_path = arguments.model_name_or_path or packaged_minilm()
+    encoder_name = "MiniLM" if model_path == packaged_minilm() else Path(model_path).name
     input_files = [str(path) for path in sorted(DATA_DIR.glob("amazon_*.csv.gz"))]
     started = time.perf_counter()
     truth, ambiguous = product_categories()
@@ -293,9 +294,10 @@ def main():
             for method, method_flags in methods:
                 output_dir = Path(work_dir) / f"model_{len(rows)}"
                 runs[f"{method} ({setup})"] = train(dataset_dir, output_dir, model_path, method_flags)
-                rows[f"MiniLM {method} ({setup})"] = score(scored, classifier_labels(output_dir, scored), truth)
-                logger.info("%s (%s): %s", method, setup, {key: rows[f"MiniLM {method} ({setup})"][key] for key in
-                                                           ("media_precision", "accuracy_vs_expected_label")})
+                row = f"{encoder_name} {method} ({setup})"
+                rows[row] = score(scored, classifier_labels(output_dir, scored), truth)
+                logger.info("%s: %s", row, {key: rows[row][key] for key in
+                                            ("media_precision", "accuracy_vs_expected_label")})
     payload = {
         "command": "python benchmarks/topic_validity.py", "encoder": model_path,
         "labelling": "python -m data_prep.topics --no_mention_filter (defaults: "

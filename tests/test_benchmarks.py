@@ -174,3 +174,41 @@ def test_kept_runs_are_keyed_by_the_training_code(tmp_path, monkeypatch):
     multitask_quality.cached_run(tmp_path / "runs", "row", {**key, "training_code": "changed"},
                                  lambda: calls.append(1) or {"m": 1.0})
     assert len(calls) == 2
+
+
+def test_topic_validity_scores_against_the_product_category_and_the_phrase_check():
+    from benchmarks.topic_validity import against_targets, score
+
+    truth = {"a novel": "Books", "an ebook": "Kindle_Store", "a film": "movies_tv", "an album": "Digital_Music",
+             "guitar strings": "Musical_Instruments", "tax software": "software"}
+    texts = [*truth, "I want a refund", "nice product"]
+    labels = ["books", "movies", "movies", "music", "music", "other", "refund-and-return", "refund-and-return"]
+    result = score(texts, labels, truth)
+    assert result["media_precision"] == pytest.approx(3 / 5)  # the ebook called a movie, the guitar strings music
+    assert result["accuracy_vs_expected_label"] == pytest.approx(3 / 4)
+    assert result["non_media_given_media_label"] == pytest.approx(1 / 2)
+    assert result["categories"]["Kindle_Store"]["own_label_share"] == 0.0
+    assert result["themes"]["refund-and-return"] == {"reviews": 2, "phrase_precision": 0.5}
+    checks = {check["target"]: check for check in against_targets({"labeller (with other)": result})}
+    assert checks["media_precision"]["miss_by"] == pytest.approx(0.35)
+    assert not checks["non_media_given_media_label"]["met"]
+    assert against_targets({"labeller (six classes, --no_other_class)": result}) == []  # targets: default setup
+
+
+def test_topic_validity_benchmark_runs_on_slices(tmp_path, tiny_encoder_dir, monkeypatch):
+    from tests.conftest import write_amazon_slices
+
+    require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
+    (tmp_path / "data").mkdir()
+    write_amazon_slices(tmp_path / "data", rows_per_file=400)
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
+    run_benchmark("topic_validity.py", "--model_name_or_path", str(tiny_encoder_dir), "--finetune_train_samples",
+                  "64", "--no_readme", results_dir=tmp_path)
+    result = json.loads((tmp_path / "topic_validity.json").read_text())
+    encoder = tiny_encoder_dir.name
+    assert set(result["rows"]) == {
+        "labeller (with other)", f"{encoder} frozen features (with other)", f"{encoder} fine-tuned (with other)",
+        "labeller (six classes, --no_other_class)", f"{encoder} frozen features (six classes, --no_other_class)"}
+    labeller = result["rows"]["labeller (with other)"]
+    assert labeller["scored_reviews"] > labeller["reviews_with_a_category"] > 0
+    assert result["targets"] and (tmp_path / "topic_validity.png").is_file()

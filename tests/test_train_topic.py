@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, DistilB
 
 import train_topic
 from data_prep import topics
-from data_prep.topics import CATEGORY_NAMES, TopicModel
+from data_prep.topics import CATEGORY_NAMES, OTHER_LABEL, TopicModel
 from hub_fixtures import loopback_hub, run_outside_project  # noqa: F401 - fixture
 from huggingface_hub import ModelCard
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
@@ -18,6 +18,7 @@ from modeling.hub import push_model_folder
 from test_topics import write_shared_slice
 
 LABELS = {"id2label": dict(enumerate(CATEGORY_NAMES)), "label2id": {n: i for i, n in enumerate(CATEGORY_NAMES)}}
+TRAINED_LABELS = [*CATEGORY_NAMES, OTHER_LABEL]  # the topics step's classes by default
 INPUTS = {"input_ids": torch.tensor([[1, 5, 7, 2], [1, 9, 2, 0]]),
           "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
 
@@ -122,11 +123,11 @@ def check_model_folder(output_dir: Path, model_class=None) -> None:
     results = json.loads((output_dir / "all_results.json").read_text())
     for key in ("train_loss", "eval_accuracy", "eval_macro_f1", "eval_macro_f1_present_classes", "test_accuracy",
                 "test_macro_f1",
-                *(f"eval_f1_{name.replace('-', '_')}" for name in CATEGORY_NAMES)):
+                *(f"eval_f1_{name.replace('-', '_')}" for name in TRAINED_LABELS)):
         assert key in results, key
     for run in ("eval", "test"):
         matrix = json.loads((output_dir / f"{run}_confusion_matrix.json").read_text())
-        assert matrix["labels"] == CATEGORY_NAMES and len(matrix["matrix"]) == len(CATEGORY_NAMES)
+        assert matrix["labels"] == TRAINED_LABELS and len(matrix["matrix"]) == len(TRAINED_LABELS)
         assert sum(map(sum, matrix["matrix"])) == results[f"{run}_samples"]
         assert (output_dir / f"{run}_confusion_matrix.png").is_file()
 
@@ -134,12 +135,12 @@ def check_model_folder(output_dir: Path, model_class=None) -> None:
     assert len(topic_words) == 1
 
     model = AutoModelForSequenceClassification.from_pretrained(output_dir)
-    assert model.config.id2label == dict(enumerate(CATEGORY_NAMES))
+    assert model.config.id2label == dict(enumerate(TRAINED_LABELS))
     if model_class is not None:
         assert isinstance(model, model_class)
     classify = pipeline("text-classification", model=str(output_dir))
     predictions = classify(["A wonderful novel, I read it twice", "The DVD picture is grainy"], top_k=None)
-    assert len(predictions) == 2 and {p["label"] for p in predictions[0]} == set(CATEGORY_NAMES)
+    assert len(predictions) == 2 and {p["label"] for p in predictions[0]} == set(TRAINED_LABELS)
     assert sum(p["score"] for p in predictions[0]) == pytest.approx(1.0, abs=1e-5)
 
 
