@@ -52,7 +52,12 @@ def serving_lines(serving: dict | None, agreement: dict | None) -> list[str]:
                     f"{speed['reviews_per_s']:.1f} | {result['throughput_speedup'][name]:.2f}× | "
                     f"{result['throughput_speedup_cpu_time'][name]:.2f}× | "
                     + (f"{agreed['same_rating']:.1%}, {agreed['max_rating_probability_difference']:.4f} |" if agreed else "— |"))
-    lines += ["", "| method | peak RSS, serving 256 reviews in a fresh process (MB) | model file (MB) |", "|---|---|---|"]
+    before, after = (", ".join(f"{load:.1f}" for load in serving[key]) for key in ("load_average_before", "load_average_after"))
+    lines += ["", f"Load average (1, 5, 15 min) before the run: {before}; after: {after}, on {serving['cpu_cores']} cores "
+              "shared with other jobs. Under such load torch's OpenMP threads lose most of their time when it runs "
+              "2 of them (see the batch-1 rows at 2 threads); ONNX Runtime's threads, set not to spin, do not.", "",
+              f"| method | peak RSS serving {serving['num_reviews']} reviews at batch {serving['batch_size']}, fresh "
+              "process (MB) | model file (MB) |", "|---|---|---|"]
     for name, peak in serving["peak_rss_mb"].items():
         size = serving["file_sizes_mb"].get(name if name in ("onnx", "onnx_int8") else "torch")
         label = "`transformers.pipeline`" if name == "pipeline" else f"app `{BACKEND_FLAGS[name]}`"
@@ -114,6 +119,10 @@ def serving_target_lines(serving: dict | None, agreement: dict | None) -> list[s
         f"by wall clock, {latency_cpu:.1f} ms of CPU time (target ≤ {LATENCY_TARGET_MS:.0f} ms: "
         + ("met" if latency <= LATENCY_TARGET_MS else f"missed by {latency - LATENCY_TARGET_MS:.1f} ms") + ").",
     ]
+    if default != "onnx-int8" and "onnx_int8" in result["throughput_speedup"]:
+        lines.append(f"- `--backend onnx-int8`, which misses an agreement bar, reaches "
+                     f"{result['throughput_speedup']['onnx_int8']:.2f}× at batch 32 and "
+                     f"{result['latency']['onnx_int8']['p50_ms']:.1f} ms p50 for one review in the same run.")
     if agreement:
         verdicts = [f"{key}: {'met' if meets_agreement_bars(agreement, key) else 'not met'}"
                     for key in ("torch_bf16", "onnx", "onnx_int8")]
