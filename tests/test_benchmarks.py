@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from onnx_fixtures import exported_multitask_dir  # noqa: F401 - fixture
-from tests.conftest import CLOTHING_FILE, REPO_ROOT, SHARED_DATA, require_shared_data
+from tests.conftest import REPO_ROOT, SHARED_DATA, require_shared_data
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,6 @@ def test_multitask_quality_benchmark_keeps_finished_runs_and_reuses_them(tmp_pat
 
 
 def test_serving_benchmark_compares_every_backend_with_the_pipeline(tmp_path, exported_multitask_dir):
-    require_shared_data(CLOTHING_FILE)
     run_benchmark("serving_speed.py", "--multitask-model", str(exported_multitask_dir), "--text-sets", "clothing",
                   "--num-reviews", "16", "--batch-size", "8", "--latency-reviews", "4", "--rounds", "1",
                   "--threads", "1", "2", results_dir=tmp_path)
@@ -124,7 +123,6 @@ def test_serving_benchmark_compares_every_backend_with_the_pipeline(tmp_path, ex
 
 
 def test_agreement_benchmark_scores_every_backend_against_torch_fp32(tmp_path, exported_multitask_dir):
-    require_shared_data(CLOTHING_FILE)
     run_benchmark("onnx_agreement.py", "--multitask-model", str(exported_multitask_dir), "--max-reviews", "40",
                   results_dir=tmp_path)
     rows = json.loads((tmp_path / "onnx_agreement.json").read_text())["rating_age"]["backends"]
