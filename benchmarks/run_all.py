@@ -249,6 +249,12 @@ def run_record_name(quick: bool) -> str:
     return "run_all_quick" if quick else "run_all"
 
 
+def runs_without_code_hash(quick: bool) -> bool:
+    """Whether the kept multi-task runs behind the table were keyed without the training code (older runs)."""
+    folder = RESULTS_DIR / f"multitask_quality{'_quick' if quick else ''}_runs"
+    return any("training_code" not in json.loads(path.read_text())["key"] for path in folder.glob("*.json"))
+
+
 def timing_note(quick: bool) -> str:
     """How long this command took, on which machine, what it reused, and how long the other mode took."""
     command = f"`python benchmarks/run_all.py{' --quick' if quick else ''}`"
@@ -265,6 +271,10 @@ def timing_note(quick: bool) -> str:
             note += (f" {kept} of the multi-task table's {record['multitask_runs']} fine-tuning runs were kept from an "
                      "earlier run of the same benchmark command with the same key (encoder, budget, flags, seed) and "
                      "reused, so their training time is not in that figure.")
+    if runs_without_code_hash(quick):
+        note += (" The multi-task runs predate the training-code hash in the kept-run key: they were trained with the "
+                 "code as it was before this codebase's later fixes (evaluation order, float32 age under bf16, ...), "
+                 "and the next run of this command trains them again.")
     if other is not None:
         note += (f" `python benchmarks/run_all.py{'' if quick else ' --quick'}` took "
                  f"{other['wall_seconds'] / 60:.0f} minutes on {other['machine']['cpu_cores']} CPU cores "
