@@ -8,7 +8,7 @@ from data_prep.topics import TopicModel
 from tests.conftest import REPO_ROOT
 
 
-def torch_install_args(tmp_path, with_gpu: bool) -> str:
+def torch_install_args(tmp_path, with_gpu: bool, cpu_index: str) -> subprocess.CompletedProcess:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "nvidia-smi"
@@ -17,15 +17,22 @@ def torch_install_args(tmp_path, with_gpu: bool) -> str:
         fake.chmod(0o755)
     env = {key: value for key, value in os.environ.items() if key != "TORCH_INDEX_URL"}
     env["PATH"] = f"{bin_dir}:/usr/bin:/bin"  # no nvidia-smi of the machine's own
+    env["TORCH_CPU_INDEX_URL"] = cpu_index
     return subprocess.run(["bash", str(REPO_ROOT / "scripts" / "torch_install_args.sh")], env=env, check=True,
-                          capture_output=True, text=True).stdout.strip()
+                          capture_output=True, text=True)
 
 
 def test_setup_installs_the_cpu_build_of_torch_without_a_gpu_and_the_cuda_build_with_one(tmp_path):
-    assert torch_install_args(tmp_path, with_gpu=False) == (
-        "torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu")
-    assert torch_install_args(tmp_path, with_gpu=True) == "torch==2.13.0"
+    reachable_index = tmp_path / "cpu_index"  # a local folder stands in for PyTorch's CPU index
+    (reachable_index / "torch").mkdir(parents=True)
+    without_gpu = torch_install_args(tmp_path, with_gpu=False, cpu_index=reachable_index.as_uri())
+    assert without_gpu.stdout.strip() == f"torch==2.13.0 --extra-index-url {reachable_index.as_uri()}"
+    with_gpu = torch_install_args(tmp_path, with_gpu=True, cpu_index=reachable_index.as_uri())
+    assert with_gpu.stdout.strip() == "torch==2.13.0"
+    unreachable = torch_install_args(tmp_path, with_gpu=False, cpu_index=(tmp_path / "missing").as_uri())
+    assert unreachable.stdout.strip() == "torch==2.13.0" and "cannot be reached" in unreachable.stderr
     assert "torch_install_args.sh" in (REPO_ROOT / "scripts" / "setup_env.sh").read_text()
+    assert "download.pytorch.org/whl/cpu" in (REPO_ROOT / "scripts" / "torch_install_args.sh").read_text()
 
 
 def test_demo_shows_progress_bars():
