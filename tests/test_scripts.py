@@ -12,6 +12,7 @@ def torch_install_args(tmp_path, with_gpu: bool, cpu_index: str) -> subprocess.C
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "nvidia-smi"
+    fake.unlink(missing_ok=True)
     if with_gpu:
         fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100'\n")
         fake.chmod(0o755)
