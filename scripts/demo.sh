@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine, offline: set up .venv, train the multi-task model (packaged MiniLM, the PyPI copy
 # of the clothing reviews) and, when the Amazon review files are there, a frozen-features topic classifier; then
-# serve the Gradio app on both at http://127.0.0.1:${PORT:-7860}.
+# export both to ONNX (the app's default backend) and serve the Gradio app on both at http://127.0.0.1:${PORT:-7860}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
@@ -13,7 +13,7 @@ DATA_DIR=${REVIEW_DATA_DIR:-../shared/data}
 $PYTHON train_multitask.py --model_name_or_path "$MINILM" --output_dir out/multitask \
   --do_train --do_eval --max_steps 250 --per_device_train_batch_size 16 --per_device_eval_batch_size 64 \
   --learning_rate 1e-4 --warmup_steps 25 --max_seq_length 128 --age_loss_weight 0.5 \
-  --save_strategy no --logging_steps 50 --report_to none
+  --save_strategy no --logging_steps 50 --report_to none --export_onnx
 
 app_models=(--multitask-model out/multitask)
 if compgen -G "$DATA_DIR/amazon_*.csv.gz" >/dev/null; then
@@ -22,7 +22,7 @@ if compgen -G "$DATA_DIR/amazon_*.csv.gz" >/dev/null; then
   $PYTHON train_topic.py --dataset_dir out/topics --method features --model_name_or_path "$MINILM" \
     --output_dir out/topic_features --do_train --do_eval --num_train_epochs 20 --learning_rate 1e-3 \
     --max_train_samples 3000 --max_eval_samples 1000 --max_seq_length 128 --per_device_train_batch_size 64 \
-    --save_strategy no --report_to none
+    --save_strategy no --report_to none --export_onnx
   app_models+=(--topic-model out/topic_features)
 else
   echo "No Amazon review files in $DATA_DIR (set REVIEW_DATA_DIR): the app's Topic tab will say so."
