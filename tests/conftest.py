@@ -1,5 +1,7 @@
 """Shared fixtures: no network, a tiny random DistilBERT and a WordPiece tokenizer trained on real review text."""
 
+import csv
+import gzip
 import os
 import socket
 from pathlib import Path
