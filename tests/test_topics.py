@@ -2,14 +2,13 @@
 refusal to read evaluation-only columns, the saved topic model, the command on real slices."""
 
 import csv
-import gzip
 import json
 
 import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, load_from_disk
 
-from conftest import AMAZON_FILES, SHARED_DATA, require_shared_data
+from conftest import SHARED_DATA, require_shared_data, write_amazon_slices
 from data_prep import topics
 from data_prep.topics import (
     CATEGORY_NAMES,
@@ -286,17 +285,9 @@ def test_override_and_keyword_files_are_validated(tmp_path):
 
 
 def write_shared_slice(folder, rows_per_file: int = 1500) -> list:
-    """The first rows of each shared Amazon file, with their own (differing) columns."""
+    """The first rows of each shared Amazon file, with their own (differing) columns (or a skip / CI failure)."""
     require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
-    paths = []
-    for source in AMAZON_FILES:
-        target = folder / source.name
-        with gzip.open(source, "rt", encoding="utf-8", newline="") as reader, \
-                gzip.open(target, "wt", encoding="utf-8", newline="") as writer:
-            rows = csv.reader(reader)
-            csv.writer(writer).writerows(row for row, _ in zip(rows, range(rows_per_file + 1)))
-        paths.append(target)
-    return paths
+    return write_amazon_slices(folder, rows_per_file)
 
 
 @pytest.mark.slow
