@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 from huggingface_hub import HfApi
 
@@ -14,7 +13,7 @@ import app
 from modeling import backends, serving
 from onnx_fixtures import exported_multitask_dir, exported_topic_dir  # noqa: F401 - fixtures
 from hub_fixtures import loopback_hub  # noqa: F401 - fixture
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, read_clothing_frame
 
 REVIEWS = [
     "Runs small but the fabric is lovely.",
@@ -105,7 +104,7 @@ def test_training_with_export_onnx_pushes_the_onnx_folder_and_serves_it_from_the
     loopback_hub, tmp_path, tiny_encoder_dir, clothing_file
 ):
     train_file = tmp_path / "slice.csv"
-    pd.read_csv(clothing_file, index_col=0, nrows=300).to_csv(train_file)
+    read_clothing_frame(clothing_file, nrows=300).to_csv(train_file)
     output_dir, repo_id = tmp_path / "out", "review-lab/tiny-onnx"
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "train_multitask.py"), "--model_name_or_path", str(tiny_encoder_dir),
