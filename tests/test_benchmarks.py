@@ -86,21 +86,39 @@ def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp
         assert (tmp_path / f"topic_quality_quick_confusion_{method}.png").is_file()
 
 
-def test_multitask_quality_benchmark_keeps_finished_runs_and_reuses_them(tmp_path, tiny_encoder_dir):
-    arguments = ("--quick", "--model_name_or_path", str(tiny_encoder_dir), "--epochs", "0.05",
-                 "--rows", "multi-task, uncertainty weighting")
+def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tmp_path, tiny_encoder_dir):
+    from benchmarks.multitask_quality import DEFAULTS
+
+    rows = [DEFAULTS, "single-task rating", "single-task age", "MSE age loss"]
+    arguments = ("--stages", "selection", "test", "--seeds", "42", "--rows", *rows, "--model_name_or_path",
+                 str(tiny_encoder_dir), "--train_flags", "--max_steps 2 --max_eval_samples 200 --max_predict_samples 200")
     run_benchmark("multitask_quality.py", *arguments, results_dir=tmp_path)
-    first = json.loads((tmp_path / "multitask_quality_quick.json").read_text())
-    assert list(first["rows"])[0] == "majority class / median age" and list(first["rows"])[1].startswith("TF-IDF")
-    assert first["rows"]["multi-task, uncertainty weighting"]["seeds"] == 1
-    assert first["transformer_runs"] == 1 and first["runs_kept_from_earlier"] == 0
-    assert len(list((tmp_path / "multitask_quality_quick_runs").glob("*.json"))) == 1
+    first = json.loads((tmp_path / "multitask_quality.json").read_text())
+    assert list(first["rows"])[:2] == ["majority class / median age", next(r for r in first["rows"] if r.startswith("TF-IDF"))]
+    # the curve stage was not asked for: its 6 runs (2 sizes x 3 rows, one seed) are missing, and said so
+    assert first["runs_done"] == 4 and first["planned_runs"] == 10 and first["runs_missing"] == 6
+    assert len(list((tmp_path / "multitask_quality_runs").glob("*.json"))) == 4
+    # Selection reads validation only; the defaults' row is compared with the one deviation and chosen or not.
+    selection = first["selection"]
+    assert set(selection) == set(rows) and selection["single-task age"]["verdict"] == "reference"
+    assert {selection[DEFAULTS]["verdict"], selection["MSE age loss"]["verdict"]} == {"yes", "no"}
+    assert "test" not in selection[DEFAULTS] and "rating_adjusted_macro_f1" in selection[DEFAULTS]["validation"]
+    assert selection["MSE age loss"]["change"] == pytest.approx(
+        (1 - selection["MSE age loss"]["validation"]["rating_accuracy"]["mean"])
+        / (1 - selection[DEFAULTS]["validation"]["rating_accuracy"]["mean"]) - 1
+        + selection["MSE age loss"]["validation"]["age_mae"]["mean"] / selection[DEFAULTS]["validation"]["age_mae"]["mean"] - 1)
+    # The test table: validation beside test, and the stacking row from the defaults' fine-tuned encoder.
+    defaults_row = first["rows"][DEFAULTS]
+    assert defaults_row["seeds"] == 1 and {"rating_accuracy", "age_mae"} <= defaults_row["validation"].keys()
+    assert "rating_adjusted_macro_f1" in defaults_row["test"]
+    stacking = next(row for name, row in first["rows"].items() if "stacking" in name)
+    assert 0 <= stacking["test"]["rating_accuracy"]["mean"] <= 1 and stacking["test"]["age_mae"]["mean"] > 0
+    assert "| 15,388 | rating accuracy |" in first["curve_markdown"]
 
     run_benchmark("multitask_quality.py", *arguments, results_dir=tmp_path)
-    second = json.loads((tmp_path / "multitask_quality_quick.json").read_text())
-    assert second["runs_kept_from_earlier"] == 1
-    assert second["rows"]["multi-task, uncertainty weighting"] == first["rows"]["multi-task, uncertainty weighting"]
-    assert (tmp_path / "multitask_quality_quick.png").is_file()
+    second = json.loads((tmp_path / "multitask_quality.json").read_text())
+    assert second["runs_kept_from_earlier"] == 4 and second["rows"] == first["rows"]
+    assert (tmp_path / "multitask_quality.png").is_file() and (tmp_path / "multitask_quality_curve.png").is_file()
 
 
 def test_serving_benchmark_compares_every_backend_with_the_pipeline(tmp_path, exported_multitask_dir):
@@ -166,12 +184,9 @@ def test_kept_runs_are_keyed_by_the_training_code(tmp_path, monkeypatch):
     assert multitask_quality.training_code_hash() != before
 
     key = {"seed": 1, "training_code": before}
-    calls = []
-    multitask_quality.cached_run(tmp_path / "runs", "row", key, lambda: calls.append(1) or {"m": 1.0})
-    multitask_quality.cached_run(tmp_path / "runs", "row", key, lambda: calls.append(1) or {"m": 1.0})
-    multitask_quality.cached_run(tmp_path / "runs", "row", {**key, "training_code": "changed"},
-                                 lambda: calls.append(1) or {"m": 1.0})
-    assert len(calls) == 2
+    multitask_quality.keep(tmp_path / "runs", "row", key, {"m": 1.0})
+    assert multitask_quality.find_kept(tmp_path / "runs", key) == {"m": 1.0}
+    assert multitask_quality.find_kept(tmp_path / "runs", {**key, "training_code": "changed"}) is None
 
 
 def test_topic_validity_scores_against_the_product_category_and_the_phrase_check():

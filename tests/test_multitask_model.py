@@ -48,7 +48,7 @@ def test_age_is_returned_in_years():
 
 
 def test_loss_is_weighted_sum_of_cross_entropy_and_standardized_mse():
-    output = model_with_fixed_heads(rating_loss_weight=2.0, age_loss_weight=0.5)(**INPUTS, labels=LABELS, age_labels=AGES)
+    output = model_with_fixed_heads(rating_loss_weight=2.0, age_loss_weight=0.5, age_loss="mse")(**INPUTS, labels=LABELS, age_labels=AGES)
     assert output.rating_loss.item() == pytest.approx(hand_cross_entropy(), rel=1e-5)
     assert output.age_loss.item() == pytest.approx(hand_mse(), rel=1e-5)
     assert output.loss.item() == pytest.approx(2.0 * hand_cross_entropy() + 0.5 * hand_mse(), rel=1e-5)
@@ -82,7 +82,7 @@ def test_class_weighted_cross_entropy():
 
 
 def test_uncertainty_weighting_formula_and_learned_log_variances():
-    model = model_with_fixed_heads(loss_weighting="uncertainty")
+    model = model_with_fixed_heads(loss_weighting="uncertainty", age_loss="mse")
     with torch.no_grad():
         model.task_log_variances.copy_(torch.tensor([0.2, -0.4]))
     output = model(**INPUTS, labels=LABELS, age_labels=AGES)

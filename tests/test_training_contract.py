@@ -386,12 +386,13 @@ def test_pipeline_decides_with_the_offsets_and_keeps_the_raw_probabilities(tmp_p
 @pytest.mark.slow
 def test_fit_rating_offsets_stores_them_and_reports_metrics_with_and_without(tmp_path, tiny_encoder_dir,
                                                                            clothing_slice):
+    switched_off = tmp_path / "no_offsets"
+    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, switched_off, "--do_train", "--do_eval",
+                                 "--max_steps", "2", "--fit_rating_offsets", "false"))
+    assert AutoConfig.from_pretrained(switched_off).rating_logit_offsets is None
     output_dir = tmp_path / "out"
-    refused = run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--max_steps",
-                                           "2", "--fit_rating_offsets"), check=False)
-    assert refused.returncode != 0 and "add --do_eval" in refused.stderr
     run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--do_eval",
-                                 "--do_predict", "--max_steps", "12", "--fit_rating_offsets"))
+                                 "--do_predict", "--max_steps", "12"))  # on by default
     offsets = AutoConfig.from_pretrained(output_dir).rating_logit_offsets
     assert len(offsets) == 5 and offsets[-1] == 0.0
     results = json.loads((output_dir / "all_results.json").read_text())
