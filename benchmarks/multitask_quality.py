@@ -19,7 +19,8 @@ gets with no tuning flags):
 
 Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with its key (encoder, flags,
 training rows, seed, precision and a hash of the training code); a rerun with the same key reuses it, so an
-interrupted run picks up where it stopped and a change to modeling/, data_prep/ or train_multitask.py retrains.
+interrupted run picks up where it stopped, and a change to the training code (train_multitask.py and the files of
+modeling/ and data_prep/ it imports) retrains.
 Writes benchmarks/results/multitask_quality[_quick].json and .png (and _curve.png).
 """
 
@@ -176,13 +177,57 @@ def run_transformer(flags: list[str], seed: int, max_train_samples: int | None, 
     return result
 
 
+TRAINING_SCRIPT = "train_multitask.py"
+LOCAL_PACKAGES = ("modeling", "data_prep")
+
+
+def module_file(module: str) -> Path | None:
+    """The repo file of a dotted module name of modeling/ or data_prep/ (a package's __init__.py), else None."""
+    if module.split(".")[0] not in LOCAL_PACKAGES:
+        return None
+    path = REPO_ROOT.joinpath(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def training_code_files() -> list[Path]:
+    """train_multitask.py and every file of modeling/ and data_prep/ it imports, directly or through others (every
+    import statement counts, also those inside functions): what a run's result depends on besides its flags. A change
+    elsewhere (the topic labeller, say) leaves the kept multi-task runs valid."""
+    import ast
+
+    found, queue = set(), [REPO_ROOT / TRAINING_SCRIPT]
+    while queue:
+        path = queue.pop()
+        if path in found:
+            continue
+        found.add(path)
+        package = ".".join(path.relative_to(REPO_ROOT).parts[:-1])  # "" for the script, "modeling" for its files
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the file's package, one level up per extra dot
+                    parents = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join([*parents, *([base] if base else [])])
+                modules = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            for module in modules:
+                parts = module.split(".")
+                for depth in range(1, len(parts) + 1):  # a module's packages run their __init__ too
+                    if (file := module_file(".".join(parts[:depth]))) is not None:
+                        queue.append(file)
+    return sorted(found)
+
+
 def training_code_hash() -> str:
-    """A hash of what a run's result depends on besides its flags: modeling/, data_prep/ and train_multitask.py, so
-    that a code change cannot reuse runs made before it."""
+    """A hash of `training_code_files()`, names and contents: a change to the training code cannot reuse runs made
+    before it."""
     digest = hashlib.sha256()
-    files = sorted([*REPO_ROOT.glob("modeling/*.py"), *REPO_ROOT.glob("data_prep/*.py"),
-                    *REPO_ROOT.glob("data_prep/*.json"), REPO_ROOT / "train_multitask.py"])
-    for path in files:
+    for path in training_code_files():
         digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

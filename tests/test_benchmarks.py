@@ -62,17 +62,14 @@ def test_report_says_how_long_each_mode_took_and_what_was_reused(tmp_path, monke
     assert "--quick` in 36 minutes" in quick and "were kept" not in quick
 
 
-def test_report_says_plainly_whether_and_by_how_much_multitask_beats_tfidf():
+def test_report_says_plainly_whether_and_by_how_much_each_target_is_missed():
     sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks.run_all import versus_tfidf
+    from benchmarks.run_all import against
 
-    def row(accuracy, mae):
-        return {"summary": {"rating_accuracy": {"mean": accuracy}, "age_mae": {"mean": mae}}}
-
-    line = versus_tfidf({"a": row(0.70, 9.5), "b": row(0.65, 9.0)}, row(0.66, 9.2))
-    assert "rating accuracy multi-task beats it in 1 of 2 rows (higher is better; differences -0.010 to +0.040)" in line
-    assert "age MAE multi-task beats it in 1 of 2 rows (lower is better; differences -0.200 to +0.300 years)" in line
-    assert "beats it in no row" in versus_tfidf({"a": row(0.60, 9.5)}, row(0.66, 9.2))
+    assert against(0.712, 0.72, True) == "0.712 (target ≥ 0.72: missed by 0.008)"
+    assert against(0.73, 0.72, True) == "0.730 (target ≥ 0.72: met)"
+    assert against(9.1, 8.9, False, 2) == "9.10 (target ≤ 8.9: missed by 0.20)"
+    assert against(8.8, 8.9, False, 2) == "8.80 (target ≤ 8.9: met)"
 
 
 def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp_path, tiny_encoder_dir):
@@ -175,13 +172,25 @@ def test_kept_runs_are_keyed_by_the_training_code(tmp_path, monkeypatch):
     sys.path.insert(0, str(REPO_ROOT))
     from benchmarks import multitask_quality
 
-    for name in ("modeling/a.py", "data_prep/b.py", "data_prep/keywords.json", "train_multitask.py"):
+    files = {"train_multitask.py": "import modeling\nfrom data_prep.clothing import load\n",
+             "modeling/__init__.py": "from .model import Model\n",
+             "modeling/model.py": "def f():\n    from .helpers import g\n",
+             "modeling/helpers.py": "g = 1\n", "modeling/serving.py": "s = 1\n",
+             "data_prep/__init__.py": "", "data_prep/clothing.py": "from .text import clean\n",
+             "data_prep/text.py": "clean = 1\n", "data_prep/topics.py": "t = 1\n"}
+    for name, text in files.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_text("x = 1\n")
+        (tmp_path / name).write_text(text)
     monkeypatch.setattr(multitask_quality, "REPO_ROOT", tmp_path)
+    assert {path.relative_to(tmp_path).as_posix() for path in multitask_quality.training_code_files()} == (
+        set(files) - {"modeling/serving.py", "data_prep/topics.py"})
     before = multitask_quality.training_code_hash()
-    (tmp_path / "modeling/a.py").write_text("x = 2\n")
-    assert multitask_quality.training_code_hash() != before
+    (tmp_path / "data_prep/topics.py").write_text("t = 2\n")  # not imported by the training script
+    assert multitask_quality.training_code_hash() == before
+    for name in ("modeling/helpers.py", "data_prep/text.py", "train_multitask.py"):
+        changed = multitask_quality.training_code_hash()
+        (tmp_path / name).write_text((tmp_path / name).read_text() + "# changed\n")
+        assert multitask_quality.training_code_hash() != changed, name
 
     key = {"seed": 1, "training_code": before}
     multitask_quality.keep(tmp_path / "runs", "row", key, {"m": 1.0})
