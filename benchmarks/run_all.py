@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, bf16_training_flags, machine_facts  # noqa: E402
-from benchmarks.multitask_quality import DEFAULTS, SELECTION_ROWS, SINGLE_AGE, SINGLE_RATING  # noqa: E402
+from benchmarks.multitask_quality import DEFAULTS, SELECTION_ROWS  # noqa: E402
 from benchmarks.serving_report import serving_lines, serving_target_lines  # noqa: E402
 from benchmarks.topic_quality import markdown as topic_table  # noqa: E402
 from benchmarks.topic_validity import markdown as validity_table, targets_markdown as validity_targets  # noqa: E402
@@ -75,7 +75,7 @@ def multitask_section(quick: bool) -> list[str]:
         "",
         f"`{payload['command']}` — {payload['encoder']}; {payload['data']} ({sizes['train']:,} / {sizes['validation']:,}"
         f" / {sizes['test']:,} reviews); {payload['precision']}; training code {payload['training_code']}. Every run is "
-        "`train_multitask.py --do_train --do_eval --do_predict` on the script's defaults plus the flags of its row "
+        "`train_multitask.py --do_train --do_eval --do_predict` with every tuned setting spelled out "
         f"({name}.json, {name}.png). Runs done: {payload['runs_done']} of {payload['planned_runs']} planned"
         + (f"; the {payload['runs_missing']} missing runs are trained by the next run of the command (finished runs are "
            "kept), and the tables below show what is done." if payload["runs_missing"] else ".") ,
@@ -89,15 +89,16 @@ def multitask_section(quick: bool) -> list[str]:
         measured = len(payload["selection"])
         lines += [
             f"**1. Selection on validation** (seed 42, all training reviews; {measured} of {len(SELECTION_ROWS)} "
-            "settings measured). Rule: a deviation replaces a default if it lowers the relative rating error "
-            "(1 − accuracy) plus the relative age MAE against the defaults' (the \"change\" column; below 0 is "
-            "better); the lowest below 0 would win. Single-task rows are references for stage 3, not candidates.",
+            "settings measured). Each row changes one setting of the base; per lever, the deviation that lowers the "
+            "relative rating error (1 − accuracy) plus the relative age MAE against the base the most (the "
+            "\"change\" column, below 0) replaces the base value. Single-task rows are references for stage 3, not "
+            "candidates.",
             "",
             payload["selection_markdown"],
             "",
             "\\* With the offsets fitted on this same validation split: in-sample, shown, not used to choose.",
             "",
-            *selection_verdict(payload["selection"]),
+            *selection_verdict(payload),
         ]
     precision = " --bf16 true --use_cpu true" if payload["precision"] == "bf16" else ""
     lines += [
@@ -133,16 +134,15 @@ def multitask_section(quick: bool) -> list[str]:
     return lines
 
 
-def selection_verdict(selection: dict) -> list[str]:
-    candidates = {row: entry for row, entry in selection.items() if entry.get("change") is not None}
-    if DEFAULTS not in selection or not candidates:
-        return []
-    best = min(candidates, key=lambda row: candidates[row]["change"])
-    if candidates[best]["change"] >= 0:
-        return [f"The defaults stand: none of the {len(candidates)} deviations measured lowers the validation error "
-                f"(the closest, {best}, changes it by {100 * candidates[best]['change']:+.1f}%).", ""]
-    return [f"**{best}** lowers the validation error by {-100 * candidates[best]['change']:.1f}% against the defaults: "
-            "by the rule it should become the default; until it is, the defaults below are not the validated best.", ""]
+def selection_verdict(payload: dict) -> list[str]:
+    selected, winners = payload["selected_settings"], payload["selection_winners"]
+    if selected is None:
+        return [f"The selection is not finished, so the test and curve stages have not started: they run on the "
+                "selected settings. `modeling/multitask_defaults.json` holds the base settings until then.", ""]
+    changed = {name: value for name, value in selected.items() if payload["base_settings"][name] != value}
+    return [("Selected: the base settings unchanged (no deviation lowered the validation error)" if not changed else
+             "Selected: the base settings with " + ", ".join(f"{row} ({lever})" for lever, row in winners.items()))
+            + "; `modeling/multitask_defaults.json` holds them, so they are the script's defaults.", ""]
 
 
 def peak_rss_line(rows: dict) -> list[str]:
