@@ -419,7 +419,7 @@ def selection_markdown(selection: dict, winners: dict | None) -> str:
                  for key in ("rating_accuracy", "rating_macro_f1", "rating_adjusted_macro_f1", "age_mae")]
         change = "reference" if row["change"] is None else f"{100 * row['change']:+.1f}%"
         verdict = ("—" if winners is None or row["lever"] is None else "yes" if name in chosen else "no")
-        lines.append(f"| {name} | {row['lever'] or '—'} | `{' '.join(settings_flags(row['changes'])) or '(none)'}` | "
+        lines.append(f"| {'base (multi-task)' if name == DEFAULTS else name} | {row['lever'] or '—'} | `{' '.join(settings_flags(row['changes'])) or '(none)'}` | "
                      + " | ".join(cells) + f" | {change} | {verdict} |")
     return "\n".join(lines)
 
