@@ -121,13 +121,13 @@ def fit_linear_models(features: dict, splits, c_values=TFIDF_C, alpha_values=RID
         for split in ("validation", "test")}}
 
 
-def baseline_rows(splits) -> dict:
+def baseline_rows(splits, tfidf: dict) -> dict:
     majority = int(np.bincount(splits["train"]["rating"]).argmax())
     median_age = float(np.median(splits["train"]["age"]))
     rows = {"majority class / median age": {
         split: split_metrics(splits[split]["rating"], [majority] * len(splits[split]), splits[split]["age"],
                              [median_age] * len(splits[split])) for split in ("validation", "test")}}
-    tfidf = fit_linear_models(tfidf_features(splits), splits)
+    tfidf = fit_linear_models(tfidf, splits)
     rows[f"TF-IDF + LogisticRegression (C={tfidf['C']}) / Ridge (alpha={tfidf['alpha']})"] = tfidf
     return rows
 
@@ -157,11 +157,10 @@ def encoder_features(model_dir: Path, texts_by_split: dict[str, list[str]], batc
     return vectors_by_split
 
 
-def stacking_metrics(model_dir: Path, splits) -> dict:
+def stacking_metrics(model_dir: Path, splits, tfidf: dict) -> dict:
     """TF-IDF features and the fine-tuned encoder's review vectors (standardized on train) in one linear model per
     task. The encoder has seen the training reviews' labels, so its training vectors fit better than new ones: C and
     alpha are chosen on validation, as for TF-IDF alone."""
-    tfidf = tfidf_features(splits)
     vectors = encoder_features(model_dir, {split: list(splits[split]["text"]) for split in tfidf})
     mean, std = vectors["train"].mean(axis=0), vectors["train"].std(axis=0) + 1e-6
     scale = 1.0 / np.sqrt(vectors["train"].shape[1])  # rows of about unit norm, like the TF-IDF rows beside them
@@ -171,7 +170,7 @@ def stacking_metrics(model_dir: Path, splits) -> dict:
 
 
 def run_transformer(flags: list[str], seed: int, max_train_samples: int | None, precision_flags: list[str],
-                    model_path: str, work_dir: Path, splits, stacking: bool) -> dict:
+                    model_path: str, work_dir: Path, splits, tfidf: dict, stacking: bool) -> dict:
     """One train_multitask.py run with `flags`: --do_train --do_eval --do_predict. Keeps every metric
     of all_results.json, and with `stacking` the stacking row's metrics from the trained encoder."""
     output_dir = work_dir / f"run_{len(list(work_dir.iterdir()))}"
@@ -186,7 +185,7 @@ def run_transformer(flags: list[str], seed: int, max_train_samples: int | None, 
     result = {"metrics": json.loads((output_dir / "all_results.json").read_text()), **measured}
     if stacking:
         started = time.perf_counter()
-        result["stacking"] = stacking_metrics(output_dir, splits)
+        result["stacking"] = stacking_metrics(output_dir, splits, tfidf)
         result["stacking"]["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -575,13 +574,14 @@ def main():
     started = time.perf_counter()
 
     splits = load_clothing_reviews(train_file=str(clothing_reviews_file()), seed=SPLIT_SEED).splits
-    baselines = baseline_rows(splits)
+    tfidf = tfidf_features(splits)  # the baseline's features, and the stacking row's lexical half
+    baselines = baseline_rows(splits, tfidf)
     extra_flags = shlex.split(arguments.train_flags)
     precision, code_hash = "bf16" if arguments.bf16 else "fp32", training_code_hash()
     with tempfile.TemporaryDirectory() as work_dir:
         def run(entry):
             return run_transformer(settings_flags(entry["settings"]) + extra_flags, entry["seed"],
-                                   entry["max_train_samples"], precision_flags, model_path, Path(work_dir), splits,
+                                   entry["max_train_samples"], precision_flags, model_path, Path(work_dir), splits, tfidf,
                                    stacking=entry["row"] == DEFAULTS and entry["stage"] != "curve")
 
         def runs(stages: list[str], base: dict | None) -> tuple[list[dict], set[str], set[str]]:
