@@ -253,7 +253,7 @@ def add_predictions(
         predicted["predicted_topic"] = [t["topic"] if t else "" for t in topics]
         predicted["topic_probability"] = [round(t["scores"][t["topic"]], 4) if t else None for t in topics]
         if topic_classifier.topic_words_model is not None:
-            words = topic_classifier.topic_words(texts)
+            words = topic_classifier.topic_words(texts, topics=[t["topic"] if t else None for t in topics])
             predicted["topic_words"] = [" ".join(w) if w else "" for w in words]
     predicted["prediction_note"] = ["empty review" if review_problem(text) else "" for text in texts]
     return predicted

@@ -9,10 +9,11 @@ movies_tv movies, video_games games; Musical_Instruments and software reviews sh
 labels. The two theme labels have no product truth: their precision is the share of reviews given the label whose
 text passes the phrase check below.
 
-Runs the default labelling (`python -m data_prep.topics` as scripts/demo.sh runs it, `other` class on) and the
-six-class `--no_other_class` labelling, trains the frozen-features classifier (demo.sh's settings) and a bounded
-fine-tuned one on each, predicts the whole test split with the saved folders (the app's serving path), writes
-benchmarks/results/topic_validity.json and .png, and rewrites the README's results section (benchmarks/run_all.py).
+Runs the default labelling (`python -m data_prep.topics` as scripts/demo.sh runs it, `other` class on) and derives
+the six-class `--no_other_class` labelling from it (`data_prep.topics.without_other_class`: the same decisions),
+trains the frozen-features classifier (demo.sh's settings) and a bounded fine-tuned one on each, predicts the whole
+test split with the saved folders (the app's serving path), writes benchmarks/results/topic_validity.json and .png,
+and rewrites the README's results section (benchmarks/run_all.py).
 """
 
 import argparse
@@ -268,25 +269,26 @@ def main():
                        arguments.finetune_epochs, "--per_device_train_batch_size", "16", "--warmup_steps", "0.06",
                        "--max_train_samples", str(arguments.finetune_train_samples), "--max_eval_samples", "500",
                        *bf16_training_flags()]
-    setups = {"with other": []}
-    if not arguments.skip_no_other_class:
-        setups["six classes, --no_other_class"] = ["--no_other_class"]
+    setups = ["with other"] if arguments.skip_no_other_class else ["with other", "six classes, --no_other_class"]
     rows, runs = {}, {}
     with tempfile.TemporaryDirectory() as work_dir:
         test = None
-        for setup, flags in setups.items():
+        for setup in setups:
             dataset_dir = Path(work_dir) / f"topics_{len(rows)}"
-            topics.main(["--input_file", *input_files, "--no_mention_filter", "--output_dir", str(dataset_dir),
-                         *flags])
-            if test is None:
+            if setup == "with other":
+                topics.main(["--input_file", *input_files, "--no_mention_filter", "--output_dir", str(dataset_dir)])
+                labelled_with_other = dataset_dir
+            else:  # the same decisions with `other` dropped: what --no_other_class writes, without labelling again
+                topics.save_topic_dataset(topics.without_other_class(topics.load_topic_dataset(labelled_with_other)),
+                                          dataset_dir)
+            if test is None:  # the saved topic model decides every test review, as it labelled them
                 test = full_test_split(input_files, TopicLabelArguments(mention_filter=False))
                 texts = test[TEXT_COLUMN]
-            labels = labeller_labels(dataset_dir, test)
-            if setup == "with other":  # the saved dataset holds the same decisions (nothing is dropped with `other`)
+                labels = labeller_labels(dataset_dir, test)
                 saved = load_from_disk(str(dataset_dir))["test"]
                 names = saved.features[topics.LABEL_COLUMN].names
                 assert [names[i] for i in saved[topics.LABEL_COLUMN]] == labels, "labeller and saved labels differ"
-            rows[f"labeller ({setup})"] = score(texts, labels, truth)
+            rows[f"labeller ({setup})"] = score(texts, labels, truth)  # the same decisions in both setups
             scored = [text for text in texts if text in truth]
             methods = [("frozen features", FROZEN_FLAGS)]
             if setup == "with other" or arguments.fine_tune_without_other:

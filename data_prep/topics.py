@@ -24,14 +24,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
 from safetensors.numpy import load_file, save_file
 from sklearn.decomposition import NMF
 from sklearn.feature_extraction.text import TfidfVectorizer
 from transformers import HfArgumentParser
 
 from .amazon import DEFAULT_MENTION_PATTERN, NMF_TEXT_COLUMN, TEXT_COLUMN, clean_for_topics, load_amazon_reviews
-from .topic_mapping import GENERIC_ANCHOR, anchor_names, default_sentence_encoder, embedding_scores, soft_affinities
+from .topic_mapping import (
+    GENERIC_ANCHOR, anchor_names, anchor_vectors, default_sentence_encoder, embed_texts, embedding_scores,
+    soft_affinities,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +75,9 @@ NO_TOPIC_WORDS = "no topic vocabulary words"
 ONLY_GENERIC_TOPICS = "too little subject weight (generic topics only)"
 SUBJECT_IS_NO_CATEGORY = "its subject is none of the categories"
 NO_CLEAR_CATEGORY = "no category holds enough of its subject weight"
-DEFAULT_DECISION = {"min_subject_mass": 0.3, "min_category_share": 0.6}  # chosen on validation
+# Chosen on validation by benchmarks/topic_labeller_selection.py (a test keeps them equal to its selection).
+DEFAULT_DECISION = {"min_subject_mass": 0.3, "min_category_share": 0.5, "review_weight": 0.5,
+                    "review_temperature": 0.02}
 
 
 def label_names(other_class: bool) -> list[str]:
@@ -97,9 +102,10 @@ class TopicModel:
     """A fitted TF-IDF vocabulary and NMF topics: labels NMF-cleaned or raw review text with its dominant topic.
 
     Saved as JSON (vocabulary, idf, settings, topic affinities, the decision thresholds) and safetensors (the
-    topic-word matrix), never pickle. A topic's weight for a review is its share of the review's total topic weight.
-    Each topic lends its weight to the anchors (the categories and the kinds of review that are none of them) in
-    proportion to its affinities; `decide` turns a review's mixture into a category or None.
+    topic-word matrix and the anchors' sentence-embedding vectors), never pickle. A topic's weight for a review is its
+    share of the review's total topic weight. Each topic lends its weight to the anchors (the categories and the kinds
+    of review that are none of them) in proportion to its affinities; with anchor vectors, the review's own sentence
+    embedding lends its weight too (`review_weight`); `decide` turns the evidence into a category or None.
     """
 
     def __init__(
@@ -111,12 +117,18 @@ class TopicModel:
         topic_categories: list[str | None] | None = None,
         topic_affinities: np.ndarray | None = None,
         decision: dict | None = None,
+        anchor_vectors: np.ndarray | None = None,
+        sentence_encoder: str | None = None,
     ):
         self.vocabulary = list(vocabulary)
         self.components = np.asarray(components, dtype=np.float64)
         self.nmf_options = dict(nmf_options)
         self.anchors = anchor_names(CATEGORY_NAMES)
-        self.decision = {**DEFAULT_DECISION, **(decision or {})}
+        self.decision = decision
+        self.anchor_vectors = None if anchor_vectors is None else np.asarray(anchor_vectors, dtype=np.float32)
+        self.sentence_encoder = sentence_encoder  # None: the packaged all-MiniLM-L6-v2
+        if self.anchor_vectors is not None and len(self.anchor_vectors) != len(self.anchors):
+            raise ValueError(f"{len(self.anchor_vectors)} anchor vectors for {len(self.anchors)} anchors")
         if self.components.shape[1] != len(self.vocabulary) or len(idf) != len(self.vocabulary):
             raise ValueError(
                 f"Topic model shapes disagree: {len(self.vocabulary)} words, {len(idf)} idf values, "
@@ -210,14 +222,38 @@ class TopicModel:
         totals = weights.sum(axis=1, keepdims=True)
         return np.divide(weights, totals, out=np.zeros_like(weights), where=totals > 0)
 
-    def decide(self, texts: Sequence[str], nmf_texts: Sequence[str] | None = None) -> TopicDecisions:
-        """The category of each raw review from its whole topic mixture.
+    @property
+    def decision(self) -> dict:
+        """The thresholds and weights `decide` uses (`DEFAULT_DECISION` where a setting is not given)."""
+        return self._decision
 
-        Every topic lends its share of the review to the anchors by its affinities; themes lose what they got in a
-        review without their own words (`THEME_WORDS`); generic topics count for nothing. The review gets the
-        strongest anchor when the subject weight (all but generic) reaches `min_subject_mass`, the anchor is a
-        category, and it holds at least `min_category_share` of the subject weight. Otherwise a review that uses a
-        theme's words gets that theme (`theme_of`), and the rest None, with the reason.
+    @decision.setter
+    def decision(self, settings: dict | None) -> None:
+        unknown = sorted(set(settings or {}) - set(DEFAULT_DECISION))
+        if unknown:
+            raise ValueError(f"Unknown decision setting(s) {unknown}; the settings are {sorted(DEFAULT_DECISION)}")
+        self._decision = {**DEFAULT_DECISION, **(settings or {})}
+
+    @property
+    def uses_review_embedding(self) -> bool:
+        return self.anchor_vectors is not None and self.decision["review_weight"] > 0
+
+    def embed_reviews(self, texts: Sequence[str]) -> np.ndarray:
+        """(texts, dim) sentence embeddings of raw reviews with the encoder the anchor vectors came from."""
+        return embed_texts(texts, self.sentence_encoder or default_sentence_encoder())
+
+    def decide(self, texts: Sequence[str], nmf_texts: Sequence[str] | None = None,
+               review_vectors: np.ndarray | None = None) -> TopicDecisions:
+        """The category of each raw review from its whole topic mixture and, with anchor vectors, its own embedding.
+
+        Every topic lends its share of the review to the anchors by its affinities. With `review_weight` w > 0 the
+        evidence is (1 - w) times that plus w times the review's own affinities: the softmax (`review_temperature`)
+        of its embedding's similarity to each anchor vector (`review_vectors`, computed when not given). Themes lose
+        what they got in a review without their own words (`THEME_WORDS`); generic evidence counts for nothing. The
+        review gets the strongest anchor when the subject evidence (all but generic) reaches `min_subject_mass`, the
+        anchor is a category, and it holds at least `min_category_share` of the subject evidence. Otherwise a review
+        that uses a theme's words gets that theme (`theme_of`), and the rest None, with the reason. A review without a
+        single topic-vocabulary word is None whatever its embedding says (emoji, another language).
         """
         texts = list(texts)
         nmf_texts = [clean_for_topics(text) for text in texts] if nmf_texts is None else list(nmf_texts)
@@ -227,6 +263,14 @@ class TopicModel:
             return TopicDecisions([], [], empty, np.zeros(0), empty, np.zeros((0, len(CATEGORY_NAMES))))
         shares = self.topic_shares(nmf_texts)
         mass = shares @ self.topic_affinities
+        if self.uses_review_embedding:
+            vectors = self.embed_reviews(texts) if review_vectors is None else np.asarray(review_vectors)
+            if vectors.shape != (count, self.anchor_vectors.shape[1]):
+                raise ValueError(f"review_vectors of shape {vectors.shape} for {count} reviews and anchor vectors "
+                                 f"of dimension {self.anchor_vectors.shape[1]}")
+            weight = self.decision["review_weight"]
+            review_mass = soft_affinities(vectors @ self.anchor_vectors.T, self.decision["review_temperature"])
+            mass = (1 - weight) * mass + weight * review_mass
         for theme, words in THEME_WORDS.items():
             column = self.anchors.index(theme)
             mass[[not words.search(text or "") for text in texts], column] = 0.0
@@ -338,11 +382,15 @@ class TopicModel:
             "anchors": self.anchors,
             "topic_affinities": self.topic_affinities.round(6).tolist(),
             "decision": self.decision,
+            "sentence_encoder": self.sentence_encoder,
             "theme_words": {theme: words.pattern for theme, words in THEME_WORDS.items()},
             "text_cleaning": "data_prep.amazon.clean_for_topics",
         }
         (folder / _TOPIC_MODEL_CONFIG).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
-        save_file({"components": np.ascontiguousarray(self.components)}, str(folder / _TOPIC_MODEL_WEIGHTS))
+        tensors = {"components": np.ascontiguousarray(self.components)}
+        if self.anchor_vectors is not None:
+            tensors["anchor_vectors"] = np.ascontiguousarray(self.anchor_vectors)
+        save_file(tensors, str(folder / _TOPIC_MODEL_WEIGHTS))
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "TopicModel":
@@ -356,14 +404,17 @@ class TopicModel:
             raise ValueError(f"{config_path}: TF-IDF options {config.get('tfidf_options')} differ from this code's")
         if "anchors" in config and config["anchors"] != anchor_names(CATEGORY_NAMES):
             raise ValueError(f"{config_path}: affinity anchors {config['anchors']} differ from this code's")
+        tensors = load_file(str(weights_path))
         return cls(
             vocabulary=config["vocabulary"],
             idf=np.asarray(config["idf"]),
-            components=load_file(str(weights_path))["components"],
+            components=tensors["components"],
             nmf_options=config["nmf_options"],
             topic_categories=config["topic_categories"],
             topic_affinities=np.asarray(config["topic_affinities"]) if "topic_affinities" in config else None,
             decision=config.get("decision"),
+            anchor_vectors=tensors.get("anchor_vectors"),
+            sentence_encoder=config.get("sentence_encoder"),
         )
 
 
@@ -469,10 +520,10 @@ def label_reviews(
     reviews: Dataset, topic_model: TopicModel, other_class: bool = True, num_proc: int | None = None
 ) -> tuple[Dataset, Counter, Counter]:
     """`topic` (dominant), `topic_weight` (its share) and the `label` of each review from `TopicModel.decide`. A review
-    no category holds becomes `other`, or with `other_class=False` is dropped. Returns the labelled reviews, the count
-    of every reason a review got no category, and the dominant-topic count of every review."""
+    no category holds becomes `other`, or with `other_class=False` is dropped (`drop_other`). Returns the labelled
+    reviews, the count of every reason a review got no category, and the dominant-topic count of every review."""
     refuse_evaluation_columns(reviews)
-    names = label_names(other_class)
+    names = label_names(other_class=True)
     label_ids = {name: index for index, name in enumerate(names)}
 
     def assign(batch):
@@ -492,10 +543,35 @@ def label_reviews(
                            desc="Labelling reviews")
     no_category = Counter(reason for reason in assigned["no_category_reason"] if reason)
     topic_counts = Counter(assigned[TOPIC_COLUMN])
-    if not other_class:
-        assigned = assigned.filter(lambda reasons: [not r for r in reasons], input_columns="no_category_reason",
-                                   batched=True)
-    return assigned.remove_columns("no_category_reason"), no_category, topic_counts
+    assigned = assigned.remove_columns("no_category_reason")
+    return (assigned if other_class else drop_other(assigned)), no_category, topic_counts
+
+
+def drop_other(labelled: Dataset) -> Dataset:
+    """The six-class reviews of a labelling with `other`: those reviews dropped, the label's `other` name removed."""
+    other = label_names(other_class=True).index(OTHER_LABEL)
+    kept = labelled.filter(lambda labels: [label != other for label in labels], input_columns=LABEL_COLUMN,
+                           batched=True, desc="Dropping other")
+    return kept.cast_column(LABEL_COLUMN, ClassLabel(names=label_names(other_class=False)))
+
+
+def without_other_class(result: "TopicDataset") -> "TopicDataset":
+    """What `--no_other_class` gives, from a labelling with `other`: the same decisions, the unplaced reviews dropped
+    (the report counts them by reason, per split, as dropped while labelling)."""
+    splits = DatasetDict({name: drop_other(split) for name, split in result.splits.items()})
+    names = label_names(other_class=False)
+    report = {
+        **result.report,
+        "categories": names,
+        "settings": {**result.report["settings"], "other_class": False},
+        "category_sizes": {name: dict(zip(names, np.bincount(split[LABEL_COLUMN], minlength=len(names)).tolist()))
+                           for name, split in splits.items()},
+        "dropped_while_labelling": result.report["no_category"],
+    }
+    for name, split in splits.items():
+        logger.info("%s: dropped %d reviews that no category holds (--no_other_class)", name,
+                    len(result.splits[name]) - len(split))
+    return TopicDataset(splits=splits, topic_model=result.topic_model, report=report)
 
 
 def split_reviews(reviews: Dataset, validation_fraction: float, test_fraction: float, seed: int) -> DatasetDict:
@@ -556,7 +632,9 @@ class TopicLabelArguments:
                   "choices": ["embedding", "keywords"]},
     )
     sentence_encoder: str | None = field(
-        default=None, metadata={"help": "embedding: sentence encoder folder (default: the packaged all-MiniLM-L6-v2)."}
+        default=None,
+        metadata={"help": "Sentence encoder folder for the embedding mapping and --review_weight (default: the "
+                  "packaged all-MiniLM-L6-v2)."},
     )
     affinity_temperature: float = field(
         default=0.04, metadata={"help": "embedding: softmax temperature over the similarities (lower: harder)."}
@@ -568,6 +646,15 @@ class TopicLabelArguments:
     min_category_share: float = field(
         default=DEFAULT_DECISION["min_category_share"],
         metadata={"help": "... and the category holds at least this share of that subject weight (0-1)."},
+    )
+    review_weight: float = field(
+        default=DEFAULT_DECISION["review_weight"],
+        metadata={"help": "Share of a review's evidence that comes from its own sentence embedding's similarity to the "
+                  "category descriptions (the rest from its topic mixture); 0: topics alone, no review is embedded."},
+    )
+    review_temperature: float = field(
+        default=DEFAULT_DECISION["review_temperature"],
+        metadata={"help": "Softmax temperature over a review's similarities to the descriptions (lower: harder)."},
     )
     category_keywords: str = field(
         default=str(DEFAULT_CATEGORY_KEYWORDS_FILE),
@@ -621,13 +708,18 @@ class TopicMappingEvidence:
 def map_topics(topic_model: TopicModel, train: Dataset, options: TopicLabelArguments) -> TopicMappingEvidence:
     """Set the topic model's affinities and decision thresholds from the train split's text."""
     refuse_evaluation_columns(train)
+    if not 0 <= options.review_weight <= 1:
+        raise ValueError(f"--review_weight must be in [0, 1], got {options.review_weight}")
     keywords = read_category_keywords(options.category_keywords)
     evidence = TopicMappingEvidence(keyword_scores=keyword_scores(topic_model, keywords))
-    if options.topic_mapping == "embedding":
+    if options.topic_mapping == "embedding" or options.review_weight > 0:
         encoder = options.sentence_encoder or default_sentence_encoder()
+        topic_model.anchor_vectors = anchor_vectors(CATEGORY_NAMES, encoder)
+        topic_model.sentence_encoder = options.sentence_encoder
+    if options.topic_mapping == "embedding":
         texts = train[TEXT_COLUMN]
         scores, examples = embedding_scores(topic_model.topic_weights(train[NMF_TEXT_COLUMN]), texts,
-                                            CATEGORY_NAMES, encoder)
+                                            topic_model.anchor_vectors, encoder)
         topic_model.topic_affinities = soft_affinities(scores, options.affinity_temperature)
         evidence.embedding_scores = scores
         evidence.typical_reviews = [[texts[index] for index in indices] for indices in examples]
@@ -639,8 +731,7 @@ def map_topics(topic_model: TopicModel, train: Dataset, options: TopicLabelArgum
         evidence.overridden = read_topic_categories(options.topic_categories, topic_model.num_topics)
         for topic, category in evidence.overridden.items():
             topic_model.topic_affinities[topic] = topic_model.hard_affinity(category)
-    topic_model.decision = {"min_subject_mass": options.min_subject_mass,
-                            "min_category_share": options.min_category_share}
+    topic_model.decision = {name: getattr(options, name) for name in DEFAULT_DECISION}
     return evidence
 
 
@@ -665,18 +756,17 @@ def build_topic_dataset(
 
     labelled, no_category, topic_counts = {}, {}, {}
     for name, split in splits.items():
-        labelled[name], no_category[name], topic_counts[name] = label_reviews(
-            split, topic_model, other_class=options.other_class, num_proc=num_proc
-        )
-        outcome = "labelled other" if options.other_class else "dropped"
-        logger.info("%s: %d of %d reviews have a category; %s: %s", name,
-                    len(split) - sum(no_category[name].values()), len(split), outcome,
+        started = time.perf_counter()
+        labelled[name], no_category[name], topic_counts[name] = label_reviews(split, topic_model, num_proc=num_proc)
+        logger.info("%s: %d of %d reviews have a category (labelled in %.0f s); no category: %s", name,
+                    len(split) - sum(no_category[name].values()), len(split), time.perf_counter() - started,
                     dict(no_category[name]) or "none")
     splits = DatasetDict(labelled)
     report = topic_report(topic_model, evidence, topic_counts, splits, reviews, no_category, options, seed)
     for warning in report["warnings"]:
         logger.warning(warning)
-    return TopicDataset(splits=splits, topic_model=topic_model, report=report)
+    result = TopicDataset(splits=splits, topic_model=topic_model, report=report)
+    return result if options.other_class else without_other_class(result)
 
 
 def topic_report(topic_model, evidence, topic_counts, splits, reviews, no_category, options, seed) -> dict:
@@ -684,7 +774,7 @@ def topic_report(topic_model, evidence, topic_counts, splits, reviews, no_catego
     typical reviews), label sizes per split, and every review that got no category, by reason."""
     top_words = topic_model.topic_top_words(10)
     order = np.argsort(-topic_model.components, axis=1, kind="stable")[:, :10]
-    names = label_names(options.other_class)
+    names = label_names(other_class=True)
     categories = topic_model.topic_categories
     topics = []
     for topic in range(topic_model.num_topics):
@@ -731,7 +821,7 @@ def topic_report(topic_model, evidence, topic_counts, splits, reviews, no_catego
         "reviews_after_cleaning": len(reviews.dataset),
         "dropped_while_reading": reviews.dropped,
         "no_category": no_category_counts,
-        "dropped_while_labelling": {} if options.other_class else no_category_counts,
+        "dropped_while_labelling": {},
         "category_sizes": category_sizes,
         "warnings": warnings,
         "topics": topics,
@@ -746,6 +836,13 @@ def save_topic_dataset(result: TopicDataset, output_dir: str | os.PathLike) -> N
     plot_topics(result.report, output_dir / TOPICS_CHART)
     logger.info("Wrote the topic dataset, %s, %s and %s/ to %s", TOPICS_REPORT, TOPICS_CHART, TOPIC_MODEL_FOLDER,
                 output_dir)
+
+
+def load_topic_dataset(folder: str | os.PathLike) -> TopicDataset:
+    """What `save_topic_dataset` wrote: the labelled splits, the topic model and the report."""
+    folder = Path(folder)
+    return TopicDataset(splits=load_from_disk(str(folder)), topic_model=TopicModel.load(folder / TOPIC_MODEL_FOLDER),
+                        report=json.loads((folder / TOPICS_REPORT).read_text(encoding="utf-8")))
 
 
 def plot_topics(report: dict, path: str | os.PathLike, words_per_topic: int = 10) -> None:

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from datasets import ClassLabel, Dataset, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, load_from_disk
 
 from conftest import SHARED_DATA, require_shared_data, write_amazon_slices
 from data_prep import topics
@@ -123,7 +123,8 @@ def test_too_small_vocabulary_is_a_clear_error():
 def test_save_and_load_give_the_same_assignments_and_decisions_without_pickle(tmp_path, fitted):
     fitted = mapped(fitted)
     fitted.set_topic_categories(["books", None, "music", "movies"])
-    fitted.decision = {"min_subject_mass": 0.3, "min_category_share": 0.6}
+    fitted.decision = {"min_subject_mass": 0.3, "min_category_share": 0.6, "review_weight": 0.4}
+    fitted.anchor_vectors = np.random.default_rng(0).random((len(fitted.anchors), 8), dtype=np.float32)
     fitted.save(tmp_path / "topic_model")
     assert sorted(path.name for path in (tmp_path / "topic_model").iterdir()) == [
         "topic_model.json", "topic_model.safetensors"
@@ -134,7 +135,10 @@ def test_save_and_load_give_the_same_assignments_and_decisions_without_pickle(tm
         np.testing.assert_array_equal(before, after)
     assert loaded.topic_categories == ["books", None, "music", "movies"]
     assert loaded.decision == fitted.decision
-    assert loaded.decide(texts, texts).categories == fitted.decide(texts, texts).categories
+    np.testing.assert_array_equal(loaded.anchor_vectors, fitted.anchor_vectors)
+    vectors = np.random.default_rng(1).random((len(texts), 8), dtype=np.float32)
+    assert (loaded.decide(texts, texts, review_vectors=vectors).categories
+            == fitted.decide(texts, texts, review_vectors=vectors).categories)
     assert loaded.vocabulary == fitted.vocabulary
 
 
@@ -233,6 +237,67 @@ def test_a_product_category_comes_before_a_theme(fitted):
     assert model.decide([text]).categories == ["books"]
 
 
+def with_anchor_vectors(model: TopicModel, **decision) -> TopicModel:
+    """`model` with one-hot anchor vectors (anchor i is unit vector i), so a review vector picks its anchor."""
+    model.anchor_vectors = np.eye(len(model.anchors), dtype=np.float32)
+    model.decision = decision
+    return model
+
+
+def review_vector(model: TopicModel, anchor: str) -> np.ndarray:
+    return np.eye(len(model.anchors), dtype=np.float32)[model.anchors.index(anchor)]
+
+
+def test_the_review_embedding_decides_where_the_topic_mixture_does_not(fitted):
+    model = with_anchor_vectors(mapped(fitted, books="book author novel"), review_weight=0.5, review_temperature=0.05)
+    nmf_texts = ["album songs lyrics band",   # generic topics only: the review's own embedding says music
+                 "book author novel",         # books by its topics; an embedding near generic does not outvote it
+                 "album songs lyrics band"]   # generic topics and an embedding near software: no category
+    vectors = np.stack([review_vector(model, "music"), review_vector(model, "none: generic"),
+                        review_vector(model, "none: software")])
+    decisions = model.decide(["t"] * 3, nmf_texts, review_vectors=vectors)
+    assert decisions.categories == ["music", "books", None]
+    assert decisions.reasons[2] == SUBJECT_IS_NO_CATEGORY
+    assert decisions.supporting_topics[0] == NO_TOPIC  # no topic gave music its weight: no topic words behind it
+    model.decision = {**model.decision, "review_weight": 0.0}  # topics alone: the first review has no subject
+    assert model.decide(["t"] * 3, nmf_texts, review_vectors=vectors).categories == [None, "books", None]
+
+
+def test_without_a_topic_word_the_embedding_alone_gives_no_category(fitted):
+    model = with_anchor_vectors(mapped(fitted, books="book author novel"), review_weight=1.0, review_temperature=0.05)
+    decisions = model.decide(["这是一本好书", "😀😀 love it 👗"], ["", "love"],
+                             review_vectors=np.stack([review_vector(model, "books")] * 2))
+    assert decisions.categories == [None, None] and decisions.reasons == [NO_TOPIC_WORDS, NO_TOPIC_WORDS]
+
+
+def test_a_theme_from_the_embedding_still_needs_its_own_words(fitted):
+    model = with_anchor_vectors(mapped(fitted, books="book author novel"), review_weight=1.0, review_temperature=0.05)
+    texts = ["The seller shipped it late; the case was cracked.", "Sent it back and got a refund within days."]
+    decisions = model.decide(texts, ["seller customer service"] * 2,
+                             review_vectors=np.stack([review_vector(model, "refund-and-return")] * 2))
+    assert decisions.categories == [None, "refund-and-return"]
+
+
+def test_bad_decision_settings_and_review_vectors_are_clear_errors(fitted):
+    model = with_anchor_vectors(mapped(fitted, books="book author novel"), review_weight=0.5)
+    with pytest.raises(ValueError, match="Unknown decision setting.*review_wieght"):
+        model.decision = {"review_wieght": 0.5}
+    with pytest.raises(ValueError, match="review_vectors of shape"):
+        model.decide(["t"], ["book author"], review_vectors=np.zeros((2, len(model.anchors))))
+    with pytest.raises(ValueError, match="review_weight must be in"):
+        topics.map_topics(model, Dataset.from_dict({"text": ["a"], "nmf_text": ["book"]}),
+                          TopicLabelArguments(topic_mapping="keywords", review_weight=1.5))
+
+
+def test_the_default_decision_is_the_one_selected_on_validation():
+    from benchmarks.common import RESULTS_DIR
+
+    selection = json.loads((RESULTS_DIR / "topic_labeller_selection.json").read_text())
+    assert selection["split"] == "validation"
+    assert topics.DEFAULT_DECISION == selection["selected_decision"]
+    assert TopicLabelArguments().review_weight == topics.DEFAULT_DECISION["review_weight"]
+
+
 def test_label_reviews_gives_other_or_drops_and_counts_every_reason(fitted):
     model = mapped(fitted, music="album songs lyrics")
     reviews = Dataset.from_dict({"text": ["a", "b", "c"], "nmf_text": ["album songs lyrics", "book author novel", "zzz"]})
@@ -243,6 +308,26 @@ def test_label_reviews_gives_other_or_drops_and_counts_every_reason(fitted):
     six_class, dropped, _ = label_reviews(reviews, model, other_class=False)
     assert six_class.features["label"] == ClassLabel(names=CATEGORY_NAMES)
     assert six_class["nmf_text"] == ["album songs lyrics"] and dropped == no_category
+
+
+def test_without_other_class_is_what_no_other_class_labels_and_survives_save_and_load(fitted, tmp_path):
+    model = mapped(fitted, music="album songs lyrics")
+    reviews = Dataset.from_dict({"text": ["a", "b", "c", "d"],
+                                 "nmf_text": ["album songs lyrics", "book author novel", "zzz", "songs band"]})
+    labelled, no_category, _ = label_reviews(reviews, model)
+    six_class, _, _ = label_reviews(reviews, model, other_class=False)
+    result = topics.TopicDataset(
+        splits=DatasetDict({"train": labelled}), topic_model=model,
+        report={"settings": {"other_class": True}, "no_category": {"train": dict(no_category)},
+                "topics": [{"topic": 0, "category": "music", "size": 2, "top_words": ["album"],
+                            "top_word_weights": [1.0]}]})
+    topics.save_topic_dataset(result, tmp_path / "with_other")
+    derived = topics.without_other_class(topics.load_topic_dataset(tmp_path / "with_other"))
+    assert derived.splits["train"].features["label"] == six_class.features["label"]
+    assert derived.splits["train"].to_dict() == six_class.to_dict()
+    assert derived.report["settings"]["other_class"] is False
+    assert derived.report["dropped_while_labelling"] == {"train": dict(no_category)}
+    assert derived.report["category_sizes"]["train"]["music"] == 2
 
 
 @pytest.mark.parametrize("column", ["category", "source"])

@@ -1,0 +1,145 @@
+#!/usr/bin/env python
+"""How the labeller turns evidence into a category, chosen on the validation split: every decision setting scored
+against the product category of the validation reviews, and the best one by a written rule.
+
+    python benchmarks/topic_labeller_selection.py
+
+Fits the default topics on the train split exactly as `python -m data_prep.topics --no_mention_filter` does, embeds
+the validation reviews once, and labels them under each setting of the grid below (the review-embedding weight and
+temperature, the subject-mass and category-share thresholds). The rule: among the settings that give at most 0.05
+of the non-media reviews a media label and keep both themes' phrase precision at 0.90 or more (hard bounds), the one
+that meets most of the issue's labeller targets, then the highest accuracy against the expected label, then the
+highest media precision. The review weight stops below 1: at 1 the topics would no longer decide anything. `data_prep.topics.DEFAULT_DECISION` must equal the
+selected setting (a test checks it); the test split is read only by benchmarks/topic_validity.py.
+"""
+
+import argparse
+import itertools
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import DATA_DIR, SPLIT_SEED, write_json  # noqa: E402
+from benchmarks.topic_validity import TARGETS, product_categories, score  # noqa: E402
+from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews  # noqa: E402
+from data_prep.topics import (  # noqa: E402
+    DEFAULT_DECISION, OTHER_LABEL, TopicLabelArguments, TopicModel, map_topics, split_reviews,
+)
+
+logger = logging.getLogger("topic_labeller_selection")
+
+GRID = {
+    "review_weight": [0.0, 0.3, 0.5, 0.7],
+    "review_temperature": [0.02, 0.05],
+    "min_subject_mass": [0.1, 0.3],
+    "min_category_share": [0.5, 0.6],
+}
+MAX_NON_MEDIA = TARGETS["non_media_given_media_label"][1]
+MIN_THEME_PRECISION = TARGETS["theme_phrase_precision"][1]
+
+
+def grid_settings() -> list[dict]:
+    """Every combination of `GRID`; the temperature only matters with a review weight, so w = 0 takes one."""
+    settings = []
+    for values in itertools.product(*GRID.values()):
+        setting = dict(zip(GRID, values))
+        if setting["review_weight"] == 0 and setting["review_temperature"] != GRID["review_temperature"][0]:
+            continue
+        settings.append(setting)
+    return settings
+
+
+def eligible(result: dict) -> bool:
+    themes = [entry["phrase_precision"] for entry in result["themes"].values()]
+    return (result["non_media_given_media_label"] <= MAX_NON_MEDIA
+            and all(value is None or value >= MIN_THEME_PRECISION for value in themes))
+
+
+def targets_met(result: dict) -> int:
+    """How many of the labeller's targets a result meets: media precision, each media category's own-label share,
+    non-media given a media label, each theme's phrase precision."""
+    checks = [result["media_precision"] >= TARGETS["media_precision"][1],
+              result["non_media_given_media_label"] <= MAX_NON_MEDIA]
+    checks += [entry["own_label_share"] >= TARGETS["own_label_share_each_media_category"][1]
+               for entry in result["categories"].values() if entry.get("own_label_share") is not None]
+    checks += [entry["phrase_precision"] >= MIN_THEME_PRECISION
+               for entry in result["themes"].values() if entry["phrase_precision"] is not None]
+    return sum(checks)
+
+
+def select(rows: list[dict]) -> dict | None:
+    candidates = [row for row in rows if eligible(row["validation"])]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda row: (row["validation"]["targets_met"],
+                                            row["validation"]["accuracy_vs_expected_label"],
+                                            row["validation"]["media_precision"]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max_validation_reviews", type=int, default=None,
+                        help="Only the first N validation reviews (smoke tests)")
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started = time.perf_counter()
+    options = TopicLabelArguments(mention_filter=False)
+    input_files = [str(path) for path in sorted(DATA_DIR.glob("amazon_*.csv.gz"))]
+    truth, _ = product_categories()
+    reviews = load_amazon_reviews(input_files, mention_filter=False)
+    splits = split_reviews(reviews.dataset, options.validation_fraction, options.test_fraction, SPLIT_SEED)
+    topic_model = TopicModel.fit(
+        splits["train"][NMF_TEXT_COLUMN], num_topics=options.num_topics, min_df=options.min_df,
+        max_df=options.max_df, max_features=options.max_features, seed=SPLIT_SEED,
+        ignore_filler_words=options.ignore_filler_words,
+    )
+    map_topics(topic_model, splits["train"], options)
+    validation = splits["validation"]
+    if arguments.max_validation_reviews:
+        validation = validation.select(range(min(arguments.max_validation_reviews, len(validation))))
+    texts, nmf_texts = validation[TEXT_COLUMN], validation[NMF_TEXT_COLUMN]
+    embedding_started = time.perf_counter()
+    vectors = topic_model.embed_reviews(texts)
+    embedding_seconds = time.perf_counter() - embedding_started
+    logger.info("Embedded %d validation reviews in %.0f s", len(texts), embedding_seconds)
+    rows = []
+    for setting in grid_settings():
+        topic_model.decision = setting
+        decisions = topic_model.decide(texts, nmf_texts, review_vectors=vectors)
+        result = score(texts, [category or OTHER_LABEL for category in decisions.categories], truth)
+        result["targets_met"] = targets_met(result)
+        rows.append({"decision": setting, "validation": result})
+        logger.info("%s: accuracy %.3f, media precision %.3f, non-media -> media %.3f, targets met %d", setting,
+                    result["accuracy_vs_expected_label"], result["media_precision"],
+                    result["non_media_given_media_label"], result["targets_met"])
+    selected = select(rows)
+    payload = {
+        "command": "python benchmarks/topic_labeller_selection.py",
+        "split": "validation",
+        "validation_reviews": len(texts),
+        "rule": f"non-media -> media <= {MAX_NON_MEDIA} and theme phrase precision >= {MIN_THEME_PRECISION}; then "
+                f"the most labeller targets met, the highest accuracy vs the expected label, the highest media "
+                f"precision",
+        "grid": GRID,
+        "rows": rows,
+        "selected_decision": selected["decision"] if selected else None,
+        "embedding_seconds_per_1000_reviews": round(1000 * embedding_seconds / max(len(texts), 1), 1),
+        "wall_seconds": round(time.perf_counter() - started),
+    }
+    if arguments.max_validation_reviews:
+        payload["max_validation_reviews"] = arguments.max_validation_reviews
+    write_json("topic_labeller_selection_quick" if arguments.max_validation_reviews else "topic_labeller_selection",
+               payload)
+    if selected is None:
+        logger.warning("No setting meets the rule's bounds")
+    elif selected["decision"] != DEFAULT_DECISION:
+        logger.warning("Selected %s; data_prep.topics.DEFAULT_DECISION is %s: update it", selected["decision"],
+                       DEFAULT_DECISION)
+    else:
+        logger.info("Selected %s, the defaults", selected["decision"])
+
+
+if __name__ == "__main__":
+    main()
