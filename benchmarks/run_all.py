@@ -318,6 +318,34 @@ def timing_note(quick: bool) -> str:
     return note
 
 
+def labeller_selection_lines() -> list[str]:
+    """How the labeller's decision settings were chosen, and what the review embedding adds, on validation."""
+    selection = load("topic_labeller_selection")
+    if selection is None or selection["selected_decision"] is None:
+        return []
+    chosen = selection["selected_decision"]
+    rows = {json.dumps(row["decision"], sort_keys=True): row["validation"] for row in selection["rows"]}
+    picked = rows[json.dumps(chosen, sort_keys=True)]
+    alone = rows.get(json.dumps({**chosen, "review_weight": 0.0,
+                                 "review_temperature": selection["grid"]["review_temperature"][0]}, sort_keys=True))
+
+    def figures(result: dict) -> str:
+        movies = result["categories"]["movies_tv"]["own_label_share"]
+        games = result["categories"]["video_games"]["own_label_share"]
+        return (f"accuracy vs expected {result['accuracy_vs_expected_label']:.3f}, media precision "
+                f"{result['media_precision']:.3f}, movies_tv → movies {movies:.3f}, video_games → games {games:.3f}")
+
+    settings = ", ".join(f"`--{name} {value}`" for name, value in chosen.items())
+    lines = [f"The labeller's decision settings ({settings}) were chosen on the validation split by "
+             f"`{selection['command']}` over {len(selection['rows'])} settings (rule: {selection['rule']}): "
+             f"{figures(picked)} on the {selection['validation_reviews']:,} validation reviews "
+             f"({picked['reviews_with_a_category']:,} with a product category)"]
+    if alone is not None:
+        lines[0] += f"; with topics alone (`--review_weight 0`, same thresholds): {figures(alone)}"
+    lines[0] += ". (topic_labeller_selection.json)"
+    return [*lines, ""]
+
+
 def validity_section() -> list[str]:
     """The topic labels against the product categories (one mode: the benchmark is bounded already)."""
     payload = load("topic_validity")
@@ -344,7 +372,13 @@ def validity_section() -> list[str]:
         f"precision is near 1 by construction and the classifiers' is the informative figure. (topic_validity.json, "
         f"{payload['wall_seconds'] / 60:.0f} minutes)",
         "",
+        *labeller_selection_lines(),
         validity_table(payload),
+        "",
+        "Test reviews per product category: " + ", ".join(
+            f"{category} {entry['reviews']:,}" for category, entry in
+            payload["rows"][next(iter(payload["rows"]))]["categories"].items())
+        + ". A share over a few dozen reviews (video_games) moves by about 0.08 per standard error.",
         "",
         "With `--no_other_class` the labeller decides exactly as with `other` on, so its row repeats the first; there "
         "its `other` share is the share of test reviews it drops. Only the classifier changes: trained on six "

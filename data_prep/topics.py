@@ -56,6 +56,9 @@ THEME_WORDS = {
         r"|(?:dvd|video|picture) transfer|aspect ratio)\b", re.IGNORECASE),
 }
 LABEL_COLUMN, TOPIC_COLUMN, TOPIC_WEIGHT_COLUMN = "label", "topic", "topic_weight"
+# Reviews decided together when labelling: the sentence encoder batches them by length within such a batch, so
+# deciding the same rows in the same batches gives bit-identical embeddings.
+LABEL_BATCH_SIZE = 2000
 DEFAULT_CATEGORY_KEYWORDS_FILE = Path(__file__).with_name("category_keywords.json")
 TOPIC_MODEL_FOLDER, TOPICS_REPORT, TOPICS_CHART = "topic_model", "topics.json", "topics.png"
 NO_TOPIC = -1
@@ -80,6 +83,20 @@ DEFAULT_DECISION = {"min_subject_mass": 0.3, "min_category_share": 0.5, "review_
                     "review_temperature": 0.02}
 
 
+def checked_decision(settings: dict | None) -> dict:
+    """`DEFAULT_DECISION` updated with `settings`, each a share in [0, 1] (the temperature positive)."""
+    unknown = sorted(set(settings or {}) - set(DEFAULT_DECISION))
+    if unknown:
+        raise ValueError(f"Unknown decision setting(s) {unknown}; the settings are {sorted(DEFAULT_DECISION)}")
+    decision = {**DEFAULT_DECISION, **(settings or {})}
+    for name, value in decision.items():
+        valid = value > 0 if name == "review_temperature" else 0 <= value <= 1
+        if not valid:
+            bound = "positive" if name == "review_temperature" else "in [0, 1]"
+            raise ValueError(f"--{name} must be {bound}, got {value}")
+    return decision
+
+
 def label_names(other_class: bool) -> list[str]:
     return [*CATEGORY_NAMES, OTHER_LABEL] if other_class else list(CATEGORY_NAMES)
 
@@ -88,7 +105,7 @@ def label_names(other_class: bool) -> list[str]:
 class TopicDecisions:
     """What the labeller decided for each review and from which topics: the category (None: no category holds it),
     why not when None, the dominant topic and its share, the topic that gave the category most weight, and the
-    weight every category received from the review's topic mixture."""
+    evidence every category received (from the review's topic mixture, blended with its own embedding's)."""
 
     categories: list[str | None]
     reasons: list[str | None]
@@ -229,10 +246,7 @@ class TopicModel:
 
     @decision.setter
     def decision(self, settings: dict | None) -> None:
-        unknown = sorted(set(settings or {}) - set(DEFAULT_DECISION))
-        if unknown:
-            raise ValueError(f"Unknown decision setting(s) {unknown}; the settings are {sorted(DEFAULT_DECISION)}")
-        self._decision = {**DEFAULT_DECISION, **(settings or {})}
+        self._decision = checked_decision(settings)
 
     @property
     def uses_review_embedding(self) -> bool:
@@ -412,7 +426,8 @@ class TopicModel:
             nmf_options=config["nmf_options"],
             topic_categories=config["topic_categories"],
             topic_affinities=np.asarray(config["topic_affinities"]) if "topic_affinities" in config else None,
-            decision=config.get("decision"),
+            # saved before reviews were embedded: those decided from topics alone
+            decision={"review_weight": 0.0, **config.get("decision", {})},
             anchor_vectors=tensors.get("anchor_vectors"),
             sentence_encoder=config.get("sentence_encoder"),
         )
@@ -539,7 +554,7 @@ def label_reviews(
         **reviews.features, TOPIC_COLUMN: Value("int32"), TOPIC_WEIGHT_COLUMN: Value("float32"),
         LABEL_COLUMN: ClassLabel(names=names), "no_category_reason": Value("string"),
     })
-    assigned = reviews.map(assign, batched=True, batch_size=2000, features=features, num_proc=num_proc,
+    assigned = reviews.map(assign, batched=True, batch_size=LABEL_BATCH_SIZE, features=features, num_proc=num_proc,
                            desc="Labelling reviews")
     no_category = Counter(reason for reason in assigned["no_category_reason"] if reason)
     topic_counts = Counter(assigned[TOPIC_COLUMN])
@@ -708,14 +723,15 @@ class TopicMappingEvidence:
 def map_topics(topic_model: TopicModel, train: Dataset, options: TopicLabelArguments) -> TopicMappingEvidence:
     """Set the topic model's affinities and decision thresholds from the train split's text."""
     refuse_evaluation_columns(train)
-    if not 0 <= options.review_weight <= 1:
-        raise ValueError(f"--review_weight must be in [0, 1], got {options.review_weight}")
+    decision = checked_decision({name: getattr(options, name) for name in DEFAULT_DECISION})
     keywords = read_category_keywords(options.category_keywords)
     evidence = TopicMappingEvidence(keyword_scores=keyword_scores(topic_model, keywords))
     if options.topic_mapping == "embedding" or options.review_weight > 0:
         encoder = options.sentence_encoder or default_sentence_encoder()
         topic_model.anchor_vectors = anchor_vectors(CATEGORY_NAMES, encoder)
-        topic_model.sentence_encoder = options.sentence_encoder
+        # an absolute path travels with the saved topic model (None: the packaged encoder)
+        topic_model.sentence_encoder = (str(Path(options.sentence_encoder).resolve()) if options.sentence_encoder
+                                        else None)
     if options.topic_mapping == "embedding":
         texts = train[TEXT_COLUMN]
         scores, examples = embedding_scores(topic_model.topic_weights(train[NMF_TEXT_COLUMN]), texts,
@@ -731,7 +747,7 @@ def map_topics(topic_model: TopicModel, train: Dataset, options: TopicLabelArgum
         evidence.overridden = read_topic_categories(options.topic_categories, topic_model.num_topics)
         for topic, category in evidence.overridden.items():
             topic_model.topic_affinities[topic] = topic_model.hard_affinity(category)
-    topic_model.decision = {name: getattr(options, name) for name in DEFAULT_DECISION}
+    topic_model.decision = decision
     return evidence
 
 

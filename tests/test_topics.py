@@ -3,6 +3,7 @@ refusal to read evaluation-only columns, the saved topic model, the command on r
 
 import csv
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -140,6 +141,20 @@ def test_save_and_load_give_the_same_assignments_and_decisions_without_pickle(tm
     assert (loaded.decide(texts, texts, review_vectors=vectors).categories
             == fitted.decide(texts, texts, review_vectors=vectors).categories)
     assert loaded.vocabulary == fitted.vocabulary
+
+
+def test_a_topic_model_saved_before_review_embeddings_decides_from_topics_alone(tmp_path, fitted):
+    model = mapped(fitted, books="book author novel")
+    model.save(tmp_path / "topic_model")
+    config_path = tmp_path / "topic_model" / "topic_model.json"
+    config = json.loads(config_path.read_text())
+    config["decision"] = {"min_subject_mass": 0.3, "min_category_share": 0.6}  # the two settings of that time
+    del config["sentence_encoder"]
+    config_path.write_text(json.dumps(config))
+    loaded = TopicModel.load(tmp_path / "topic_model")
+    assert loaded.anchor_vectors is None and not loaded.uses_review_embedding
+    assert loaded.decision["review_weight"] == 0.0 and loaded.decision["min_category_share"] == 0.6
+    assert loaded.decide(["t"], ["book author novel"]).categories == ["books"]
 
 
 def test_top_words_clean_raw_text_themselves(fitted):
@@ -282,6 +297,10 @@ def test_bad_decision_settings_and_review_vectors_are_clear_errors(fitted):
     model = with_anchor_vectors(mapped(fitted, books="book author novel"), review_weight=0.5)
     with pytest.raises(ValueError, match="Unknown decision setting.*review_wieght"):
         model.decision = {"review_wieght": 0.5}
+    with pytest.raises(ValueError, match="review_temperature must be positive"):
+        model.decision = {"review_temperature": 0.0}
+    with pytest.raises(ValueError, match="min_category_share must be in"):
+        model.decision = {"min_category_share": 1.2}
     with pytest.raises(ValueError, match="review_vectors of shape"):
         model.decide(["t"], ["book author"], review_vectors=np.zeros((2, len(model.anchors))))
     with pytest.raises(ValueError, match="review_weight must be in"):
@@ -323,7 +342,14 @@ def test_without_other_class_is_what_no_other_class_labels_and_survives_save_and
                             "top_word_weights": [1.0]}]})
     topics.save_topic_dataset(result, tmp_path / "with_other")
     derived = topics.without_other_class(topics.load_topic_dataset(tmp_path / "with_other"))
-    assert derived.splits["train"].features["label"] == six_class.features["label"]
+    with_other_names = labelled.features["label"].names
+    kept = [(text, with_other_names[label]) for text, label in zip(labelled["text"], labelled["label"])
+            if with_other_names[label] != OTHER_LABEL]
+    derived_names = derived.splits["train"].features["label"].names
+    assert derived_names == CATEGORY_NAMES
+    assert [(text, derived_names[label]) for text, label in zip(derived.splits["train"]["text"],
+                                                                 derived.splits["train"]["label"])] == kept
+    assert kept == [("a", "music"), ("d", "music")]
     assert derived.splits["train"].to_dict() == six_class.to_dict()
     assert derived.report["settings"]["other_class"] is False
     assert derived.report["dropped_while_labelling"] == {"train": dict(no_category)}
@@ -472,29 +498,42 @@ def slice_categories(paths) -> dict[str, str]:
     return truth
 
 
+def slice_scores(result, truth: dict[str, str]) -> dict:
+    """The benchmark's figures on a labelled slice: media precision, non-media given a media label, and the share of
+    each media category's reviews that get their own label. Only the categories the benchmark scores count (the
+    slices also hold dvd, books, electronics... reviews, which it leaves out)."""
+    from benchmarks.topic_validity import EXPECTED_LABEL, NON_MEDIA
+
+    names = result.splits["train"].features["label"].names
+    per_category: dict[str, Counter] = {}
+    for split in result.splits.values():
+        for text, label in zip(split["text"], split["label"]):
+            if truth.get(text) in EXPECTED_LABEL:
+                per_category.setdefault(truth[text], Counter())[names[label]] += 1
+    media_given = sum(n for counts in per_category.values() for label, n in counts.items() if label in MEDIA_CATEGORIES)
+    media_right = sum(per_category[c][expected] for c, expected in EXPECTED_LABEL.items() if expected)
+    non_media = sum(sum(per_category[c].values()) for c in NON_MEDIA)
+    non_media_media = sum(n for c in NON_MEDIA for label, n in per_category[c].items() if label in MEDIA_CATEGORIES)
+    return {"media_given": media_given, "media_precision": media_right / media_given, "non_media": non_media,
+            "non_media_given_media": non_media_media / non_media,
+            "own": {c: per_category[c][expected] / sum(per_category[c].values())
+                    for c, expected in EXPECTED_LABEL.items() if expected}}
+
+
 @pytest.mark.slow
 def test_on_a_real_slice_media_labels_match_the_product_category_and_non_media_reviews_become_other(tmp_path):
     inputs = write_shared_slice(tmp_path, rows_per_file=1500)
-    result = build_topic_dataset(inputs, TopicLabelArguments(num_topics=30, mention_filter=False), seed=0)
     truth = slice_categories(inputs)
-    expected = {"Books": "books", "Kindle_Store": "books", "Digital_Music": "music", "movies_tv": "movies",
-                "video_games": "games"}
-    names = result.splits["train"].features["label"].names
-    media_given = media_right = non_media = non_media_media = 0
-    for split in result.splits.values():
-        for text, label in zip(split["text"], split["label"]):
-            category, label = truth.get(text), names[label]
-            if category is None:
-                continue
-            if label in MEDIA_CATEGORIES:
-                media_given += 1
-                media_right += expected.get(category) == label
-            if category in ("Musical_Instruments", "software"):
-                non_media += 1
-                non_media_media += label in MEDIA_CATEGORIES
-    print(f"media precision {media_right / media_given:.3f} over {media_given}; non-media given media "
-          f"{non_media_media / non_media:.3f} over {non_media}")
-    # 4,500 reviews give coarser topics than the full files (this slice measured 0.764 and 0.007): looser bounds than
-    # the benchmark's targets, tight enough to catch a labeller that gives guitar strings or software a media label
-    assert media_given > 300 and media_right / media_given >= 0.72
-    assert non_media > 300 and non_media_media / non_media <= 0.05
+    scores = {weight: slice_scores(build_topic_dataset(
+        inputs, TopicLabelArguments(num_topics=30, mention_filter=False, review_weight=weight), seed=0), truth)
+        for weight in (topics.DEFAULT_DECISION["review_weight"], 0.0)}
+    print(scores)
+    labelled, topics_alone = scores[topics.DEFAULT_DECISION["review_weight"]], scores[0.0]
+    # 4,500 reviews give coarser topics than the full files (this slice measured precision 0.925, non-media 0.025,
+    # movies_tv -> movies 0.749; with topics alone 0.908, 0.016, 0.432): looser bounds than the benchmark's targets,
+    # tight enough to catch a labeller that gives guitar strings or software a media label, or one that loses the
+    # movie reviews that never use a movie topic's words
+    assert labelled["media_given"] > 1000 and labelled["media_precision"] >= 0.90
+    assert labelled["non_media"] > 1000 and labelled["non_media_given_media"] <= 0.05
+    assert labelled["own"]["movies_tv"] >= 0.70 and topics_alone["own"]["movies_tv"] < 0.55
+    assert all(labelled["own"][category] >= 0.85 for category in ("Books", "Kindle_Store", "Digital_Music"))
