@@ -44,7 +44,9 @@ def scores(labels, predicted, label_names) -> dict:
 
 
 def tfidf_row(splits, max_train_samples: int | None) -> dict:
-    train = splits["train"] if max_train_samples is None else splits["train"].select(range(max_train_samples))
+    train = splits["train"]
+    if max_train_samples is not None:  # the same first reviews train_topic.py's --max_train_samples takes
+        train = train.select(range(min(max_train_samples, len(train))))
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     features = vectorizer.fit_transform(train["text"])
     classifier = LogisticRegression(C=4.0, max_iter=2000).fit(features, train[LABEL_COLUMN])

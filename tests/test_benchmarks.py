@@ -72,8 +72,13 @@ def test_report_says_plainly_whether_and_by_how_much_each_target_is_missed():
     assert against(8.8, 8.9, False, 2) == "8.80 (target ≤ 8.9: met)"
 
 
-def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp_path, tiny_encoder_dir):
+def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp_path, tiny_encoder_dir, monkeypatch):
+    from tests.conftest import write_amazon_slices
+
     require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
+    (tmp_path / "data").mkdir()  # slices: labelling all 92,715 reviews embeds each of them (about 18 minutes)
+    write_amazon_slices(tmp_path / "data", rows_per_file=400)
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
     run_benchmark("topic_quality.py", "--quick", "--model_name_or_path", str(tiny_encoder_dir), results_dir=tmp_path)
     result = json.loads((tmp_path / "topic_quality_quick.json").read_text())
     encoder = tiny_encoder_dir.name
