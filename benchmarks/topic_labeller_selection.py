@@ -9,8 +9,9 @@ the validation reviews once, and labels them under each setting of the grid belo
 temperature, the subject-mass and category-share thresholds). The rule: among the settings that give at most 0.05
 of the non-media reviews a media label and keep both themes' phrase precision at 0.90 or more (hard bounds), the one
 that meets most of the issue's labeller targets, then the highest accuracy against the expected label, then the
-highest media precision. The review weight stops below 1: at 1 the topics would no longer decide anything. `data_prep.topics.DEFAULT_DECISION` must equal the
-selected setting (a test checks it); the test split is read only by benchmarks/topic_validity.py.
+highest media precision. The review weight stops below 1: at 1 the topics would no longer decide anything.
+`data_prep.topics.DEFAULT_DECISION` must equal the selected setting (a test checks it); the test split is read only
+by benchmarks/topic_validity.py.
 """
 
 import argparse
@@ -22,11 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import DATA_DIR, SPLIT_SEED, write_json  # noqa: E402
-from benchmarks.topic_validity import TARGETS, product_categories, score  # noqa: E402
-from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews  # noqa: E402
-from data_prep.topics import (  # noqa: E402
-    DEFAULT_DECISION, OTHER_LABEL, TopicLabelArguments, TopicModel, map_topics, split_reviews,
-)
+from benchmarks.topic_validity import TARGETS, against_targets, product_categories, score  # noqa: E402
+from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN  # noqa: E402
+from data_prep.topics import DEFAULT_DECISION, OTHER_LABEL, TopicLabelArguments, fit_topics  # noqa: E402
 
 logger = logging.getLogger("topic_labeller_selection")
 
@@ -58,15 +57,8 @@ def eligible(result: dict) -> bool:
 
 
 def targets_met(result: dict) -> int:
-    """How many of the labeller's targets a result meets: media precision, each media category's own-label share,
-    non-media given a media label, each theme's phrase precision."""
-    checks = [result["media_precision"] >= TARGETS["media_precision"][1],
-              result["non_media_given_media_label"] <= MAX_NON_MEDIA]
-    checks += [entry["own_label_share"] >= TARGETS["own_label_share_each_media_category"][1]
-               for entry in result["categories"].values() if entry.get("own_label_share") is not None]
-    checks += [entry["phrase_precision"] >= MIN_THEME_PRECISION
-               for entry in result["themes"].values() if entry["phrase_precision"] is not None]
-    return sum(checks)
+    """How many of the labeller's targets a result meets, checked as topic_validity.py checks the test split."""
+    return sum(check["met"] for check in against_targets({"labeller (with other)": result}))
 
 
 def select(rows: list[dict]) -> dict | None:
@@ -88,14 +80,7 @@ def main():
     options = TopicLabelArguments(mention_filter=False)
     input_files = [str(path) for path in sorted(DATA_DIR.glob("amazon_*.csv.gz"))]
     truth, _ = product_categories()
-    reviews = load_amazon_reviews(input_files, mention_filter=False)
-    splits = split_reviews(reviews.dataset, options.validation_fraction, options.test_fraction, SPLIT_SEED)
-    topic_model = TopicModel.fit(
-        splits["train"][NMF_TEXT_COLUMN], num_topics=options.num_topics, min_df=options.min_df,
-        max_df=options.max_df, max_features=options.max_features, seed=SPLIT_SEED,
-        ignore_filler_words=options.ignore_filler_words,
-    )
-    map_topics(topic_model, splits["train"], options)
+    _, splits, topic_model, _ = fit_topics(input_files, options, seed=SPLIT_SEED)
     validation = splits["validation"]
     if arguments.max_validation_reviews:
         validation = validation.select(range(min(arguments.max_validation_reviews, len(validation))))

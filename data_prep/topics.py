@@ -579,8 +579,7 @@ def without_other_class(result: "TopicDataset") -> "TopicDataset":
         **result.report,
         "categories": names,
         "settings": {**result.report["settings"], "other_class": False},
-        "category_sizes": {name: dict(zip(names, np.bincount(split[LABEL_COLUMN], minlength=len(names)).tolist()))
-                           for name, split in splits.items()},
+        "category_sizes": category_sizes(splits, names),
         "dropped_while_labelling": result.report["no_category"],
     }
     for name, split in splits.items():
@@ -751,13 +750,14 @@ def map_topics(topic_model: TopicModel, train: Dataset, options: TopicLabelArgum
     return evidence
 
 
-def build_topic_dataset(
+def fit_topics(
     input_files: Sequence[str | os.PathLike],
     options: TopicLabelArguments,
     seed: int = 42,
     num_proc: int | None = None,
-) -> TopicDataset:
-    """Read and clean, split, fit topics on train, map them to categories and label every split."""
+):
+    """Read and clean, split, fit topics on train and map them to categories: everything before labelling. Returns
+    the reviews read (`load_amazon_reviews`), the unlabelled splits, the topic model and the mapping evidence."""
     reviews = load_amazon_reviews(
         input_files, mention_filter=options.mention_filter, mention_pattern=options.mention_pattern, num_proc=num_proc,
         strict=options.strict,
@@ -769,6 +769,17 @@ def build_topic_dataset(
         ignore_filler_words=options.ignore_filler_words,
     )
     evidence = map_topics(topic_model, splits["train"], options)
+    return reviews, splits, topic_model, evidence
+
+
+def build_topic_dataset(
+    input_files: Sequence[str | os.PathLike],
+    options: TopicLabelArguments,
+    seed: int = 42,
+    num_proc: int | None = None,
+) -> TopicDataset:
+    """Read and clean, split, fit topics on train, map them to categories and label every split."""
+    reviews, splits, topic_model, evidence = fit_topics(input_files, options, seed=seed, num_proc=num_proc)
 
     labelled, no_category, topic_counts = {}, {}, {}
     for name, split in splits.items():
@@ -813,13 +824,10 @@ def topic_report(topic_model, evidence, topic_counts, splits, reviews, no_catego
                                                                         evidence.embedding_scores[topic])}
             entry["typical_reviews"] = [text[:200] for text in evidence.typical_reviews[topic][:3]]
         topics.append(entry)
-    category_sizes = {
-        name: dict(zip(names, np.bincount(split[LABEL_COLUMN], minlength=len(names)).tolist()))
-        for name, split in splits.items()
-    }
+    sizes = category_sizes(splits, names)
     warnings = []
     for category in names:
-        size = category_sizes["train"][category]
+        size = sizes["train"][category]
         if size == 0:
             warnings.append(f"Category {category!r} is empty: no topic maps to it or its reviews were all dropped. "
                             f"A classifier trained on this data never predicts it; see topics.json and consider "
@@ -838,10 +846,16 @@ def topic_report(topic_model, evidence, topic_counts, splits, reviews, no_catego
         "dropped_while_reading": reviews.dropped,
         "no_category": no_category_counts,
         "dropped_while_labelling": {},
-        "category_sizes": category_sizes,
+        "category_sizes": sizes,
         "warnings": warnings,
         "topics": topics,
     }
+
+
+def category_sizes(splits: DatasetDict, names: list[str]) -> dict[str, dict[str, int]]:
+    """Reviews per label name in each split."""
+    return {name: dict(zip(names, np.bincount(split[LABEL_COLUMN], minlength=len(names)).tolist()))
+            for name, split in splits.items()}
 
 
 def save_topic_dataset(result: TopicDataset, output_dir: str | os.PathLike) -> None:
