@@ -5,7 +5,7 @@ curve, and the baselines (majority, TF-IDF, TF-IDF + the fine-tuned encoder's fe
 Every run is `train_multitask.py --do_train --do_eval --do_predict` with all the tuned settings spelled out (those of
 modeling/multitask_defaults.json, the script's validated defaults), in three stages:
 1. selection (validation split, seed 42, all training reviews): BASE_SETTINGS against one-setting deviations, grouped
-   by lever (epochs, age loss, loss weights, learning rate, pooling, loss weighting, class weights). Per lever, the
+   by lever (epochs, age loss, loss weights, learning rate, pooling). Per lever, the
    deviation that lowers the validation error of both tasks together the most (`validation_change` < 0) replaces the
    base value; the result is the selected settings, which multitask_defaults.json must hold (a test checks it). Test
    metrics of these runs are never shown or used.
@@ -65,19 +65,19 @@ BASE_SETTINGS = {
 }
 SINGLE_TASK_CHANGES = {SINGLE_RATING: {"age_loss_weight": 0.0}, SINGLE_AGE: {"rating_loss_weight": 0.0}}
 # name -> (lever, changes to the base settings); the order is the run order. Per lever, the deviation with the lowest
-# validation_change below 0 replaces the base value.
+# validation_change below 0 replaces the base value. Left out for the CPU budget (each run is 12-17 minutes on 2
+# cores): 1 epoch (below the 2-4 epoch budget the issue asks for), uncertainty
+# loss weighting, and class-weighted cross-entropy (the post-hoc logit adjustment is the macro-F1 lever measured in
+# every run instead). train_multitask.py keeps their flags.
 SELECTION_ROWS = {
     DEFAULTS: (None, {}),
     **{row: (None, changes) for row, changes in SINGLE_TASK_CHANGES.items()},
-    "1 epoch": ("epochs", {"num_train_epochs": 1.0}),
     "MSE age loss": ("age loss", {"age_loss": "mse"}),
     "age loss weight 0.2 (rating first)": ("loss weights", {"age_loss_weight": 0.2}),
     "rating loss weight 0.2 (age first)": ("loss weights", {"rating_loss_weight": 0.2}),
     "3 epochs": ("epochs", {"num_train_epochs": 3.0}),
     "learning rate 5e-5": ("learning rate", {"learning_rate": 5e-5}),
     "CLS pooling": ("pooling", {"pooling": "cls"}),
-    "uncertainty weighting": ("loss weighting", {"loss_weighting": "uncertainty"}),
-    "class-weighted cross-entropy": ("class weights", {"class_weighted_rating_loss": True}),
 }
 TEST_ROWS = {DEFAULTS: {}, **SINGLE_TASK_CHANGES}
 REPORTED = ("rating_accuracy", "rating_macro_f1", "rating_adjusted_accuracy", "rating_adjusted_macro_f1", "age_mae",
@@ -561,7 +561,7 @@ def main():
     if set(json.loads(defaults_file.read_text())) != set(BASE_SETTINGS):  # else a run could depend on the file
         raise SystemExit(f"{defaults_file} and BASE_SETTINGS name different settings: every run must spell out all")
     precision_flags = bf16_training_flags() if arguments.bf16 else []
-    if arguments.bf16 and not precision_flags:
+    if arguments.bf16 and not precision_flags and not arguments.kept_only:  # --kept_only trains nothing
         raise SystemExit("--bf16: this machine has neither a bf16 GPU nor native bf16 CPU kernels")
     model_path = arguments.model_name_or_path or packaged_minilm()
     is_packaged_minilm = model_path == packaged_minilm()
