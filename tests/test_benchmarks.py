@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from onnx_fixtures import exported_multitask_dir  # noqa: F401 - fixture
-from tests.conftest import REPO_ROOT, SHARED_DATA, require_shared_data
+from tests.conftest import REPO_ROOT, SHARED_DATA, read_clothing_frame, require_shared_data
 
 pytestmark = pytest.mark.slow
 
@@ -88,9 +88,14 @@ def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp
         assert (tmp_path / f"topic_quality_quick_confusion_{method}.png").is_file()
 
 
-def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tmp_path, tiny_encoder_dir):
+def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tmp_path, tiny_encoder_dir, clothing_file,
+                                                                            monkeypatch):
     from benchmarks.multitask_quality import BASE_SETTINGS, DEFAULTS
 
+    # A slice: the TF-IDF grids on all 15,388 training reviews took most of this test's five minutes
+    (tmp_path / "data").mkdir()
+    read_clothing_frame(clothing_file, nrows=6000).to_csv(tmp_path / "data" / "womens_clothing_reviews.csv.gz")
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
     rows = [DEFAULTS, "single-task rating", "single-task age", "MSE age loss"]
     arguments = ("--stages", "selection", "test", "--seeds", "42", "--rows", *rows, "--model_name_or_path",
                  str(tiny_encoder_dir), "--train_flags", "--max_steps 2 --max_eval_samples 200 --max_predict_samples 200")
@@ -113,7 +118,8 @@ def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tm
     assert "rating_adjusted_macro_f1" in defaults_row["test"]
     stacking = next(row for name, row in first["rows"].items() if "stacking" in name)
     assert 0 <= stacking["test"]["rating_accuracy"]["mean"] <= 1 and stacking["test"]["age_mae"]["mean"] > 0
-    assert "| 15,388 | rating accuracy |" in first["curve_markdown"]
+    assert 4000 < first["split_sizes"]["train"] < 6000  # the slice, and more than the curve's largest size
+    assert f"| {first['split_sizes']['train']:,} | rating accuracy |" in first["curve_markdown"]
     # the curve stage was not asked for: its 6 runs (2 sizes x 3 rows, one seed) are missing, and said so
     kept = len(list((tmp_path / "multitask_quality_runs").glob("*.json")))
     assert first["runs_done"] == kept == (4 if change >= 0 else 7) and first["runs_missing"] == 6
