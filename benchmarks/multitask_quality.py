@@ -46,8 +46,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
-    REPO_ROOT, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, packaged_minilm, run_script_measured,
-    write_json,
+    REPO_ROOT, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, machine_facts,
+    packaged_minilm, run_script_measured, write_json,
 )
 from data_prep.clothing import RATING_NAMES, load_clothing_reviews  # noqa: E402
 from modeling.metrics import age_metrics, classification_metrics  # noqa: E402
@@ -182,7 +182,9 @@ def run_transformer(flags: list[str], seed: int, max_train_samples: int | None, 
         *precision_flags, *flags,
     ]
     measured = run_script_measured("train_multitask.py", arguments)
-    result = {"metrics": json.loads((output_dir / "all_results.json").read_text()), **measured}
+    # the machine is not part of the key (same settings, precision and code make the same run), but it sets the speed
+    result = {"metrics": json.loads((output_dir / "all_results.json").read_text()), "machine": machine_facts(),
+              **measured}
     if stacking:
         started = time.perf_counter()
         result["stacking"] = stacking_metrics(output_dir, splits, tfidf)
