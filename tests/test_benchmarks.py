@@ -143,6 +143,21 @@ def test_committed_multitask_defaults_are_the_selected_settings():
     assert defaults == (selected or BASE_SETTINGS)
 
 
+def test_readme_flag_table_shows_the_committed_multitask_defaults():
+    """The README's train_multitask.py flag table gives today's validated values in brackets: they follow the file."""
+    defaults = json.loads((REPO_ROOT / "modeling" / "multitask_defaults.json").read_text())
+
+    def shown(key):
+        value = defaults[key]
+        return ("on" if value else "off") if isinstance(value, bool) else f"`{value}`" if isinstance(value, str) else value
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    rows = {"`--rating_loss_weight`, `--age_loss_weight`": f"{shown('rating_loss_weight')}, {shown('age_loss_weight')}",
+            **{f"`--{key}`": shown(key) for key in ("loss_weighting", "age_loss", "class_weighted_rating_loss", "pooling")}}
+    for flag, value in rows.items():
+        assert f"| {flag} | validated ({value}) |" in readme, flag
+
+
 def test_serving_benchmark_compares_every_backend_with_the_pipeline(tmp_path, exported_multitask_dir):
     run_benchmark("serving_speed.py", "--multitask-model", str(exported_multitask_dir), "--text-sets", "clothing",
                   "--num-reviews", "16", "--batch-size", "8", "--latency-reviews", "4", "--rounds", "1",
