@@ -332,12 +332,13 @@ def test_ddp_task_losses_describe_the_same_batches_as_the_loss(tmp_path, tiny_en
     launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
     run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--max_steps", "6",
-                                 "--use_cpu", "--ddp_backend", "gloo", "--logging_steps", "3"), launcher=launcher)
+                                 "--use_cpu", "--ddp_backend", "gloo", "--logging_steps", "3", "--loss_weighting",
+                                 "fixed", "--rating_loss_weight", "0.5", "--age_loss_weight", "1.0"), launcher=launcher)
     logs = [entry for entry in json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
             if "loss" in entry]
     assert logs
-    for entry in logs:  # fixed weights 1 and 1: the loss is the sum of the task losses, over the same batches
-        assert entry["loss"] == pytest.approx(entry["rating_loss"] + entry["age_loss"], abs=2e-3), entry
+    for entry in logs:  # fixed weights: the loss is the weighted sum of the (unweighted) task losses, same batches
+        assert entry["loss"] == pytest.approx(0.5 * entry["rating_loss"] + entry["age_loss"], abs=2e-3), entry
 
 
 def test_non_default_arguments_are_a_short_list(tmp_path):
