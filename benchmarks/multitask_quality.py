@@ -6,9 +6,11 @@ Every run is `train_multitask.py --do_train --do_eval --do_predict` with all the
 modeling/multitask_defaults.json, the script's validated defaults), in three stages:
 1. selection (validation split, seed 42, all training reviews): BASE_SETTINGS against one-setting deviations, grouped
    by lever (epochs, age loss, loss weights, learning rate, pooling). Per lever, the
-   deviation that lowers the validation error of both tasks together the most (`validation_change` < 0) replaces the
-   base value; the result is the selected settings, which multitask_defaults.json must hold (a test checks it). Test
-   metrics of these runs are never shown or used.
+   deviation that lowers the validation error of both tasks together the most (`validation_change` < 0) wins. The
+   winners are then added one at a time, best first, and each is kept only if the measured combination lowers the
+   change further (changes that help alone can clash together): one more run per winner after the first. The result
+   is the selected settings, which multitask_defaults.json must hold (a test checks it). Test metrics of these runs
+   are never shown or used.
 2. test (3 seeds, all training reviews): the selected settings (multi-task), single-task rating and single-task age,
    and the stacking row, each read on the test split once.
 3. curve (the same 3 rows and seeds at 1,000 and 4,000 training reviews, plus stage 2 for all): when does sharing the
@@ -63,7 +65,10 @@ BASE_SETTINGS = {
     "per_device_train_batch_size": 16, "pooling": "mean", "rating_loss_weight": 1.0, "age_loss_weight": 1.0,
     "loss_weighting": "fixed", "age_loss": "l1", "class_weighted_rating_loss": False,
 }
-SINGLE_TASK_CHANGES = {SINGLE_RATING: {"age_loss_weight": 0.0}, SINGLE_AGE: {"rating_loss_weight": 0.0}}
+# The remaining task at weight 1, whatever the selected multi-task weights: the plain single-task objective
+SINGLE_TASK_CHANGES = {SINGLE_RATING: {"rating_loss_weight": 1.0, "age_loss_weight": 0.0},
+                       SINGLE_AGE: {"rating_loss_weight": 0.0, "age_loss_weight": 1.0}}
+COMBINED = "combined"  # the lever of a selection row that adds up winners of several levers
 # name -> (lever, changes to the base settings); the order is the run order. Per lever, the deviation with the lowest
 # validation_change below 0 replaces the base value. Left out for the CPU budget (a 2-epoch run is 12-17 minutes on 2
 # cores with native bf16 at about 40 samples/s, twice that at 20): 1 epoch (below the 2-4 epoch budget the issue asks
@@ -169,6 +174,11 @@ def stacking_metrics(model_dir: Path, splits, tfidf: dict) -> dict:
     return fit_linear_models(features, splits, c_values=(1.0, 4.0, 16.0))
 
 
+def wants_stacking(entry: dict) -> bool:
+    """The stacking row comes from the defaults' test-stage runs (all training reviews)."""
+    return entry["row"] == DEFAULTS and entry["stage"] != "curve"
+
+
 def run_transformer(flags: list[str], seed: int, max_train_samples: int | None, precision_flags: list[str],
                     model_path: str, work_dir: Path, splits, tfidf: dict, stacking: bool) -> dict:
     """One train_multitask.py run with `flags`: --do_train --do_eval --do_predict. Keeps every metric
@@ -257,6 +267,10 @@ def find_kept(runs_dir: Path, key: dict) -> dict | None:
 
 
 def keep(runs_dir: Path, row: str, key: dict, result: dict) -> None:
+    """Writes the run's result, replacing any kept result with the same key (one run, one file)."""
+    for path in sorted(runs_dir.glob("*.json")):
+        if json.loads(path.read_text())["key"] == key:
+            path.unlink()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     path = runs_dir / f"{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}_seed{key['seed']}_{digest}.json"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -291,19 +305,31 @@ def planned_runs(stages: list[str], base: dict | None, seeds=TEST_SEEDS, rows: l
     return [entry for entry in plan if rows is None or entry["row"] in rows]
 
 
-def chosen_settings(selection: dict, expected_rows) -> tuple[dict, dict] | tuple[None, None]:
-    """The base settings with, per lever, the deviation whose validation_change is lowest and below 0; and the winning
-    row per lever. None until every expected selection row is measured."""
+def chosen_settings(selection: dict, expected_rows) -> tuple[dict | None, dict, str | None, dict | None]:
+    """The selection rule. Per lever, the deviation whose validation_change is lowest and below 0 wins. The winners
+    are added one at a time, best first; each is kept only if the measured combination's change is lower than that
+    of the settings so far. Returns (selected settings, winner per lever, the selection row of the selected settings
+    (None: the base), the combination to measure next as a planned row {"row", "changes"} or None). The settings
+    are None until every expected row and every combination the rule reaches is measured."""
     if not set(expected_rows) <= set(selection):
-        return None, None
-    settings, winners = dict(BASE_SETTINGS), {}
+        return None, {}, None, None
+    winners = {}
     for row, entry in selection.items():
         lever, change = entry["lever"], entry["change"]
-        if lever is not None and change < 0 and (lever not in winners or change < selection[winners[lever]]["change"]):
+        if lever not in (None, COMBINED) and change < 0 and (
+                lever not in winners or change < selection[winners[lever]]["change"]):
             winners[lever] = row
-    for row in winners.values():
-        settings.update(SELECTION_ROWS[row][1])
-    return settings, winners
+    ordered = sorted(winners.values(), key=lambda row: selection[row]["change"])
+    if not ordered:
+        return dict(BASE_SETTINGS), winners, None, None
+    chosen = ordered[0]
+    for row in ordered[1:]:
+        name, changes = f"{chosen} + {row}", {**selection[chosen]["changes"], **selection[row]["changes"]}
+        if name not in selection:
+            return None, winners, None, {"row": name, "changes": changes}
+        if selection[name]["change"] < selection[chosen]["change"]:
+            chosen = name
+    return {**BASE_SETTINGS, **selection[chosen]["changes"]}, winners, chosen, None
 
 
 def split_summary(runs: list[dict], split: str) -> dict:
@@ -344,6 +370,10 @@ def collect(plan: list[dict], kept_only: bool, code_hash: str, encoder: str, pre
                **({"extra_flags": extra_flags} if extra_flags else {})}
         identity = json.dumps(key, sort_keys=True)
         result = find_kept(runs_dir, key)
+        if result is not None and not kept_only and wants_stacking(entry) and "stacking" not in result:
+            logger.info("%s, seed %d: kept from another stage without the stacking row (its model is gone): "
+                        "running it again", entry["row"], entry["seed"])
+            result = None
         if result is not None:
             kept |= set() if identity in ran else {identity}
         elif not kept_only:
@@ -380,13 +410,15 @@ def transformer_rows(done: list[dict], row_names, max_train_samples: int | None,
 def selection_rows(done: list[dict]) -> dict:
     """The selection stage on validation: each row's metrics, its validation_change against the base and whether
     it was chosen."""
-    selection = transformer_rows(done, SELECTION_ROWS, None, "selection")
+    names = [*SELECTION_ROWS, *dict.fromkeys(entry["row"] for entry in done
+                                             if entry["stage"] == "selection" and entry["row"] not in SELECTION_ROWS)]
+    selection = transformer_rows(done, names, None, "selection")
     for entry in selection.values():
         for key in ("test", "runs"):
             entry.pop(key)
     base = selection.get(DEFAULTS)
     for row, entry in selection.items():
-        lever = SELECTION_ROWS[row][0]
+        lever = SELECTION_ROWS[row][0] if row in SELECTION_ROWS else COMBINED
         entry["lever"] = lever
         entry["change"] = validation_change(entry["validation"], base["validation"]) if base and lever else None
     return selection
@@ -409,17 +441,19 @@ def cell(summary: dict, key: str, seeds: int, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}" if seeds > 1 else f"{stat['mean']:.{digits}f}"
 
 
-def selection_markdown(selection: dict, winners: dict | None) -> str:
-    lines = ["| setting (one change from the base) | lever | changed flags | val accuracy | val macro-F1 "
+def selection_markdown(selection: dict, winners: dict | None, chosen: str | None) -> str:
+    lines = ["| setting (changes from the base) | lever | changed flags | val accuracy | val macro-F1 "
              "| val macro-F1, offsets* | val age MAE | change in validation error | chosen |",
              "|---|---|---|---|---|---|---|---|---|"]
-    chosen = set((winners or {}).values())
+    parts = set(chosen.split(" + ")) if chosen else set()
     for name, row in selection.items():
         off = switched_off(row["settings"])
         cells = [("—" if key in off else cell(row["validation"], key, 1, 2 if key == "age_mae" else 3))
                  for key in ("rating_accuracy", "rating_macro_f1", "rating_adjusted_macro_f1", "age_mae")]
         change = "reference" if row["change"] is None else f"{100 * row['change']:+.1f}%"
-        verdict = ("—" if winners is None or row["lever"] is None else "yes" if name in chosen else "no")
+        verdict = ("—" if winners is None or row["lever"] is None else "yes" if name == chosen else
+                   "part of the chosen" if name in parts else
+                   "best of its lever, not kept" if name in winners.values() else "no")
         lines.append(f"| {'base (multi-task)' if name == DEFAULTS else name} | {row['lever'] or '—'} | `{' '.join(settings_flags(row['changes'])) or '(none)'}` | "
                      + " | ".join(cells) + f" | {change} | {verdict} |")
     return "\n".join(lines)
@@ -584,7 +618,7 @@ def main():
         def run(entry):
             return run_transformer(settings_flags(entry["settings"]) + extra_flags, entry["seed"],
                                    entry["max_train_samples"], precision_flags, model_path, Path(work_dir), splits, tfidf,
-                                   stacking=entry["row"] == DEFAULTS and entry["stage"] != "curve")
+                                   stacking=wants_stacking(entry))
 
         def runs(stages: list[str], base: dict | None) -> tuple[list[dict], set[str], set[str]]:
             """Runs the planned runs of the stages asked for (unless --kept_only); returns every kept run of `stages`,
@@ -599,10 +633,23 @@ def main():
         selection_done, selection_kept, selection_missing = runs(["selection"], None)
         selection = selection_rows(selection_done)
         expected = [row for row in SELECTION_ROWS if arguments.rows is None or row in arguments.rows]
-        base, winners = (BASE_SETTINGS, {}) if arguments.quick else chosen_settings(selection, expected)
+        base, winners, chosen, pending = (BASE_SETTINGS, {}, None, None) if arguments.quick else chosen_settings(
+            selection, expected)
+        while pending is not None:  # the rule reached a combination of winners: measure it, then apply the rule again
+            entry = {"stage": "selection", **pending, "settings": {**BASE_SETTINGS, **pending["changes"]},
+                     "seed": SELECTION_SEED, "max_train_samples": None}
+            done, kept, missing = collect([entry], arguments.kept_only or "selection" not in arguments.stages,
+                                          code_hash, encoder, precision, runs_dir, run, extra_flags)
+            selection_done, selection_kept, selection_missing = (selection_done + done, selection_kept | kept,
+                                                                 selection_missing | missing)
+            selection = selection_rows(selection_done)
+            if missing:
+                logger.info("Selection incomplete: %s is not measured yet", pending["row"])
+                break
+            base, winners, chosen, pending = chosen_settings(selection, expected)
         if base is None:
-            logger.info("Selection incomplete (%d of %d settings measured): the test and curve stages wait for it",
-                        len(selection), len(expected))
+            logger.info("Selection incomplete (%d settings measured): the test and curve stages wait for it",
+                        len(selection))
             waiting = planned_runs(["test", "curve"], BASE_SETTINGS, arguments.seeds, arguments.rows)
             later_done, later_kept, later_missing = [], set(), {json.dumps(entry, sort_keys=True) for entry in waiting}
         else:
@@ -625,7 +672,7 @@ def main():
     unique_runs = {json.dumps([entry["settings"], entry["seed"], entry["max_train_samples"]], sort_keys=True)
                    for entry in done}
 
-    selection_table, test_table, curve_table = selection_markdown(selection, winners), test_markdown(test_rows), curve_markdown(curve)
+    selection_table, test_table, curve_table = selection_markdown(selection, winners, chosen), test_markdown(test_rows), curve_markdown(curve)
     print(selection_table, test_table, curve_table, *curve_sentences(curve), sep="\n\n")
     payload = {
         "command": shlex.join(["python", "benchmarks/multitask_quality.py",
@@ -636,6 +683,7 @@ def main():
         "precision": "bf16" if arguments.bf16 else "fp32",
         "training_code": training_code_hash(),
         "base_settings": BASE_SETTINGS, "selected_settings": base, "selection_winners": winners,
+        "selected_row": chosen,
         "selection": selection, "selection_markdown": selection_table,
         "rows": {row: {key: value for key, value in entry.items() if key != "runs"} | (
                      {"runs": [{"wall_seconds": run["wall_seconds"], "peak_rss_mb": run["peak_rss_mb"],

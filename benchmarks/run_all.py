@@ -138,10 +138,17 @@ def selection_verdict(payload: dict) -> list[str]:
     if selected is None:
         return [f"The selection is not finished, so the test and curve stages have not started: they run on the "
                 "selected settings. `modeling/multitask_defaults.json` holds the base settings until then.", ""]
-    changed = {name: value for name, value in selected.items() if payload["base_settings"][name] != value}
-    return [("Selected: the base settings unchanged (no deviation lowered the validation error)" if not changed else
-             "Selected: the base settings with " + ", ".join(f"{row} ({lever})" for lever, row in winners.items()))
-            + "; `modeling/multitask_defaults.json` holds them, so they are the script's defaults.", ""]
+    chosen, selection = payload["selected_row"], payload["selection"]
+    if chosen is None:
+        verdict = "Selected: the base settings unchanged (no deviation lowered the validation error)"
+    else:
+        verdict = f"Selected: the base settings with {chosen} ({100 * selection[chosen]['change']:+.1f}%)"
+        combined = [f"{row} ({100 * entry['change']:+.1f}%)" for row, entry in selection.items()
+                    if entry["lever"] == "combined" and row != chosen]
+        if combined:
+            verdict += "; measured together and not better, so not kept: " + ", ".join(combined)
+    return [verdict + ". `modeling/multitask_defaults.json` holds the selected settings, so they are the script's "
+            "defaults.", ""]
 
 
 def peak_rss_line(rows: dict) -> list[str]:

@@ -130,6 +130,33 @@ def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tm
     assert (tmp_path / "multitask_quality.png").is_file() and (tmp_path / "multitask_quality_curve.png").is_file()
 
 
+def test_multitask_selection_keeps_a_combination_of_winners_only_if_it_measures_better():
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.multitask_quality import BASE_SETTINGS, COMBINED, DEFAULTS, chosen_settings
+
+    def row(lever, changes, change):
+        return {"lever": lever, "changes": changes, "change": change}
+
+    selection = {DEFAULTS: row(None, {}, None), "MSE age loss": row("age loss", {"age_loss": "mse"}, -0.011),
+                 "CLS pooling": row("pooling", {"pooling": "cls"}, 0.001),
+                 "rating loss weight 0.2 (age first)": row("loss weights", {"rating_loss_weight": 0.2}, -0.016)}
+    expected = list(selection)
+    combination = "rating loss weight 0.2 (age first) + MSE age loss"
+    # two winners (the best first): the rule asks for their combination before it selects anything
+    settings, winners, chosen, pending = chosen_settings(selection, expected)
+    assert settings is None and pending == {"row": combination,
+                                            "changes": {"rating_loss_weight": 0.2, "age_loss": "mse"}}
+    assert winners == {"age loss": "MSE age loss", "loss weights": "rating loss weight 0.2 (age first)"}
+    for measured, expected_row in ((0.022, "rating loss weight 0.2 (age first)"), (-0.02, combination)):
+        selection[combination] = row(COMBINED, pending["changes"], measured)
+        settings, _, chosen, pending_now = chosen_settings(selection, expected)
+        assert chosen == expected_row and pending_now is None
+        assert settings == {**BASE_SETTINGS, **selection[expected_row]["changes"]}
+    # no deviation below 0: the base; a missing expected row: nothing yet
+    assert chosen_settings({DEFAULTS: row(None, {}, None)}, [DEFAULTS]) == (BASE_SETTINGS, {}, None, None)
+    assert chosen_settings({DEFAULTS: row(None, {}, None)}, expected)[0] is None
+
+
 def test_committed_multitask_defaults_are_the_selected_settings():
     """modeling/multitask_defaults.json holds what the committed selection chose, or, while the selection is
     incomplete, the settings it starts from."""
