@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, bf16_training_flags, machine_facts  # noqa: E402
-from benchmarks.multitask_quality import DEFAULTS, SELECTION_ROWS  # noqa: E402
+from benchmarks.multitask_quality import COMBINED, DEFAULTS, SELECTION_ROWS  # noqa: E402
 from benchmarks.serving_report import serving_lines, serving_target_lines  # noqa: E402
 from benchmarks.topic_quality import markdown as topic_table  # noqa: E402
 from benchmarks.topic_validity import markdown as validity_table, targets_markdown as validity_targets  # noqa: E402
@@ -134,8 +134,7 @@ def multitask_section(quick: bool) -> list[str]:
 
 
 def selection_verdict(payload: dict) -> list[str]:
-    selected, winners = payload["selected_settings"], payload["selection_winners"]
-    if selected is None:
+    if payload["selected_settings"] is None:
         return [f"The selection is not finished, so the test and curve stages have not started: they run on the "
                 "selected settings. `modeling/multitask_defaults.json` holds the base settings until then.", ""]
     chosen, selection = payload["selected_row"], payload["selection"]
@@ -144,7 +143,7 @@ def selection_verdict(payload: dict) -> list[str]:
     else:
         verdict = f"Selected: the base settings with {chosen} ({100 * selection[chosen]['change']:+.1f}%)"
         combined = [f"{row} ({100 * entry['change']:+.1f}%)" for row, entry in selection.items()
-                    if entry["lever"] == "combined" and row != chosen]
+                    if entry["lever"] == COMBINED and row != chosen]
         if combined:
             verdict += "; measured together and not better, so not kept: " + ", ".join(combined)
     return [verdict + ". `modeling/multitask_defaults.json` holds the selected settings, so they are the script's "
