@@ -86,12 +86,12 @@ def multitask_section(quick: bool) -> list[str]:
         "",
     ]
     if payload["selection"]:
-        measured = sum(row in SELECTION_ROWS for row in payload["selection"])
-        combinations = len(payload["selection"]) - measured
+        combinations = sum(row["lever"] == COMBINED for row in payload["selection"].values())
+        measured = len(payload["selection"]) - combinations
+        combined = f", and {combinations} combination{'s' if combinations > 1 else ''} of lever winners" if combinations else ""
         lines += [
             f"**1. Selection on validation** (seed 42, all training reviews; {measured} of {len(SELECTION_ROWS)} "
-            "settings measured" + (f", and {combinations} combination{'s' if combinations > 1 else ''} of lever winners"
-                                   if combinations else "") + "). Each row changes one setting of the base; per lever, the deviation that lowers the "
+            f"settings measured{combined}). Each row changes one setting of the base; per lever, the deviation that lowers the "
             "relative rating error (1 − accuracy) plus the relative age MAE against the base the most (the "
             "\"change\" column, below 0) is the lever's winner; winners join the base best first, each kept only if the "
             "measured combination is better still. Single-task rows are references for stage 3, not "
