@@ -77,10 +77,13 @@ def test_report_counts_a_win_over_a_baseline_only_past_two_standard_errors():
     from benchmarks.run_all import versus_baseline
 
     # 3 seeds, std 0.0669: standard error 0.039, so 0.02 years below TF-IDF is no win
-    assert versus_baseline({"mean": 9.14, "std": 0.0669}, {"mean": 9.16}, 3, False, 2) == "-0.02 ± 0.04 (no measurable difference)"
-    assert versus_baseline({"mean": 9.00, "std": 0.0669}, {"mean": 9.16}, 3, False, 2) == "-0.16 ± 0.04 (better)"
-    assert versus_baseline({"mean": 0.650, "std": 0.002}, {"mean": 0.661}, 3, True, 3) == "-0.011 ± 0.001 (worse)"
-    assert versus_baseline({"mean": 0.695, "std": 0.0}, {"mean": 0.661}, 1, True, 3) == "+0.034 (one seed: no standard error yet)"
+    age = {"mean": 9.14, "std": 0.0669}
+    assert versus_baseline(age, {"mean": 9.16}, 3, False, 2) == ("-0.02 ± 0.04 (no measurable difference)", False)
+    assert versus_baseline({**age, "mean": 9.00}, {"mean": 9.16}, 3, False, 2) == ("-0.16 ± 0.04 (better)", True)
+    accuracy = {"mean": 0.650, "std": 0.002}
+    assert versus_baseline(accuracy, {"mean": 0.661}, 3, True, 3) == ("-0.011 ± 0.001 (worse)", False)
+    one_seed = versus_baseline({"mean": 0.695, "std": 0.0}, {"mean": 0.661}, 1, True, 3)
+    assert one_seed == ("+0.034 (one seed: no standard error yet)", False)
 
 
 def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp_path, tiny_encoder_dir, monkeypatch):
