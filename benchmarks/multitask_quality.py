@@ -548,16 +548,24 @@ def plot(test_rows: dict, curve: dict, path: Path, curve_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(test_rows)
-    figure, axes = plt.subplots(1, 3, figsize=(15, 0.5 * len(names) + 2), sharey=True)
-    for axis, key, title in zip(axes, ("rating_accuracy", "rating_adjusted_macro_f1", "age_mae"),
-                                ("test rating accuracy", "test rating macro-F1 (offsets)", "test age MAE (years)")):
-        off = [key in switched_off(test_rows[name].get("settings", {})) or key not in test_rows[name]["test"]
-               for name in names]
-        means = [0.0 if skip else test_rows[name]["test"][key]["mean"] for name, skip in zip(names, off)]
-        spreads = [0.0 if skip else test_rows[name]["test"][key]["std"] for name, skip in zip(names, off)]
-        axis.barh(names, means, xerr=spreads, color="#4c72b0")
+    panels = (("test rating accuracy", (("rating_accuracy", "argmax"), ("rating_adjusted_accuracy", "offsets")), 0.72),
+              ("test rating macro-F1", (("rating_macro_f1", "argmax"), ("rating_adjusted_macro_f1", "offsets")), 0.60),
+              ("test age MAE (years, lower is better)", (("age_mae", None),), 8.9))
+    # Dots with ± one standard deviation over seeds, not bars from zero: the rows differ by hundredths.
+    figure, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len(names) + 2.5), sharey=True)
+    for axis, (title, keys, target) in zip(axes, panels):
+        for (key, label), marker, offset in zip(keys, ("o", "D"), (0.0, 0.2)):
+            shown = [(position, test_rows[name]["test"][key]) for position, name in enumerate(names)
+                     if key in test_rows[name]["test"] and key not in switched_off(test_rows[name].get("settings", {}))]
+            if shown:
+                axis.errorbar([entry["mean"] for _, entry in shown], [position + offset for position, _ in shown],
+                              xerr=[entry["std"] for _, entry in shown], fmt=marker, capsize=3, label=label)
+        axis.axvline(target, color="grey", linestyle="--", label="target")
         axis.set_title(title)
-        axis.invert_yaxis()
+        axis.grid(axis="x", alpha=0.3)
+        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small")
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
