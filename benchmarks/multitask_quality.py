@@ -521,6 +521,12 @@ def curve_markdown(curve: dict) -> str:
     return "\n".join(lines)
 
 
+def difference_verdict(gain: float, standard_error: float) -> str:
+    """The benchmark's rule for a difference (gain: positive is better): it counts past two standard errors."""
+    return ("better" if gain > 2 * standard_error else "worse" if gain < -2 * standard_error
+            else "no measurable difference")
+
+
 def curve_sentences(curve: dict) -> list[str]:
     """One plain sentence per task: where multi-task is better or worse by more than two standard errors."""
     sentences = []
@@ -532,10 +538,10 @@ def curve_sentences(curve: dict) -> list[str]:
         for size, entry in points.items():
             gain = -entry["difference"] if lower_is_better else entry["difference"]
             se = entry["standard_error"]
-            verdict = ("one seed: no standard error yet" if se is None else "multi-task better" if gain > 2 * se else
-                       "multi-task worse" if gain < -2 * se else "no measurable difference")
+            judged = "one seed: no standard error yet" if se is None else difference_verdict(gain, se)
+            judged = f"multi-task {judged}" if judged in ("better", "worse") else judged
             verdicts.append(f"{int(size):,} reviews: {entry['difference']:+.3f}"
-                            + (f" ± {se:.3f}" if se is not None else "") + f" ({verdict})")
+                            + (f" ± {se:.3f}" if se is not None else "") + f" ({judged})")
         sentences.append(f"- {task}, multi-task minus single-task ({'lower' if lower_is_better else 'higher'} is "
                          f"better): " + "; ".join(verdicts) + ".")
     return sentences

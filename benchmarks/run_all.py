@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, bf16_training_flags, machine_facts  # noqa: E402
-from benchmarks.multitask_quality import COMBINED, DEFAULTS, SELECTION_ROWS  # noqa: E402
+from benchmarks.multitask_quality import COMBINED, DEFAULTS, SELECTION_ROWS, difference_verdict  # noqa: E402
 from benchmarks.serving_report import serving_lines, serving_target_lines  # noqa: E402
 from benchmarks.topic_quality import markdown as topic_table  # noqa: E402
 from benchmarks.topic_validity import markdown as validity_table, targets_markdown as validity_targets  # noqa: E402
@@ -236,14 +236,13 @@ def against(value: float, target: float, higher_is_better: bool, digits: int = 3
 
 
 def versus_baseline(ours: dict, baseline: dict, seeds: int, higher_is_better: bool, digits: int) -> tuple[str, bool]:
-    """The defaults' mean minus a baseline, and whether it beats it by the curve's rule: past two standard errors."""
+    """The defaults' mean minus a baseline, and whether it beats it by the benchmark's `difference_verdict` rule."""
     difference = ours["mean"] - baseline["mean"]
     if seeds < 2:
         return f"{difference:+.{digits}f} (one seed: no standard error yet)", False
     se = ours["std"] / seeds ** 0.5
-    gain = difference if higher_is_better else -difference
-    verdict = "better" if gain > 2 * se else "worse" if gain < -2 * se else "no measurable difference"
-    return f"{difference:+.{digits}f} ± {se:.{digits}f} ({verdict})", verdict == "better"
+    judged = difference_verdict(difference if higher_is_better else -difference, se)
+    return f"{difference:+.{digits}f} ± {se:.{digits}f} ({judged})", judged == "better"
 
 
 def targets_section(quick: bool) -> list[str]:
