@@ -9,41 +9,37 @@ and reviewer age (regression).
 A single `.json` argument is read as the whole configuration, like the transformers examples.
 """
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
 from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding
 from transformers.modelcard import extract_hyperparameters_from_trainer
 
 import modeling
 from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, RATING_NAMES, TEXT_COLUMN, load_clothing_reviews
 from modeling import MultiTaskReviewConfig, MultiTaskReviewModel
+from modeling.configuration_multitask import MODEL_SETTINGS, VALIDATED_DEFAULTS
+from modeling.evaluation_files import write_multitask_predictions
 from modeling.metrics import build_multitask_metrics, fit_logit_offsets
 from modeling.model_card import multitask_card_info, read_all_results
-from modeling.cli import (
+from modeling.training_run import (
     ReviewTrainingArguments, check_checkpoint, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
 )
 from modeling.trainer import MultiTaskTrainer
 
 logger = logging.getLogger(__name__)
 
-# The training and loss settings chosen on the validation split for the packaged MiniLM (README, "Multi-task
-# quality"): what a run gets without tuning flags. Data, not code: the benchmark that chooses them spells out every
-# one of them in each run, so its kept runs stay valid when they change.
-VALIDATED_DEFAULTS_FILE = Path(modeling.__file__).with_name("multitask_defaults.json")
-VALIDATED_DEFAULTS = json.loads(VALIDATED_DEFAULTS_FILE.read_text())
-MODEL_SETTINGS = ("pooling", "rating_loss_weight", "age_loss_weight", "loss_weighting", "age_loss",
-                  "class_weighted_rating_loss")
 
 
 @dataclass
 class ModelArguments:
-    """Model and loss settings. Those left unset (None) take the validated defaults (multitask_defaults.json) for a
-    new model, and keep what a saved model folder has when training it further: only the flags given change it."""
+    """Model and loss settings. Those left unset (None) are the config's: the validated defaults
+    (modeling/multitask_defaults.json, through `MultiTaskReviewConfig`) for a new model, and what a saved model folder
+    has when training it further: only the flags given change it."""
 
     model_name_or_path: str = field(
         default="distilbert-base-uncased",
@@ -147,11 +143,11 @@ class MultiTaskTrainingArguments(ReviewTrainingArguments):
 
 
 def inverse_frequency_weights(class_ids: list[int], num_classes: int) -> list[float]:
-    """n / (k * count_c), the "balanced" weighting of scikit-learn."""
-    counts = np.bincount(class_ids, minlength=num_classes).astype(float)
-    if (counts == 0).any():
-        raise ValueError(f"Cannot weight classes: the train split has no example of class(es) {np.where(counts == 0)[0]}")
-    return (counts.sum() / (num_classes * counts)).round(6).tolist()
+    """n / (k * count_c): scikit-learn's "balanced" class weights."""
+    missing = sorted(set(range(num_classes)) - set(class_ids))
+    if missing:
+        raise ValueError(f"Cannot weight classes: the train split has no example of class(es) {missing}")
+    return compute_class_weight("balanced", classes=np.arange(num_classes), y=np.asarray(class_ids)).round(6).tolist()
 
 
 def build_model(model_args: ModelArguments, train_split) -> MultiTaskReviewModel:
@@ -159,16 +155,13 @@ def build_model(model_args: ModelArguments, train_split) -> MultiTaskReviewModel
     or a pretrained encoder with new heads; the loss options and the train split's age mean/std go into the config."""
     config = AutoConfig.from_pretrained(model_args.model_name_or_path)
     is_saved_model = isinstance(config, MultiTaskReviewConfig)
-    given = {name: getattr(model_args, name) for name in
-             ("pooling", "classifier_dropout", "rating_loss_weight", "age_loss_weight", "loss_weighting", "age_loss",
-              "huber_delta", "class_weighted_rating_loss") if getattr(model_args, name) is not None}
-    if not is_saved_model:
-        given = {**{name: VALIDATED_DEFAULTS[name] for name in MODEL_SETTINGS}, **given}
-    options = {name: value for name, value in given.items() if name != "class_weighted_rating_loss"}
-    if "class_weighted_rating_loss" in given:
+    options = {name: getattr(model_args, name) for name in MODEL_SETTINGS if getattr(model_args, name) is not None}
+    class_weighted = model_args.class_weighted_rating_loss
+    if class_weighted is None and not is_saved_model:  # the config holds the weights, not this switch
+        class_weighted = VALIDATED_DEFAULTS["class_weighted_rating_loss"]
+    if class_weighted is not None:
         options["rating_class_weights"] = (
-            inverse_frequency_weights(train_split[RATING_COLUMN], len(RATING_NAMES))
-            if given["class_weighted_rating_loss"] else None
+            inverse_frequency_weights(train_split[RATING_COLUMN], len(RATING_NAMES)) if class_weighted else None
         )
     if is_saved_model:
         if options:
@@ -272,8 +265,10 @@ def main():
         trainer.log_metrics("test", prediction.metrics)
         trainer.save_metrics("test", prediction.metrics)
         if trainer.is_world_process_zero():
-            write_predictions(splits["test"], prediction, os.path.join(training_args.output_dir, "test_predictions.csv"),
-                              model.config.rating_logit_offsets)
+            write_multitask_predictions(
+                splits["test"], prediction, os.path.join(training_args.output_dir, "test_predictions.csv"),
+                model.config.rating_logit_offsets, {"text": TEXT_COLUMN, "rating": RATING_COLUMN, "age": AGE_COLUMN},
+            )
 
     if training_args.do_train and trainer.is_world_process_zero():
         card = multitask_card_info(
@@ -287,9 +282,7 @@ def main():
             hyperparameters={
                 **extract_hyperparameters_from_trainer(trainer),
                 "max_seq_length": max_length,
-                **{name: getattr(trainer.model.config, name)
-                   for name in ("rating_loss_weight", "age_loss_weight", "loss_weighting", "age_loss", "huber_delta",
-                                "pooling")},
+                **{name: getattr(trainer.model.config, name) for name in MODEL_SETTINGS},
                 "class_weighted_rating_loss": trainer.model.config.rating_class_weights is not None,
                 "rating_logit_offsets": trainer.model.config.rating_logit_offsets,
             },
@@ -297,27 +290,6 @@ def main():
             age_std=trainer.model.config.age_std,
         )
         finish_run(training_args, card, push_requested, f"Train on {card.dataset_name}", logger)
-
-
-def write_predictions(test_split, prediction, path: str, rating_logit_offsets: list[float] | None = None) -> None:
-    """One row per test review, in the split's order: the prediction's rows are in dataset order (`ReviewTrainer`).
-    The predicted rating follows the model's decision rule (its logit offsets, if any), as the pipeline does."""
-    rating_logits, predicted_age = prediction.predictions[:2]
-    if rating_logit_offsets is not None:
-        rating_logits = rating_logits + np.asarray(rating_logit_offsets)
-    table = test_split.map(
-        lambda batch, indices: {
-            "predicted_rating": (rating_logits[indices].argmax(-1) + 1).tolist(),
-            "predicted_age": np.round(predicted_age[indices].astype(np.float64), 1).tolist(),
-        },
-        with_indices=True, batched=True, desc="Collecting predictions",
-    )
-    table = table.map(lambda batch: {"true_rating": [r + 1 for r in batch[RATING_COLUMN]]}, batched=True)
-    table = table.rename_column(AGE_COLUMN, "true_age").select_columns(
-        [TEXT_COLUMN, "true_rating", "predicted_rating", "true_age", "predicted_age"]
-    )
-    table.to_csv(path, index=False)
-    logger.info("Wrote %d test predictions to %s", len(table), path)
 
 
 if __name__ == "__main__":

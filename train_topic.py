@@ -13,7 +13,6 @@ still holds encoder + head and loads like the fine-tuned one. A single `.json` a
 configuration, like the transformers examples.
 """
 
-import hashlib
 import json
 import logging
 import shutil
@@ -21,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from datasets import DatasetDict, Features, List, Value, load_from_disk
-from sklearn.metrics import confusion_matrix, f1_score
+from datasets import DatasetDict, load_from_disk
+from sklearn.metrics import f1_score
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -34,18 +32,20 @@ from transformers import (
 from transformers.modelcard import extract_hyperparameters_from_trainer
 
 from data_prep.amazon import TEXT_COLUMN
+from data_prep.topic_model import OTHER_LABEL
+from data_prep.topic_report import format_topic_table
 from data_prep.topics import (
     LABEL_COLUMN,
-    OTHER_LABEL,
     TOPIC_MODEL_FOLDER,
     TOPICS_REPORT,
     TopicLabelArguments,
     build_topic_dataset,
-    format_topic_table,
     save_topic_dataset,
 )
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
-from modeling.cli import (
+from modeling.evaluation_files import write_confusion_matrix
+from modeling.feature_cache import FEATURES_COLUMN, add_encoder_features
+from modeling.training_run import (
     ReviewTrainingArguments, check_checkpoint, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
 )
 from modeling.metrics import build_classification_metrics
@@ -56,7 +56,6 @@ from modeling.trainer import ReviewTrainer
 logger = logging.getLogger(__name__)
 
 METHODS = ("finetune", "features")
-FEATURES_COLUMN = "features"
 
 
 @dataclass
@@ -156,46 +155,6 @@ def build_features_model(model_args: ModelArguments, label_names: list[str]) -> 
     return TopicFeaturesModel.from_encoder(model_args.model_name_or_path, **attention, **options), True
 
 
-def encoder_fingerprint(model: TopicFeaturesModel, max_length: int) -> str:
-    """Identifies the features: the encoder's weights and config, pooling and truncation."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps([model.config.encoder.to_json_string(), model.config.pooling, max_length]).encode())
-    for name, tensor in model.encoder.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def add_encoder_features(splits: DatasetDict, model: TopicFeaturesModel, tokenizer, max_length: int,
-                         batch_size: int) -> DatasetDict:
-    """`features` (the pooled encoder vector) and `labels` of every review, computed once: `datasets` caches them
-    next to the dataset under a fingerprint of the split and the encoder, and later runs read them back."""
-    encoder_key = encoder_fingerprint(model, max_length)
-    model.eval()
-
-    def encode(batch):
-        encoded = tokenizer(batch[TEXT_COLUMN], truncation=True, max_length=max_length, return_token_type_ids=False)
-        order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")  # little padding per pass
-        vectors = [None] * len(order)
-        for start in range(0, len(order), batch_size):
-            indices = order[start:start + batch_size]
-            padded = tokenizer.pad({key: [encoded[key][i] for i in indices] for key in encoded}, return_tensors="pt")
-            pooled = model.encode(padded["input_ids"].to(model.device), padded["attention_mask"].to(model.device))
-            for index, vector in zip(indices, pooled.float().cpu().numpy()):
-                vectors[index] = vector
-        return {FEATURES_COLUMN: vectors, "labels": batch[LABEL_COLUMN]}
-
-    feature_schema = Features({FEATURES_COLUMN: List(Value("float32")), "labels": Value("int64")})
-    return DatasetDict({
-        name: split.map(
-            encode, batched=True, batch_size=batch_size * 16, remove_columns=split.column_names,
-            features=feature_schema, desc=f"Encoder features ({name})",
-            new_fingerprint=hashlib.sha256(f"{split._fingerprint}-{encoder_key}".encode()).hexdigest()[:16],
-        )
-        for name, split in splits.items()
-    })
-
-
 def tokenize_splits(splits: DatasetDict, tokenizer, max_length: int, num_proc: int | None) -> DatasetDict:
     def tokenize(batch):
         encoded = tokenizer(batch[TEXT_COLUMN], truncation=True, max_length=max_length, return_token_type_ids=False)
@@ -223,37 +182,6 @@ def build_topic_metrics(label_names: list[str]):
         return metrics
 
     return compute_metrics
-
-
-def write_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, label_names: list[str], prefix: str,
-                           output_dir: str) -> None:
-    """`<prefix>_confusion_matrix.json` (rows: true class, columns: predicted) and a PNG of it."""
-    matrix = confusion_matrix(labels, predicted, labels=list(range(len(label_names))))
-    path = Path(output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / f"{prefix}_confusion_matrix.json").write_text(
-        json.dumps({"labels": label_names, "rows": "true", "columns": "predicted", "matrix": matrix.tolist()},
-                   indent=2) + "\n"
-    )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(1.1 * len(label_names) + 2, 1.0 * len(label_names) + 1.5))
-    axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
-    axis.set_yticks(range(len(label_names)), label_names)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, column), count in np.ndenumerate(matrix):
-        axis.text(column, row, str(count), ha="center", va="center",
-                  color="white" if count > threshold else "black", fontsize=8)
-    axis.set_title(f"{prefix} confusion matrix")
-    figure.tight_layout()
-    figure.savefig(path / f"{prefix}_confusion_matrix.png", dpi=110)
-    plt.close(figure)
 
 
 def copy_topic_model(dataset_dir: str, output_dir: str) -> None:
@@ -288,7 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
         model, new_head = build_features_model(model_args, label_names)
         max_length = min(data_args.max_seq_length, model_max_length(tokenizer, model))
         with training_args.main_process_first(desc="computing encoder features"):
-            model_inputs = add_encoder_features(splits, model, tokenizer, max_length, model_args.feature_batch_size)
+            model_inputs = add_encoder_features(splits, model, tokenizer, max_length, model_args.feature_batch_size,
+                                                TEXT_COLUMN, LABEL_COLUMN)
         if new_head and "train" in model_inputs:
             model.head.set_feature_statistics(model_inputs["train"].with_format("torch")[:][FEATURES_COLUMN])
         data_collator = default_data_collator

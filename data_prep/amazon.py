@@ -7,7 +7,6 @@ that `num_proc` spreads over processes.
 """
 
 import csv
-import html
 import logging
 import os
 import re
@@ -20,9 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, Value, concatenate_datasets, load_dataset
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from .text import join_title_and_body
+from .text import clean_for_topics, join_title_and_body
 
 logger = logging.getLogger(__name__)
 
@@ -271,54 +269,6 @@ def filter_mentions(dataset: Dataset, pattern: str = DEFAULT_MENTION_PATTERN, nu
 
 
 # Cleaning ----------------------------------------------------------------------------------------------------------
-
-_HTML_TAG = re.compile(r"<[^>]+>")
-_URL = re.compile(r"(?:https?://|www\.)\S+")  # applied to lower-cased text
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'"})
-_WHOLE_CONTRACTIONS = {
-    "won't": "will not", "can't": "can not", "shan't": "shall not", "ain't": "is not", "let's": "let us",
-    "y'all": "you all", "ma'am": "madam", "o'clock": "of the clock",
-}
-_IS_CONTRACTION_WORDS = "it|that|what|there|here|he|she|who|where|how|this|everything|nothing"
-_SUFFIX_CONTRACTIONS = {"n't": " not", "'re": " are", "'m": " am", "'ll": " will", "'ve": " have", "'d": " would",
-                        "'s": ""}  # the 's left after the "is" words are possessives: "amazon's" -> "amazon"
-_CONTRACTION = re.compile(
-    r"\b(?P<whole>" + "|".join(map(re.escape, _WHOLE_CONTRACTIONS)) + r")\b"
-    r"|\b(?P<is_word>" + _IS_CONTRACTION_WORDS + r")'s\b"
-    r"|(?P<suffix>n't|'re|'m|'ll|'ve|'d|'s)\b"
-)
-_LETTER_WORD = re.compile(r"[^\W\d_]{2,}")  # two or more letters: digits, "_" and punctuation separate words
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
-
-
-def _expand_contraction(match: re.Match) -> str:
-    if match.group("whole"):
-        return _WHOLE_CONTRACTIONS[match.group("whole")]
-    if match.group("is_word"):
-        return f"{match.group('is_word')} is"
-    return _SUFFIX_CONTRACTIONS[match.group("suffix")]
-
-
-def expand_contractions(text: str) -> str:
-    """Lower-case text with straight apostrophes: "didn't" -> "did not", "it's" -> "it is", "amazon's" -> "amazon".
-    Must run before punctuation is stripped, or the apostrophes it needs are gone."""
-    return _CONTRACTION.sub(_expand_contraction, text) if "'" in text else text
-
-
-def clean_for_topics(text: str | None) -> str:
-    """Bag-of-words text for TF-IDF/NMF: HTML and URLs removed, lower-cased, contractions expanded, punctuation and
-    digits stripped, stop words and one-letter words removed."""
-    if not text:
-        return ""
-    text = html.unescape(text)
-    if "<" in text:
-        text = _HTML_TAG.sub(" ", text)
-    text = text.lower().translate(_APOSTROPHES)
-    if "http" in text or "www." in text:
-        text = _URL.sub(" ", text)
-    words = _LETTER_WORD.findall(expand_contractions(text))
-    return " ".join(word for word in words if word not in STOP_WORDS)
-
 
 def clean_reviews(dataset: Dataset, num_proc: int | None = None) -> Dataset:
     """`rating` as an integer (None when unknown), `text` for transformers (title and review, lightly normalized)

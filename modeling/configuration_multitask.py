@@ -4,6 +4,9 @@ This file travels with saved and pushed models through `auto_map`: it imports on
 encoders file.
 """
 
+import json
+from pathlib import Path
+
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
@@ -12,6 +15,16 @@ from .encoders import POOLING_MODES
 RATING_NAMES = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
 AGE_LOSSES = ("mse", "huber", "l1")
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
+# The settings chosen on the validation split for the packaged MiniLM (README, "Multi-task quality"), the one source
+# of every default below and of train_multitask.py's budget. Data, not code: the benchmark that chooses them spells
+# out each setting in every run, so its kept runs stay valid when a selection changes them. A copy of this file run
+# as remote code has no JSON beside it: there the settings are None until a saved config.json, which names every
+# one, sets them.
+VALIDATED_DEFAULTS_FILE = Path(__file__).with_name("multitask_defaults.json")
+VALIDATED_DEFAULTS = json.loads(VALIDATED_DEFAULTS_FILE.read_text()) if VALIDATED_DEFAULTS_FILE.is_file() else {}
+# The config fields a training flag sets (train_multitask.py's ModelArguments, each None there: "the config's").
+MODEL_SETTINGS = ("pooling", "classifier_dropout", "rating_loss_weight", "age_loss_weight", "loss_weighting",
+                  "age_loss", "huber_delta")
 
 
 class MultiTaskReviewConfig(PreTrainedConfig):
@@ -26,14 +39,14 @@ class MultiTaskReviewConfig(PreTrainedConfig):
     keys_to_ignore_at_inference = ["rating_loss", "age_loss"]
 
     encoder: PreTrainedConfig | dict | None = None
-    pooling: str = "mean"
+    pooling: str = VALIDATED_DEFAULTS.get("pooling")
     classifier_dropout: float = 0.1
     age_mean: float = 0.0
     age_std: float = 1.0
-    rating_loss_weight: float = 1.0
-    age_loss_weight: float = 1.0
-    loss_weighting: str = "fixed"
-    age_loss: str = "mse"
+    rating_loss_weight: float = VALIDATED_DEFAULTS.get("rating_loss_weight")
+    age_loss_weight: float = VALIDATED_DEFAULTS.get("age_loss_weight")
+    loss_weighting: str = VALIDATED_DEFAULTS.get("loss_weighting")
+    age_loss: str = VALIDATED_DEFAULTS.get("age_loss")
     huber_delta: float = 1.0
     rating_class_weights: list[float] | None = None
     rating_logit_offsets: list[float] | None = None
@@ -48,7 +61,7 @@ class MultiTaskReviewConfig(PreTrainedConfig):
         self._check_choice("loss_weighting", LOSS_WEIGHTINGS)
         if self.age_std <= 0:
             raise ValueError(f"age_std must be positive, got {self.age_std}")
-        if min(self.rating_loss_weight, self.age_loss_weight) < 0:
+        if any(weight is not None and weight < 0 for weight in (self.rating_loss_weight, self.age_loss_weight)):
             raise ValueError("rating_loss_weight and age_loss_weight must be >= 0")
         for name in ("rating_class_weights", "rating_logit_offsets"):
             values = getattr(self, name)
@@ -62,5 +75,5 @@ class MultiTaskReviewConfig(PreTrainedConfig):
 
     def _check_choice(self, field: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, field)
-        if value not in choices:
+        if value is not None and value not in choices:  # None: not set, see VALIDATED_DEFAULTS
             raise ValueError(f"{field} must be one of {choices}, got {value!r}")

@@ -27,7 +27,7 @@ MAX_PADDING_FRACTION_CPU = 0.1  # on CPU a new forward pass is cheaper than padd
 MAX_CHARS_PER_TOKEN = 100  # WordPiece reads a longer word as one [UNK]: no token spans more characters
 UNLIKELY_MAX_LENGTH = 100_000  # a tokenizer without a real limit reports about 1e30
 FALLBACK_MAX_LENGTH = 512
-OTHER_TOPIC = "other"  # data_prep.topics.OTHER_LABEL (serving does not import data_prep): "none of the categories"
+OTHER_TOPIC = "other"  # data_prep.topic_model.OTHER_LABEL, imported only where topic words exist: "none of them"
 
 
 def serving_device() -> str:
@@ -251,7 +251,7 @@ def load_topic_words_model(repo_or_path: str, revision: str | None):
             folder = Path(snapshot_download(repo_or_path, revision=revision, allow_patterns=["topic_model/*"]))
         if not (folder / "topic_model").is_dir():
             return None
-        from data_prep.topics import TopicModel  # only needed, and only importable, where topic words exist
+        from data_prep.topic_model import TopicModel  # only needed, and only importable, where topic words exist
 
         return TopicModel.load(folder / "topic_model")
     except Exception as error:  # topic words are an extra: the classifier serves without them

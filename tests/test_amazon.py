@@ -10,16 +10,14 @@ from conftest import AMAZON_FILES, SHARED_DATA, require_shared_data
 from data_prep.amazon import (
     AMAZON_COLUMNS,
     DEFAULT_MENTION_PATTERN,
-    clean_for_topics,
     compile_mention_pattern,
-    expand_contractions,
     filter_mentions,
     load_amazon_reviews,
     mentions,
     read_amazon_file,
     read_amazon_files,
 )
-from data_prep.text import join_title_and_body
+from data_prep.text import clean_for_topics, expand_contractions, join_title_and_body
 
 
 def write(path, text: str):

@@ -262,12 +262,12 @@ def test_frozen_features_topic_folder_is_served_without_remote_code(tiny_encoder
 def test_topic_words_are_those_of_the_topic_behind_the_label_shown(topic_model_dir, tmp_path):
     import shutil
 
-    from data_prep import topics
+    from data_prep.topic_model import TopicModel
 
     folder = tmp_path / "topic_with_words"
     shutil.copytree(topic_model_dir, folder)
     texts = [*app.TOPIC_EXAMPLES, "great music album songs", "the movie was slow", "refund returned broken"] * 5
-    topic_model = topics.TopicModel.fit(texts, num_topics=3, min_df=2, max_df=0.9)
+    topic_model = TopicModel.fit(texts, num_topics=3, min_df=2, max_df=0.9)
     subjects = {"music": "music", "movie": "movies", "refund": "refund-and-return"}
     topic_model.set_topic_categories([next((subjects[w] for w in words if w in subjects), None)
                                       for words in topic_model.topic_top_words(3)])
@@ -294,7 +294,7 @@ def test_a_kitchen_review_and_non_english_text_are_other_with_a_plain_message(re
 
 
 def test_the_apps_other_label_is_the_labellers():
-    from data_prep.topics import OTHER_LABEL
+    from data_prep.topic_model import OTHER_LABEL
 
     assert serving.OTHER_TOPIC == OTHER_LABEL
 

@@ -4,7 +4,7 @@ import logging
 import os
 import subprocess
 
-from data_prep.topics import TopicModel
+from data_prep.topic_model import TopicModel
 from tests.conftest import REPO_ROOT
 
 

@@ -17,7 +17,7 @@ from transformers import AutoModel, DistilBertConfig
 import modeling
 from data_prep.clothing import load_clothing_reviews
 from modeling import MultiTaskReviewConfig, MultiTaskReviewModel
-from modeling.cli import ReviewTrainingArguments
+from modeling.training_run import ReviewTrainingArguments
 from modeling.trainer import MultiTaskTrainer
 from hub_fixtures import run_outside_project
 from huggingface_hub import ModelCard
@@ -159,7 +159,6 @@ def _one_step_weights(tokenized: Dataset, batch_size: int, accumulation: int, ou
 
 
 def test_loss_flags_reach_the_model_config(tiny_encoder_dir, clothing_slice):
-    sys.path.insert(0, str(REPO_ROOT))
     from train_multitask import ModelArguments, build_model
 
     train_split = load_clothing_reviews(train_file=clothing_slice).splits["train"]

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, DistilB
 
 import train_topic
 from data_prep import topics
-from data_prep.topics import CATEGORY_NAMES, OTHER_LABEL, TopicModel
+from data_prep.topic_model import CATEGORY_NAMES, OTHER_LABEL, TopicModel
 from hub_fixtures import loopback_hub, run_outside_project  # noqa: F401 - fixture
 from huggingface_hub import ModelCard
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
@@ -131,8 +131,9 @@ def check_model_folder(output_dir: Path, model_class=None) -> None:
         assert sum(map(sum, matrix["matrix"])) == results[f"{run}_samples"]
         assert (output_dir / f"{run}_confusion_matrix.png").is_file()
 
-    topic_words = TopicModel.load(output_dir / "topic_model").top_words(["The album's songs are wonderful"])
-    assert len(topic_words) == 1
+    topic_words = TopicModel.load(output_dir / "topic_model").decision_words(["The album's songs are wonderful"],
+                                                                            [OTHER_LABEL])
+    assert len(topic_words) == 1 and topic_words[0]
 
     model = AutoModelForSequenceClassification.from_pretrained(output_dir)
     assert model.config.id2label == dict(enumerate(TRAINED_LABELS))

@@ -2,6 +2,7 @@
 age in float32, saved folders that keep their settings and their length, resume that cannot mislead, the
 PreTrainedModel contract, and task losses logged without a sync per step."""
 
+import importlib
 import json
 import shutil
 import sys
@@ -14,13 +15,12 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertM
 import modeling
 from data_prep.clothing import load_clothing_reviews
 from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, TopicFeaturesConfig, TopicFeaturesModel
-from modeling.cli import ReviewTrainingArguments
+from modeling.training_run import ReviewTrainingArguments
 from modeling.trainer import MultiTaskTrainer, ReviewTrainer
+from modeling.configuration_multitask import MODEL_SETTINGS, VALIDATED_DEFAULTS
 from tests.conftest import REPO_ROOT
 from test_train_multitask import clothing_slice, common_arguments, run_script  # noqa: F401 - fixture
-
-sys.path.insert(0, str(REPO_ROOT))
-from train_multitask import ModelArguments, build_model  # noqa: E402
+from train_multitask import ModelArguments, build_model
 
 
 def direct_forward(folder, texts: list[str], bf16: bool) -> tuple[list[int], list[float]]:
@@ -136,18 +136,42 @@ def test_training_a_saved_folder_further_keeps_its_settings(tmp_path, tiny_encod
 
 
 def test_new_model_takes_the_validated_defaults_for_unset_flags(tiny_encoder_dir, clothing_train_split):
-    from train_multitask import MODEL_SETTINGS, VALIDATED_DEFAULTS, MultiTaskTrainingArguments
+    from train_multitask import MultiTaskTrainingArguments
 
     model = build_model(ModelArguments(model_name_or_path=str(tiny_encoder_dir)), clothing_train_split)
+    config_defaults = MultiTaskReviewConfig()
     for name in MODEL_SETTINGS:
-        if name == "class_weighted_rating_loss":
-            assert (model.config.rating_class_weights is not None) == VALIDATED_DEFAULTS[name]
-        else:
-            assert getattr(model.config, name) == VALIDATED_DEFAULTS[name], name
-    assert model.config.classifier_dropout == MultiTaskReviewConfig().classifier_dropout
+        assert getattr(model.config, name) == getattr(config_defaults, name), name
+    for name in set(VALIDATED_DEFAULTS) & set(MODEL_SETTINGS):
+        assert getattr(config_defaults, name) == VALIDATED_DEFAULTS[name], name
+    assert (model.config.rating_class_weights is not None) == VALIDATED_DEFAULTS["class_weighted_rating_loss"]
     training_args = MultiTaskTrainingArguments(output_dir="unused")
-    for name in set(VALIDATED_DEFAULTS) - set(MODEL_SETTINGS):
+    for name in set(VALIDATED_DEFAULTS) - set(MODEL_SETTINGS) - {"class_weighted_rating_loss"}:
         assert getattr(training_args, name) == VALIDATED_DEFAULTS[name], name
+
+
+def test_the_config_file_run_as_remote_code_without_the_defaults_file_loads_a_saved_config(tmp_path):
+    """A pushed model's configuration_multitask.py arrives without multitask_defaults.json: constructing it bare (as
+    transformers does to diff a config) must work, and a saved config.json sets every setting."""
+    package = tmp_path / "remote_copy"
+    package.mkdir()
+    for name in ("configuration_multitask.py", "encoders.py"):
+        shutil.copy(REPO_ROOT / "modeling" / name, package / name)
+    (package / "__init__.py").write_text("")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        remote = importlib.import_module("remote_copy.configuration_multitask")
+        assert remote.VALIDATED_DEFAULTS == {}
+        bare = remote.MultiTaskReviewConfig()
+        assert bare.age_loss is None and bare.rating_loss_weight is None
+        saved = MultiTaskReviewConfig(age_loss="huber", rating_loss_weight=0.5).to_dict()
+        loaded = remote.MultiTaskReviewConfig.from_dict(saved)
+        assert (loaded.age_loss, loaded.rating_loss_weight, loaded.pooling) == ("huber", 0.5, VALIDATED_DEFAULTS["pooling"])
+        assert "age_loss" in json.loads(loaded.to_json_string())
+    finally:
+        sys.path.remove(str(tmp_path))
+        for module in [name for name in sys.modules if name.startswith("remote_copy")]:
+            del sys.modules[module]
 
 
 # Resume that cannot mislead ----------------------------------------------------------------------------------------
@@ -342,7 +366,7 @@ def test_ddp_task_losses_describe_the_same_batches_as_the_loss(tmp_path, tiny_en
 
 
 def test_non_default_arguments_are_a_short_list(tmp_path):
-    from modeling.cli import non_default_arguments
+    from modeling.training_run import non_default_arguments
 
     arguments = ReviewTrainingArguments(output_dir=str(tmp_path), learning_rate=3e-4, report_to="none")
     changed = non_default_arguments(arguments)

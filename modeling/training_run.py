@@ -1,4 +1,5 @@
-"""What both training scripts share: argument parsing as in the transformers examples, logging, split truncation."""
+"""One training run of either script, from flags to a saved (and pushed) folder: argument parsing as in the transformers
+examples, logging, split truncation, resuming from checkpoints, and the card, ONNX export and push at the end."""
 
 import dataclasses
 import json
@@ -105,6 +106,9 @@ def start_run(training_args: TrainingArguments, script_logger: logging.Logger) -
                          "add --do_train, or upload an existing folder with `hf upload` (huggingface_hub)")
     check_push_arguments(training_args.push_to_hub, training_args.hub_model_id, training_args.hub_token)
     push_requested, training_args.push_to_hub = training_args.push_to_hub, False
+    if push_requested:
+        script_logger.info("--push_to_hub: the folder is pushed once, with its model card, after the run (Trainer's own "
+                           "push is off: it would push every checkpoint and replace the card)")
 
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
