@@ -31,6 +31,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from data_prep.review_csv import (
+    MalformedCsvError, guess_text_column, neutralize_formulas, read_csv_text, read_reviews_csv,
+)
 from modeling.backends import BACKENDS, DEFAULT_BACKEND, TORCH
 from modeling.serving import OTHER_TOPIC, BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
 
@@ -47,7 +50,7 @@ MAX_REVIEW_CHARS = 20_000  # the text boxes' limit: far beyond what the models r
 OUTPUT_FILE_LIFETIME_S = 3600
 
 EMPTY_REVIEW_MESSAGE = "⚠️ Empty review: type or paste a review to get a prediction."
-TEXT_COLUMN_GUESSES = ("review", "review_text", "review text", "reviewtext", "text", "content", "body", "comment")
+
 
 # Real reviews from ../shared/data (Amazon files for topics, Women's E-Commerce Clothing Reviews for rating/age).
 TOPIC_EXAMPLES = [
@@ -153,56 +156,8 @@ def truncation_note(prediction: dict, model: BatchedReviewModel) -> str:
     return f" (long review: read up to the model's limit of {model.max_length} tokens)"
 
 
-def guess_text_column(columns: Sequence[str]) -> str | None:
-    """The column most likely to hold the review text: a known name, else one naming review/text, else the first."""
-    by_name = {str(column).strip().lower(): column for column in columns}
-    for name in TEXT_COLUMN_GUESSES:
-        if name in by_name:
-            return by_name[name]
-    for column in columns:
-        if "review" in str(column).lower() or "text" in str(column).lower():
-            return column
-    return columns[0] if len(columns) else None
-
-
-class MalformedCsvError(ValueError):
-    """The uploaded file cannot be read as a CSV with a header row."""
-
-
-# UTF-8 (a byte-order mark is skipped), then Windows-1252, the encoding of Excel's "CSV" export on Windows.
-CSV_ENCODINGS = ("utf-8-sig", "cp1252")
 PREDICTION_COLUMNS = ("predicted_rating", "predicted_age", "predicted_topic", "topic_probability", "topic_words",
                       "prediction_note")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets run as a formula (OWASP CSV injection)
-
-
-def read_csv_text(path: str | Path, **options) -> tuple[pd.DataFrame, str]:
-    """The CSV with every column as text, and the encoding it was read with."""
-    with open(path, "rb") as handle:
-        if b"\x00" in handle.read(65536):  # Windows-1252 decodes almost any bytes: tell binary files apart first
-            raise MalformedCsvError("the file is not text (it holds NUL bytes)")
-    for encoding in CSV_ENCODINGS:
-        try:
-            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, **options), encoding
-        except UnicodeDecodeError:
-            continue
-    raise MalformedCsvError("the file is neither UTF-8 nor Windows-1252 text")
-
-
-def read_reviews_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
-    """All columns as text, and the encoding used; a file that is not a CSV with a header raises MalformedCsvError
-    with the reason."""
-    try:
-        table, encoding = read_csv_text(path)
-    except pd.errors.EmptyDataError:
-        raise MalformedCsvError("the file is empty") from None
-    except pd.errors.ParserError as error:
-        raise MalformedCsvError(f"it is not a well-formed CSV ({str(error).strip()})") from None
-    if table.empty:
-        raise MalformedCsvError("it has a header but no rows")
-    return table.fillna(""), encoding
-
-
 def text_column_choices(csv_path: str | None):
     """Fill the text-column dropdown from the uploaded CSV's header, the likely review column chosen."""
     if not csv_path:
@@ -218,21 +173,6 @@ def keep_uploaded_prediction_columns(table: pd.DataFrame) -> tuple[pd.DataFrame,
     """An upload's own columns that this app's predictions would overwrite, renamed `<name> (uploaded)`."""
     clashing = [column for column in table.columns if column in PREDICTION_COLUMNS]
     return table.rename(columns={column: f"{column} (uploaded)" for column in clashing}), clashing
-
-
-def neutralize_formulas(table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Text cells a spreadsheet would run as a formula get a leading apostrophe (shown as text, not evaluated);
-    returns the table and how many cells changed."""
-    safe, changed = table.copy(), 0
-    for column in safe.columns:
-        if not (pd.api.types.is_string_dtype(safe[column]) or pd.api.types.is_object_dtype(safe[column])):
-            continue
-        risky = safe[column].map(lambda value: isinstance(value, str) and value.startswith(FORMULA_PREFIXES))
-        risky = risky.astype(bool)
-        if risky.any():
-            safe[column] = safe[column].astype(object).where(~risky, "'" + safe[column].astype(str))
-            changed += int(risky.sum())
-    return safe, changed
 
 
 def add_predictions(

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import app
+from data_prep.review_csv import FORMULA_PREFIXES
 
 REVIEW = "Runs small, the fabric is lovely though."
 
@@ -41,7 +42,7 @@ def test_formula_cells_are_neutralized_in_the_download(batch):
     table, message = batch(content)
     assert table["review"].tolist() == ['\'=HYPERLINK("http://evil.example","x")', REVIEW, "'-2 sizes too small"]
     assert table["note"].tolist() == ["'+1", "'@SUM(A1)", "plain"]
-    assert not any(str(value).startswith(app.FORMULA_PREFIXES) for value in table.to_numpy().ravel())
+    assert not any(str(value).startswith(FORMULA_PREFIXES) for value in table.to_numpy().ravel())
     assert "4 cells starting with =, +, - or @" in message
 
 
