@@ -19,9 +19,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from datasets import DatasetDict, load_from_disk
-from sklearn.metrics import f1_score
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -166,24 +164,6 @@ def tokenize_splits(splits: DatasetDict, tokenizer, max_length: int, num_proc: i
     return splits.map(tokenize, batched=True, remove_columns=columns, num_proc=num_proc, desc="Tokenizing")
 
 
-def build_topic_metrics(label_names: list[str]):
-    """Accuracy, macro-F1 and per-class F1 over all categories, plus `macro_f1_present_classes`: the macro-F1 over the
-    categories that occur in the evaluated labels (an empty category scores 0 in the plain macro-F1)."""
-    classification_metrics = build_classification_metrics(label_names)
-
-    def compute_metrics(eval_prediction):
-        metrics = classification_metrics(eval_prediction)
-        logits = eval_prediction.predictions
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        present = np.unique(eval_prediction.label_ids)
-        metrics["macro_f1_present_classes"] = float(
-            f1_score(eval_prediction.label_ids, logits.argmax(-1), labels=present, average="macro", zero_division=0)
-        )
-        return metrics
-
-    return compute_metrics
-
-
 def copy_topic_model(dataset_dir: str, output_dir: str) -> None:
     """The fitted TF-IDF + NMF travel with the classifier, so the app can show a review's topic words."""
     source, target = Path(dataset_dir, TOPIC_MODEL_FOLDER), Path(output_dir, TOPIC_MODEL_FOLDER)
@@ -242,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
         eval_dataset=model_inputs["validation"] if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=data_collator,
-        compute_metrics=build_topic_metrics(label_names),
+        compute_metrics=build_classification_metrics(label_names),
     )
 
     results = {}

@@ -78,11 +78,18 @@ def build_multitask_metrics(rating_names: list[str], rating_logit_offsets: Calla
 
 
 def build_classification_metrics(label_names: list[str]) -> Callable[[EvalPrediction], dict]:
-    """Accuracy, macro-F1 and per-class F1 for a single-label classifier."""
+    """Accuracy, macro-F1 and per-class F1 over all classes of a single-label classifier, plus
+    `macro_f1_present_classes`: the macro-F1 over the classes that occur in the evaluated labels (an empty class scores
+    0 in the plain macro-F1)."""
 
     def compute_metrics(eval_prediction: EvalPrediction) -> dict:
         logits = eval_prediction.predictions
         logits = logits[0] if isinstance(logits, tuple) else logits
-        return classification_metrics(eval_prediction.label_ids, logits.argmax(-1), label_names)
+        labels, predicted = eval_prediction.label_ids, logits.argmax(-1)
+        metrics = classification_metrics(labels, predicted, label_names)
+        metrics["macro_f1_present_classes"] = float(
+            f1_score(labels, predicted, labels=np.unique(labels), average="macro", zero_division=0)
+        )
+        return metrics
 
     return compute_metrics

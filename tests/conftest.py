@@ -220,6 +220,25 @@ def real_topic_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def topic_run_from_train_file(tmp_path_factory, tiny_encoder_dir) -> Path:
+    """train_topic.py with --train_file: the topics step first (embedding labeller, `other` on, 8 topics, a minimum
+    category share of 0.6) on 400 real reviews of each shared file, then a few steps of the features method. Returns
+    the run's folder: `topics/` (the labelled dataset) and `model/`."""
+    require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
+    import train_topic
+
+    folder = tmp_path_factory.mktemp("topic_run_from_train_file")
+    inputs = write_amazon_slices(folder, rows_per_file=400)
+    train_topic.main([
+        "--model_name_or_path", str(tiny_encoder_dir), "--train_file", *map(str, inputs), "--no_mention_filter",
+        "--num_topics", "8", "--min_category_share", "0.6", "--dataset_dir", str(folder / "topics"),
+        "--method", "features", "--output_dir", str(folder / "model"), "--do_train", "--do_eval", "--max_steps", "2",
+        "--report_to", "none", "--save_strategy", "no", "--seed", "3",
+    ])
+    return folder
+
+
+@pytest.fixture(scope="session")
 def real_topic_classifier(real_topic_model_dir):
     from modeling import serving
 

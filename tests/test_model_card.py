@@ -8,9 +8,7 @@ import shutil
 
 import pytest
 
-import train_topic
 from modeling.model_card import multitask_card_info, read_all_results, topic_card_info, write_model_card
-from test_topics import write_shared_slice
 from test_train_multitask import clothing_slice, common_arguments, run_script  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
@@ -65,17 +63,9 @@ def multitask_folder(tmp_path_factory, tiny_encoder_dir, clothing_slice):  # noq
 
 
 @pytest.fixture(scope="module")
-def topic_folder(tmp_path_factory, tiny_encoder_dir):
+def topic_folder(topic_run_from_train_file):
     """train_topic.py running the topics step first (embedding labeller, `other` on: the defaults), a few steps."""
-    folder = tmp_path_factory.mktemp("card_topic")
-    inputs = write_shared_slice(folder, rows_per_file=400)
-    train_topic.main([
-        "--model_name_or_path", str(tiny_encoder_dir), "--train_file", *map(str, inputs), "--no_mention_filter",
-        "--num_topics", "8", "--dataset_dir", str(folder / "topics"), "--method", "features",
-        "--output_dir", str(folder / "model"), "--do_train", "--do_eval", "--max_steps", "2", "--report_to", "none",
-        "--save_strategy", "no", "--seed", "3",
-    ])
-    return folder / "model"
+    return topic_run_from_train_file / "model"
 
 
 def rerender_multitask_card(folder) -> str:

@@ -17,9 +17,11 @@ def tiny_config(**options) -> MultiTaskReviewConfig:
 
 
 def model_with_fixed_heads(**options) -> MultiTaskReviewModel:
-    """Heads set so that rating_logits = [0, 1, 2, 3, 4] and standardized age = 0.5 for any input."""
+    """Heads set so that rating_logits = [0, 1, 2, 3, 4] and standardized age = 0.5 for any input; the losses are
+    spelled out (both weights 1, MSE age loss) unless `options` say otherwise, not left to the validated defaults."""
     torch.manual_seed(0)
-    model = MultiTaskReviewModel(tiny_config(classifier_dropout=0.0, **options)).eval()
+    losses = {"rating_loss_weight": 1.0, "age_loss_weight": 1.0, "age_loss": "mse", "loss_weighting": "fixed"}
+    model = MultiTaskReviewModel(tiny_config(classifier_dropout=0.0, **{**losses, **options})).eval()
     with torch.no_grad():
         model.rating_head.weight.zero_()
         model.rating_head.bias.copy_(torch.arange(5.0))

@@ -211,18 +211,10 @@ def test_features_model_pushed_to_the_hub_loads_by_repo_id_outside_the_project(
 
 
 @pytest.mark.slow
-def test_train_file_runs_the_topics_step_first(tmp_path, tiny_encoder_dir):
-    inputs = write_shared_slice(tmp_path, rows_per_file=400)
-    dataset_dir = tmp_path / "topics"
-    train_topic.main([
-        "--model_name_or_path", str(tiny_encoder_dir), "--train_file", *map(str, inputs), "--no_mention_filter",
-        "--num_topics", "8", "--min_category_share", "0.6", "--dataset_dir", str(dataset_dir), "--method", "features",
-        "--output_dir", str(tmp_path / "model"), "--do_train", "--max_steps", "2", "--report_to", "none",
-        "--save_strategy", "no",
-    ])
-    report = json.loads((dataset_dir / "topics.json").read_text())
+def test_train_file_runs_the_topics_step_first(topic_run_from_train_file):
+    report = json.loads((topic_run_from_train_file / "topics" / "topics.json").read_text())
     assert report["settings"]["num_topics"] == 8 and report["settings"]["min_category_share"] == 0.6
-    assert (tmp_path / "model" / "topic_model" / "topic_model.json").is_file()
+    assert (topic_run_from_train_file / "model" / "topic_model" / "topic_model.json").is_file()
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path, tiny_encoder_dir):
