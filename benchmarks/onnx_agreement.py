@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """Agreement of each serving backend with torch float32 on trained models and held-out reviews.
 
-    python benchmarks/onnx_agreement.py --multitask-model out/multitask --topic-model out/topic_finetune \
-        --topic-dataset out/topics
+    python -m benchmarks.onnx_agreement --multitask_model out/multitask --topic_model out/topic_finetune \
+        --topic_dataset out/topics
 
 Both folders need their `onnx/` export (`python -m modeling.export_onnx FOLDER`). Held-out reviews: the clothing test
 split (the training script's stratified split, seed 42) and the topic dataset's test split. For each backend
@@ -15,7 +14,6 @@ Writes `onnx_agreement.json` under benchmarks/results/ (or $BENCHMARK_RESULTS_DI
 """
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -23,13 +21,10 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks.common import SPLIT_SEED, clothing_reviews_file, write_json  # noqa: E402
-from modeling import backends  # noqa: E402
-from modeling.export_onnx import onnx_paths  # noqa: E402
-from modeling.serving import RatingAgeModel, TopicClassifier  # noqa: E402
+from benchmarks.common import SPLIT_SEED, clothing_reviews_file, command_line, write_json
+from modeling import backends
+from modeling.export_onnx import onnx_paths
+from modeling.serving import RatingAgeModel, TopicClassifier
 
 AGREEMENT_BAR = 0.99
 AGE_DIFFERENCE_BAR_YEARS = 0.3
@@ -44,16 +39,16 @@ REFERENCE = "torch"
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--multitask-model", type=Path, help="Trained multi-task folder with onnx/.")
-    parser.add_argument("--topic-model", type=Path, help="Trained topic classifier folder with onnx/.")
-    parser.add_argument("--topic-dataset", type=Path, help="The topic dataset the classifier was trained on.")
-    parser.add_argument("--max-reviews", type=int, default=1000, help="Held-out reviews per model (first N).")
+    parser.add_argument("--multitask_model", type=Path, help="Trained multi-task folder with onnx/.")
+    parser.add_argument("--topic_model", type=Path, help="Trained topic classifier folder with onnx/.")
+    parser.add_argument("--topic_dataset", type=Path, help="The topic dataset the classifier was trained on.")
+    parser.add_argument("--max_reviews", type=int, default=1000, help="Held-out reviews per model (first N).")
     parser.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: torch's choice).")
     args = parser.parse_args()
     if args.topic_model and not args.topic_dataset:
-        parser.error("--topic-model needs --topic-dataset (its held-out test split)")
+        parser.error("--topic_model needs --topic_dataset (its held-out test split)")
     if not (args.multitask_model or args.topic_model):
-        parser.error("give --multitask-model and/or --topic-model")
+        parser.error("give --multitask_model and/or --topic_model")
     return args
 
 
@@ -78,27 +73,35 @@ def probabilities(results: list[dict], key: str, labels: list[str]) -> np.ndarra
     return np.array([[result[key][label] for label in labels] for result in results])
 
 
+def answers_and_agreement(model_class, folder: Path, texts: list[str], answer: str, scores: str, labels_of) -> tuple:
+    """Every backend's answers on the texts, and per backend (share of answers equal to torch fp32's, largest gap in
+    any class probability)."""
+    loaded = load_backends(model_class, folder)
+    labels = labels_of(loaded[REFERENCE])
+    answers = {name: served.predict(texts) for name, served in loaded.items()}
+    reference, reference_probabilities = answers[REFERENCE], probabilities(answers[REFERENCE], scores, labels)
+    return answers, {
+        name: (float(np.mean([mine[answer] == theirs[answer] for mine, theirs in zip(results, reference)])),
+               float(np.abs(probabilities(results, scores, labels) - reference_probabilities).max()))
+        for name, results in answers.items()}
+
+
 def rating_age_agreement(folder: Path, max_reviews: int) -> dict:
     from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, TEXT_COLUMN, load_clothing_reviews
 
     test = load_clothing_reviews(train_file=str(clothing_reviews_file()), seed=SPLIT_SEED).splits["test"]
     test = test.select(range(min(max_reviews, len(test))))
     texts, true_rating, true_age = test[TEXT_COLUMN], np.array(test[RATING_COLUMN]) + 1, np.array(test[AGE_COLUMN])
-    loaded = load_backends(RatingAgeModel, folder)
-    labels = list(loaded[REFERENCE].model.config.id2label.values())
-    answers = {name: served.predict(texts) for name, served in loaded.items()}
-    reference = answers[REFERENCE]
-    reference_probabilities = probabilities(reference, "rating_scores", labels)
-    reference_age = np.array([result["age"] for result in reference])
+    answers, agreement = answers_and_agreement(RatingAgeModel, folder, texts, "rating", "rating_scores",
+                                               lambda served: list(served.model.config.id2label.values()))
+    reference_age = np.array([result["age"] for result in answers[REFERENCE]])
     rows = {}
     for name, results in answers.items():
         rating = np.array([result["rating"] for result in results])
         age = np.array([result["age"] for result in results])
         age_difference = np.abs(age - reference_age)
         rows[name] = {
-            "rating_agreement": float(np.mean(rating == np.array([r["rating"] for r in reference]))),
-            "max_rating_probability_gap": float(np.abs(probabilities(results, "rating_scores", labels)
-                                                       - reference_probabilities).max()),
+            "rating_agreement": agreement[name][0], "max_rating_probability_gap": agreement[name][1],
             "age_mean_abs_difference_years": float(age_difference.mean()),
             "age_max_abs_difference_years": float(age_difference.max()),
             "test_rating_accuracy": float(accuracy_score(true_rating, rating)),
@@ -121,18 +124,13 @@ def topic_agreement(folder: Path, dataset_dir: Path, max_reviews: int) -> dict:
     test = test.select(range(min(max_reviews, len(test))))
     label_names = test.features[LABEL_COLUMN].names
     texts, truth = test[TEXT_COLUMN], [label_names[index] for index in test[LABEL_COLUMN]]
-    loaded = load_backends(TopicClassifier, folder)
-    labels = loaded[REFERENCE].labels
-    answers = {name: served.predict(texts) for name, served in loaded.items()}
-    reference = answers[REFERENCE]
-    reference_probabilities = probabilities(reference, "scores", labels)
+    answers, agreement = answers_and_agreement(TopicClassifier, folder, texts, "topic", "scores",
+                                               lambda served: served.labels)
     rows = {}
     for name, results in answers.items():
         topics = [result["topic"] for result in results]
         rows[name] = {
-            "topic_agreement": float(np.mean([t == r["topic"] for t, r in zip(topics, reference)])),
-            "max_topic_probability_gap": float(np.abs(probabilities(results, "scores", labels)
-                                                      - reference_probabilities).max()),
+            "topic_agreement": agreement[name][0], "max_topic_probability_gap": agreement[name][1],
             "test_topic_accuracy": float(accuracy_score(truth, topics)),
             "test_topic_macro_f1": float(f1_score(truth, topics, average="macro", labels=label_names)),
         }
@@ -145,7 +143,7 @@ def main() -> None:
     args = parse_arguments()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = {"command": shlex.join(["python", "benchmarks/onnx_agreement.py", *sys.argv[1:]]),
+    results = {"command": command_line("onnx_agreement", sys.argv[1:]),
                "bars": {"agreement": AGREEMENT_BAR, "age_mean_abs_difference_years": AGE_DIFFERENCE_BAR_YEARS}}
     if args.multitask_model:
         results["rating_age"] = rating_age_agreement(args.multitask_model, args.max_reviews)

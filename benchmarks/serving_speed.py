@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """Serving speed: the app's predict path on each backend against `transformers.pipeline` on the same trained model,
 at batch 1 and 32, on real reviews, with 1 and 2 threads.
 
     python -m modeling.export_onnx out/multitask                       # once: the onnx/ the ONNX backends run
-    python benchmarks/serving_speed.py --multitask-model out/multitask --threads 1 2
+    python -m benchmarks.serving_speed --multitask_model out/multitask --threads 1 2
 
 Backends: torch fp32, torch bf16 autocast, ONNX Runtime fp32 and ONNX Runtime int8 (`modeling.backends`); a folder
 without onnx/ is measured on the torch backends only. For each thread count and set of real reviews:
@@ -15,7 +14,7 @@ without onnx/ is measured on the torch backends only. For each thread count and 
 - agreement with the pipeline's answers on those reviews (the agreement bars on held-out splits are
   benchmarks/onnx_agreement.py's).
 Also: each backend's peak RSS, measured in a fresh process that loads it and serves the reviews at batch 32, and the
-model file sizes. Writes `serving_speed.json` and `serving_speed.png` under --output-dir.
+model file sizes. Writes `serving_speed.json` and `serving_speed.png` under --output_dir.
 """
 
 import argparse
@@ -23,7 +22,6 @@ import json
 import os
 import random
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -33,41 +31,33 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-import app  # noqa: E402
-from benchmarks.common import DATA_DIR, RESULTS_DIR, cpu_name  # noqa: E402
-from data_prep.clothing import DEFAULT_CACHE_DIR, fetch_widedeep_copy  # noqa: E402
-from modeling import backends  # noqa: E402
-from modeling.export_onnx import onnx_paths  # noqa: E402
-from modeling.serving import RatingAgeModel  # noqa: E402
+import app
+from benchmarks.common import DATA_DIR, REPO_ROOT, RESULTS_DIR, command_line, cpu_name
+from benchmarks.onnx_agreement import BACKENDS
+from data_prep.clothing import DEFAULT_CACHE_DIR, fetch_widedeep_copy
+from modeling import backends
+from modeling.export_onnx import onnx_paths
+from modeling.serving import RatingAgeModel
 
 CLOTHING_FILE = "womens_clothing_reviews.csv.gz"
 AMAZON_FILES = ("amazon_reviews.csv.gz", "amazon_category_reviews.csv.gz", "amazon_media_reviews.csv.gz")
-BACKEND_OPTIONS = {  # name in the results -> RatingAgeModel.load options
-    "torch": {"backend": backends.TORCH},
-    "torch_bf16": {"backend": backends.TORCH, "autocast_dtype": torch.bfloat16},
-    "onnx": {"backend": backends.ONNX_FP32},
-    "onnx_int8": {"backend": backends.ONNX_INT8},
-}
 ONNX_BACKENDS = ("onnx", "onnx_int8")
 PIPELINE = "pipeline"
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--multitask-model", required=True, help="Trained multi-task folder (with onnx/ for ONNX).")
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="Folder with the shared review files.")
-    parser.add_argument("--text-sets", nargs="+", default=["clothing", "amazon"], choices=["clothing", "amazon"])
-    parser.add_argument("--num-reviews", type=int, default=256, help="Reviews per set for the throughput runs.")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--latency-reviews", type=int, default=40, help="Single-review calls per method.")
+    parser.add_argument("--multitask_model", required=True, help="Trained multi-task folder (with onnx/ for ONNX).")
+    parser.add_argument("--data_dir", type=Path, default=DATA_DIR, help="Folder with the shared review files.")
+    parser.add_argument("--text_sets", nargs="+", default=["clothing", "amazon"], choices=["clothing", "amazon"])
+    parser.add_argument("--num_reviews", type=int, default=256, help="Reviews per set for the throughput runs.")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--latency_reviews", type=int, default=40, help="Single-review calls per method.")
     parser.add_argument("--rounds", type=int, default=3, help="Throughput rounds; the median counts.")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch and ONNX Runtime threads.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--memory-of", choices=list(BACKEND_OPTIONS) + [PIPELINE], help=argparse.SUPPRESS)
+    parser.add_argument("--output_dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--memory_of", choices=list(BACKENDS) + [PIPELINE], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -86,7 +76,7 @@ def real_reviews(data_dir: Path, text_set: str, count: int, seed: int) -> list[s
 
 def available_backends(folder: str) -> list[str]:
     has_onnx = all(path.is_file() for path in onnx_paths(folder).values())
-    return [name for name in BACKEND_OPTIONS if has_onnx or name not in ONNX_BACKENDS]
+    return [name for name in BACKENDS if has_onnx or name not in ONNX_BACKENDS]
 
 
 def load_backends(folder: str, names: list[str], batch_size: int, threads: int) -> dict[str, RatingAgeModel]:
@@ -94,22 +84,14 @@ def load_backends(folder: str, names: list[str], batch_size: int, threads: int) 
     torch_model = RatingAgeModel.load(folder, batch_size=batch_size)
     served = {}
     for name in names:
-        options = BACKEND_OPTIONS[name]
-        if options["backend"] == backends.TORCH:
-            served[name] = RatingAgeModel(torch_model.pipeline, batch_size=batch_size,
-                                          autocast_dtype=options.get("autocast_dtype"))
+        backend, autocast_dtype = BACKENDS[name]
+        if backend == backends.TORCH:
+            served[name] = RatingAgeModel(torch_model.pipeline, batch_size=batch_size, autocast_dtype=autocast_dtype)
         else:
-            kind = backends.ONNX_FILE_KINDS[options["backend"]]
+            kind = backends.ONNX_FILE_KINDS[backend]
             served[name] = RatingAgeModel(torch_model.pipeline, batch_size=batch_size,
                                           onnx_path=onnx_paths(folder)[kind], threads=threads)
     return served
-
-
-def timed(function, *args) -> tuple[float, float]:
-    """(wall-clock seconds, CPU seconds of this process) of `function(*args)`."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    function(*args)
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -117,9 +99,24 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def alternating(paths: dict, rounds: int, arguments=lambda index: ()) -> tuple[dict, dict]:
+    """Wall-clock and CPU seconds of this process for each path's call in each round, the paths in a new order each
+    round so that load on a shared machine hits all alike."""
+    wall, cpu = {name: [] for name in paths}, {name: [] for name in paths}
+    order = list(paths)
+    for index in range(rounds):
+        random.Random(index).shuffle(order)
+        for name in order:
+            started, started_cpu = time.perf_counter(), time.process_time()
+            paths[name](*arguments(index))
+            wall[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - started_cpu)
+    return wall, cpu
+
+
 def single_review_latency(served: dict[str, RatingAgeModel], text_pipeline, reviews: list[str], calls: int) -> dict:
-    """Milliseconds per single-review call through each path (the app's whole `/rating_age` function), in a new
-    order for each review so that load hits all alike."""
+    """Milliseconds per single-review call through each path (the app's whole `/rating_age` function), one review
+    after another."""
     paths = {
         PIPELINE: lambda review: text_pipeline(review),
         **{name: (lambda review, model=model: app.rating_age_endpoint(model, None, [review]))
@@ -128,15 +125,7 @@ def single_review_latency(served: dict[str, RatingAgeModel], text_pipeline, revi
     for review in reviews[:3]:  # warm-up
         for call in paths.values():
             call(review)
-    wall, cpu = {name: [] for name in paths}, {name: [] for name in paths}
-    order = list(paths)
-    for index in range(calls):
-        review = reviews[index % len(reviews)]
-        random.Random(index).shuffle(order)
-        for name in order:
-            wall_s, cpu_s = timed(paths[name], review)
-            wall[name].append(wall_s)
-            cpu[name].append(cpu_s)
+    wall, cpu = alternating(paths, calls, lambda index: (reviews[index % len(reviews)],))
     return {
         name: {"p50_ms": 1000 * statistics.median(wall[name]), "p95_ms": 1000 * percentile(wall[name], 0.95),
                "p50_cpu_ms": 1000 * statistics.median(cpu[name]), "reviews_per_s": len(wall[name]) / sum(wall[name])}
@@ -146,8 +135,8 @@ def single_review_latency(served: dict[str, RatingAgeModel], text_pipeline, revi
 
 def throughput(served: dict[str, RatingAgeModel], text_pipeline, reviews: list[str], batch_size: int,
                rounds: int) -> dict:
-    """Reviews/s of each path at `batch_size`, by wall clock and by CPU time (medians over rounds; a new order each
-    round). The app gets the reviews as requests of `batch_size`, as the queue hands them over."""
+    """Reviews/s of each path at `batch_size`, by wall clock and by CPU time (medians over rounds). The app gets the
+    reviews as requests of `batch_size`, as the queue hands them over."""
     blocks = [reviews[start : start + batch_size] for start in range(0, len(reviews), batch_size)]
     paths = {
         PIPELINE: lambda: text_pipeline(reviews, batch_size=batch_size),
@@ -155,19 +144,14 @@ def throughput(served: dict[str, RatingAgeModel], text_pipeline, reviews: list[s
     }
     for call in paths.values():  # warm-up (ONNX Runtime plans each new shape once)
         call()
-    wall, cpu = {name: [] for name in paths}, {name: [] for name in paths}
-    order = list(paths)
-    for round_index in range(rounds):
-        random.Random(round_index).shuffle(order)
-        for name in order:
-            wall_s, cpu_s = timed(paths[name])
-            wall[name].append(len(reviews) / wall_s)
-            cpu[name].append(len(reviews) / cpu_s)
-            print(f"  round {round_index + 1}: {name:12s} {wall[name][-1]:7.1f} reviews/s "
-                  f"({cpu[name][-1]:.1f} per CPU second)", flush=True)
+    wall, cpu = alternating(paths, rounds)
+    for name in paths:
+        rounds_shown = ", ".join(f"{len(reviews) / seconds:.1f}" for seconds in wall[name])
+        print(f"  {name:12s} reviews/s per round: {rounds_shown}", flush=True)
     return {
-        name: {"reviews_per_s": statistics.median(wall[name]), "reviews_per_cpu_s": statistics.median(cpu[name]),
-               "rounds_reviews_per_s": wall[name]}
+        name: {"reviews_per_s": statistics.median(len(reviews) / seconds for seconds in wall[name]),
+               "reviews_per_cpu_s": statistics.median(len(reviews) / seconds for seconds in cpu[name]),
+               "rounds_reviews_per_s": [len(reviews) / seconds for seconds in wall[name]]}
         for name in paths
     }
 
@@ -186,7 +170,7 @@ def agreement_with_pipeline(model: RatingAgeModel, pipeline_results: list[dict],
 
 def file_sizes_mb(folder: str) -> dict:
     paths = {"torch": Path(folder) / "model.safetensors", **{
-        name: onnx_paths(folder)[backends.ONNX_FILE_KINDS[BACKEND_OPTIONS[name]["backend"]]] for name in ONNX_BACKENDS}}
+        name: onnx_paths(folder)[backends.ONNX_FILE_KINDS[BACKENDS[name][0]]] for name in ONNX_BACKENDS}}
     return {name: round(path.stat().st_size / 1e6, 1) for name, path in paths.items() if path.is_file()}
 
 
@@ -198,8 +182,9 @@ def serve_for_memory(args: argparse.Namespace) -> None:
         model = RatingAgeModel.load(args.multitask_model)
         model.pipeline(reviews, batch_size=args.batch_size)
     else:
-        options = BACKEND_OPTIONS[args.memory_of]
-        model = RatingAgeModel.load(args.multitask_model, batch_size=args.batch_size, threads=args.threads[0], **options)
+        backend, autocast_dtype = BACKENDS[args.memory_of]
+        model = RatingAgeModel.load(args.multitask_model, batch_size=args.batch_size, threads=args.threads[0],
+                                    backend=backend, autocast_dtype=autocast_dtype)
         for start in range(0, len(reviews), args.batch_size):
             model.predict(reviews[start : start + args.batch_size])
     print(f"PEAK_RSS_MB {own_peak_rss_mb():.0f}")
@@ -217,9 +202,9 @@ def own_peak_rss_mb() -> float:
 def peak_rss_by_backend(args: argparse.Namespace, names: list[str]) -> dict:
     peaks = {}
     for name in [PIPELINE, *names]:
-        command = [sys.executable, str(Path(__file__).resolve()), "--multitask-model", args.multitask_model,
-                   "--data-dir", str(args.data_dir), "--num-reviews", str(args.num_reviews),
-                   "--batch-size", str(args.batch_size), "--threads", str(args.threads[-1]), "--memory-of", name]
+        command = [sys.executable, "-m", "benchmarks.serving_speed", "--multitask_model", args.multitask_model,
+                   "--data_dir", str(args.data_dir), "--num_reviews", str(args.num_reviews),
+                   "--batch_size", str(args.batch_size), "--threads", str(args.threads[-1]), "--memory_of", name]
         completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=False,
                                    env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"})
         if completed.returncode != 0:
@@ -291,11 +276,11 @@ def main(argv: list[str] | None = None) -> None:
         serve_for_memory(args)
         return
     names = available_backends(args.multitask_model)
-    if len(names) < len(BACKEND_OPTIONS):
+    if len(names) < len(BACKENDS):
         print(f"{args.multitask_model} has no onnx/ export: measuring the torch backends only "
               f"(python -m modeling.export_onnx {args.multitask_model})", flush=True)
     results = {
-        "command": shlex.join(["python", "benchmarks/serving_speed.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line("serving_speed", sys.argv[1:] if argv is None else argv),
         "model": args.multitask_model, "batch_size": args.batch_size, "num_reviews": args.num_reviews,
         "latency_reviews": args.latency_reviews, "cpu": cpu_name(), "cpu_cores": os.cpu_count(),
         "torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__,

@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """How the labeller turns evidence into a category, chosen on the validation split: every decision setting scored
 against the product category of the validation reviews, and the best one by a written rule.
 
-    python benchmarks/topic_labeller_selection.py
+    python -m benchmarks.topic_labeller_selection
 
 Fits the default topics on the train split exactly as `python -m data_prep.topics --no_mention_filter` does, embeds
 the validation reviews once, and labels them under each setting of the grid below (the review-embedding weight and
@@ -19,13 +18,12 @@ import itertools
 import logging
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import DATA_DIR, SPLIT_SEED, write_json  # noqa: E402
-from benchmarks.topic_validity import TARGETS, against_targets, product_categories, score  # noqa: E402
-from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN  # noqa: E402
-from data_prep.topics import DEFAULT_DECISION, OTHER_LABEL, TopicLabelArguments, fit_topics  # noqa: E402
+from benchmarks.common import SPLIT_SEED, amazon_files, command_line, write_json
+from benchmarks.topic_validity import TARGETS, against_targets, product_categories, score
+from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN
+from data_prep.topics import DEFAULT_DECISION, OTHER_LABEL
+from data_prep.topics import TopicLabelArguments, fit_topics
 
 logger = logging.getLogger("topic_labeller_selection")
 
@@ -78,7 +76,7 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
     options = TopicLabelArguments(mention_filter=False)
-    input_files = [str(path) for path in sorted(DATA_DIR.glob("amazon_*.csv.gz"))]
+    input_files = [str(path) for path in amazon_files()]
     truth, _ = product_categories()
     _, splits, topic_model, _ = fit_topics(input_files, options, seed=SPLIT_SEED)
     validation = splits["validation"]
@@ -101,7 +99,7 @@ def main():
                     result["non_media_given_media_label"], result["targets_met"])
     selected = select(rows)
     payload = {
-        "command": "python benchmarks/topic_labeller_selection.py",
+        "command": command_line("topic_labeller_selection", sys.argv[1:]),
         "split": "validation",
         "validation_reviews": len(texts),
         "rule": f"non-media -> media <= {MAX_NON_MEDIA} and theme phrase precision >= {MIN_THEME_PRECISION}; then "

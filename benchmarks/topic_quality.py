@@ -1,11 +1,11 @@
-#!/usr/bin/env python
 """Topic classifier quality on one fixed split of the shared Amazon reviews: fine-tuning vs frozen features + MLP
 (the original approach) vs TF-IDF + LogisticRegression, all scored on the same test reviews.
 
-    python benchmarks/topic_quality.py [--quick]
+    python -m benchmarks.topic_quality [--quick]
 
 The topic labels come from `python -m data_prep.topics` with 30 topics (its other settings at their defaults).
 Writes benchmarks/results/topic_quality[_quick].json and .png (the test confusion matrix of each transformer method).
+`python -m benchmarks.run_all --report_only` turns the JSON into a table.
 """
 
 import argparse
@@ -18,17 +18,17 @@ from pathlib import Path
 
 import numpy as np
 from datasets import load_from_disk
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import (  # noqa: E402
-    DATA_DIR, RESULTS_DIR, bf16_training_flags, packaged_minilm, run_script_measured, write_json,
+from benchmarks.common import (
+    RESULTS_DIR, amazon_files, bf16_training_flags, command_line, encoder_name, packaged_minilm, run_script_measured,
+    write_json,
 )
-from data_prep import topics  # noqa: E402
-from data_prep.topics import LABEL_COLUMN  # noqa: E402
-from modeling.metrics import classification_metrics  # noqa: E402
+from data_prep import topics
+from data_prep.topics import LABEL_COLUMN
+from modeling.baselines import tfidf_features
+from modeling.metrics import classification_metrics
 
 logger = logging.getLogger("topic_quality")
 NUM_TOPICS = 30
@@ -47,22 +47,10 @@ def tfidf_row(splits, max_train_samples: int | None) -> dict:
     train = splits["train"]
     if max_train_samples is not None:  # the same first reviews train_topic.py's --max_train_samples takes
         train = train.select(range(min(max_train_samples, len(train))))
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    features = vectorizer.fit_transform(train["text"])
+    features, test_features = tfidf_features(train["text"], splits["test"]["text"])
     classifier = LogisticRegression(C=4.0, max_iter=2000).fit(features, train[LABEL_COLUMN])
-    return scores(splits["test"][LABEL_COLUMN], classifier.predict(vectorizer.transform(splits["test"]["text"])),
+    return scores(splits["test"][LABEL_COLUMN], classifier.predict(test_features),
                   splits["test"].features[LABEL_COLUMN].names)
-
-
-def markdown(rows: dict) -> str:
-    lines = ["| method | test accuracy | test macro-F1 (6 classes) | macro-F1, classes present | run wall time (s) "
-             "| peak RSS (MB) |", "|---|---|---|---|---|---|"]
-    for row, values in rows.items():
-        # wall time and peak RSS of the whole train_topic.py run (features: encoding included); TF-IDF runs in here
-        cost = f"{values['wall_seconds']:.0f} | {values['peak_rss_mb']}" if "peak_rss_mb" in values else "— | —"
-        lines.append(f"| {row} | {values['accuracy']:.3f} | {values['macro_f1']:.3f} | "
-                     f"{values['macro_f1_present_classes']:.3f} | {cost} |")
-    return "\n".join(lines)
 
 
 def main():
@@ -85,7 +73,7 @@ def main():
     rows = {}
     with tempfile.TemporaryDirectory() as work_dir:
         dataset_dir = Path(work_dir) / "topics"
-        topics.main(["--input_file", *map(str, sorted(DATA_DIR.glob("amazon_*.csv.gz"))), "--no_mention_filter",
+        topics.main(["--input_file", *map(str, amazon_files()), "--no_mention_filter",
                      "--num_topics", str(NUM_TOPICS), "--output_dir", str(dataset_dir)])
         splits = load_from_disk(str(dataset_dir))
         rows["TF-IDF + LogisticRegression"] = tfidf_row(splits, max_train)
@@ -98,8 +86,8 @@ def main():
                 "--seed", "42", *(["--max_train_samples", str(max_train)] if max_train else []), *flags,
             ])
             results = json.loads((output_dir / "all_results.json").read_text())
-            encoder_name = "MiniLM" if model_path == packaged_minilm() else Path(model_path).name
-            rows[f"{encoder_name} {method}"] = {
+            # wall time and peak RSS: the whole train_topic.py run (frozen features: their encoding included)
+            rows[f"{encoder_name(model_path)} {method}"] = {
                 **{key: results[f"test_{key}"] for key in REPORTED},
                 **{key: results[key] for key in results if key.startswith("test_f1_")},
                 "train_runtime_seconds": results["train_runtime"], **measured,
@@ -109,14 +97,12 @@ def main():
                         RESULTS_DIR / f"{name}_confusion_{method.split()[0].replace('-', '_')}.png")
         report = json.loads((dataset_dir / topics.TOPICS_REPORT).read_text())
 
-    table = markdown(rows)
-    print(table)
     write_json(name, {
-        "command": "python benchmarks/topic_quality.py" + (" --quick" if arguments.quick else ""),
+        "command": command_line("topic_quality", sys.argv[1:]),
         "encoder": model_path, "fine_tuning_precision": "bf16" if precision_flags else "fp32", "num_topics": NUM_TOPICS, "max_train_samples": max_train,
         "split_sizes": {split: len(splits[split]) for split in splits}, "category_sizes": report["category_sizes"],
         "label_names": splits["train"].features[LABEL_COLUMN].names,
-        "rows": rows, "markdown": table,
+        "rows": rows,
     })
 
 

@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """Do the topic labels mean what they say? The labeller and both classifier methods scored against the product
 category of each test review, which the shared Amazon files record and the labeller never reads.
 
-    python benchmarks/topic_validity.py
+    python -m benchmarks.topic_validity
 
 Truth (used only here, for scoring): Books and Kindle_Store reviews should be labelled books, Digital_Music music,
 movies_tv movies, video_games games; Musical_Instruments and software reviews should get none of the four media
@@ -12,8 +11,8 @@ text passes the phrase check below.
 Runs the default labelling (`python -m data_prep.topics` as scripts/demo.sh runs it, `other` class on) and derives
 the six-class `--no_other_class` labelling from it (`data_prep.topics.without_other_class`: the same decisions),
 trains the frozen-features classifier (demo.sh's settings) and a bounded fine-tuned one on each, predicts the whole
-test split with the saved folders (the app's serving path), writes benchmarks/results/topic_validity.json and .png,
-and rewrites the README's results section (benchmarks/run_all.py).
+test split with the saved folders (the app's serving path), and writes benchmarks/results/topic_validity.json and
+.png (`python -m benchmarks.run_all --report_only` turns them into tables).
 """
 
 import argparse
@@ -29,14 +28,15 @@ from pathlib import Path
 import pandas as pd
 from datasets import load_from_disk
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import (  # noqa: E402
-    DATA_DIR, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, packaged_minilm, run_script_measured, write_json,
+from benchmarks.common import (
+    RESULTS_DIR, SPLIT_SEED, amazon_files, bf16_training_flags, command_line, encoder_name, packaged_minilm, pyplot,
+    run_script_measured, save_figure, write_json,
 )
-from data_prep import topics  # noqa: E402
-from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews  # noqa: E402
-from data_prep.text import join_title_and_body  # noqa: E402
-from data_prep.topics import MEDIA_CATEGORIES, OTHER_LABEL, TopicLabelArguments, TopicModel, split_reviews  # noqa: E402
+from data_prep import topics
+from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews
+from data_prep.text import join_title_and_body
+from data_prep.topics import MEDIA_CATEGORIES, OTHER_LABEL, TopicModel
+from data_prep.topics import TopicLabelArguments, split_reviews
 
 logger = logging.getLogger("topic_validity")
 
@@ -67,7 +67,7 @@ def product_categories() -> tuple[dict[str, str], int]:
     """Review text (as the labeller joins title and body) -> product category, from the files' `category` column;
     texts that occur under two categories are left out and counted."""
     seen: dict[str, set] = {}
-    for path in sorted(DATA_DIR.glob("amazon_*.csv.gz")):
+    for path in amazon_files():
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         if "category" not in frame:
             continue
@@ -190,50 +190,10 @@ def against_targets(rows: dict) -> list[dict]:
     return checks
 
 
-def markdown(payload: dict) -> str:
-    """One row per method: the target figures and each category's own-label / media-label share."""
-    media = [c for c, expected in EXPECTED_LABEL.items() if expected]
-    lines = ["| method | test reviews scored | media precision | accuracy vs expected | non-media → media | "
-             + " | ".join(f"{c} → {EXPECTED_LABEL[c]}" for c in media) + " | "
-             + " | ".join(f"{c} → media" for c in NON_MEDIA)
-             + " | refund-and-return phrase precision (n) | video-quality phrase precision (n) | other share |",
-             "|---|---|---|---|---|" + "---|" * (len(media) + len(NON_MEDIA)) + "---|---|---|"]
-
-    def number(value):
-        return "—" if value is None else f"{value:.3f}"
-
-    for row, result in payload["rows"].items():
-        themes = [f"{number(result['themes'][t]['phrase_precision'])} ({result['themes'][t]['reviews']})"
-                  for t in THEME_PHRASE_CHECK]
-        lines.append(
-            f"| {row} | {result['scored_reviews']:,} | {number(result['media_precision'])} | {number(result['accuracy_vs_expected_label'])} | "
-            f"{number(result['non_media_given_media_label'])} | "
-            + " | ".join(number(result["categories"][c]["own_label_share"]) for c in media) + " | "
-            + " | ".join(number(result["categories"][c]["media_label_share"]) for c in NON_MEDIA) + " | "
-            + " | ".join(themes) + f" | {number(result['label_shares'].get(OTHER_LABEL, 0.0))} |")
-    return "\n".join(lines)
-
-
-def targets_markdown(payload: dict) -> list[str]:
-    lines = []
-    for target, (direction, bound) in TARGETS.items():
-        checks = [check for check in payload["targets"] if check["target"] == target]
-        if not checks:
-            continue
-        missed = [check for check in checks if not check["met"]]
-        verdict = "met" if not missed else "missed: " + "; ".join(
-            f"{check['row']} {check['value']:.3f} (by {check['miss_by']:.3f})" for check in missed)
-        lines.append(f"- {target.replace('_', ' ')} {direction} {bound}: {verdict}.")
-    return lines
-
-
 def plot(payload: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    plt = pyplot()
     rows = list(payload["rows"])
     categories = list(EXPECTED_LABEL)
     figure, axis = plt.subplots(figsize=(11, 4.5))
@@ -249,9 +209,7 @@ def plot(payload: dict, path: Path) -> None:
     axis.set_ylabel("share of the category's test reviews")
     axis.set_title("Topic labels against the product category (test split)")
     axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def main():
@@ -263,12 +221,11 @@ def main():
     parser.add_argument("--fine_tune_without_other", action="store_true",
                         help="Also fine-tune on the --no_other_class labels (by default only the frozen features)")
     parser.add_argument("--skip_no_other_class", action="store_true", help="Only the default (`other` on) setup")
-    parser.add_argument("--no_readme", action="store_true", help="Do not rewrite the README's results section")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     model_path = arguments.model_name_or_path or packaged_minilm()
-    encoder_name = "MiniLM" if model_path == packaged_minilm() else Path(model_path).name
-    input_files = [str(path) for path in sorted(DATA_DIR.glob("amazon_*.csv.gz"))]
+    encoder = encoder_name(model_path)
+    input_files = [str(path) for path in amazon_files()]
     started = time.perf_counter()
     truth, ambiguous = product_categories()
     fine_tune_flags = ["--method", "finetune", "--learning_rate", "1e-4", "--num_train_epochs",
@@ -302,12 +259,12 @@ def main():
             for method, method_flags in methods:
                 output_dir = Path(work_dir) / f"model_{len(rows)}"
                 runs[f"{method} ({setup})"] = train(dataset_dir, output_dir, model_path, method_flags)
-                row = f"{encoder_name} {method} ({setup})"
+                row = f"{encoder} {method} ({setup})"
                 rows[row] = score(scored, classifier_labels(output_dir, scored), truth)
                 logger.info("%s: %s", row, {key: rows[row][key] for key in
                                             ("media_precision", "accuracy_vs_expected_label")})
     payload = {
-        "command": "python benchmarks/topic_validity.py", "encoder": model_path,
+        "command": command_line("topic_validity", sys.argv[1:]), "encoder": model_path,
         "labelling": "python -m data_prep.topics --no_mention_filter (defaults: "
                      f"{TopicLabelArguments.num_topics} topics, embedding mapping), and with --no_other_class",
         "frozen_features_flags": FROZEN_FLAGS, "fine_tuned_flags": fine_tune_flags,
@@ -316,15 +273,8 @@ def main():
         "runs": runs, "rows": rows, "wall_seconds": round(time.perf_counter() - started),
     }
     payload["targets"] = against_targets(rows)
-    payload["markdown"] = markdown(payload)
-    print(payload["markdown"])
-    print("\n".join(targets_markdown(payload)))
     write_json("topic_validity", payload)
     plot(payload, RESULTS_DIR / "topic_validity.png")
-    if not arguments.no_readme:
-        from benchmarks.run_all import report, write_readme_section
-
-        write_readme_section(report(quick=False))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Training throughput: dynamic padding + length-grouped batches (our default) against padding every batch to
 max_seq_length with random batches (the original scripts' way), same model, steps, seed and data.
 
@@ -6,7 +5,7 @@ Both runs train the same number of steps on the same rows, so they see the same 
 metrics are reported beside the speed so "faster at equal quality" can be checked. Where the machine runs bf16 fast
 (a bf16 GPU, or a CPU with native bf16 kernels) a third run adds bf16 mixed precision to our default.
 
-    python benchmarks/training_speed.py [--quick] [--steps N] [--max_seq_length L]
+    python -m benchmarks.training_speed [--quick] [--steps N] [--max_seq_length L]
 
 Writes benchmarks/results/training_speed[_quick].json and .png.
 """
@@ -18,10 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import (  # noqa: E402
-    RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, packaged_minilm, run_script_measured,
-    write_json,
+from benchmarks.common import (
+    RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, command_line, packaged_minilm, pyplot,
+    run_script_measured, save_figure, write_json,
 )
 
 logger = logging.getLogger("training_speed")
@@ -77,7 +75,7 @@ def main():
         run["speedup"] = round(run["train_samples_per_second"] / baseline["train_samples_per_second"], 2)
     name = "training_speed_quick" if arguments.quick else "training_speed"
     payload = {
-        "command": "python benchmarks/training_speed.py" + (" --quick" if arguments.quick else ""),
+        "command": command_line("training_speed", sys.argv[1:]),
         "encoder": model_path, "data": clothing_reviews_file().name, "steps": steps, "batch_size": arguments.batch_size,
         "max_seq_length": arguments.max_seq_length, "runs": runs, "speedup": round(speedup, 2),
     }
@@ -87,18 +85,12 @@ def main():
 
 
 def plot(runs: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 2.6))
+    figure, axis = pyplot().subplots(figsize=(8, 2.6))
     names = list(runs)
     axis.barh(names, [runs[name]["train_samples_per_second"] for name in names], color=["#999999", "#4c72b0", "#10b981"][: len(names)])
     axis.set_xlabel("training samples / s")
     axis.invert_yaxis()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""Smoke runs of the benchmark scripts with the tiny model, so a broken flag or field shows up in CI and not after an
-hour of benchmarking. They write to a temporary folder (BENCHMARK_RESULTS_DIR), never to benchmarks/results/."""
+"""Smoke runs of the benchmarks with the tiny model, so a broken flag or field shows up in CI and not after an hour
+of benchmarking, and checks that the README's results section and docs/RESULTS.md are what the report module
+writes from the committed JSON. Smoke runs write to a temporary folder (BENCHMARK_RESULTS_DIR), never to
+benchmarks/results/."""
 
+import ast
 import json
 import os
 import subprocess
@@ -14,15 +17,16 @@ from tests.conftest import REPO_ROOT, SHARED_DATA, read_clothing_frame, require_
 pytestmark = pytest.mark.slow
 
 
-def run_benchmark(script: str, *arguments: str, results_dir) -> None:
-    env = {**os.environ, "BENCHMARK_RESULTS_DIR": str(results_dir), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
-    completed = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / script), *arguments], cwd=REPO_ROOT,
+def run_benchmark(benchmark: str, *arguments: str, results_dir) -> None:
+    """`python -m benchmarks.<benchmark> arguments...` from the repo root, as the README runs it."""
+    env = {**os.environ, "BENCHMARK_RESULTS_DIR": str(results_dir), "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run([sys.executable, "-m", f"benchmarks.{benchmark}", *arguments], cwd=REPO_ROOT,
                                env=env, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
 
 
 def test_training_speed_benchmark_runs_both_ways(tmp_path, tiny_encoder_dir):
-    run_benchmark("training_speed.py", "--model_name_or_path", str(tiny_encoder_dir), "--steps", "2",
+    run_benchmark("training_speed", "--model_name_or_path", str(tiny_encoder_dir), "--steps", "2",
                   "--max_seq_length", "32", "--batch_size", "4", results_dir=tmp_path)
     result = json.loads((tmp_path / "training_speed.json").read_text())
     from benchmarks.common import bf16_training_flags
@@ -32,49 +36,90 @@ def test_training_speed_benchmark_runs_both_ways(tmp_path, tiny_encoder_dir):
     assert (tmp_path / "training_speed.png").is_file()
 
 
-def test_readme_results_section_is_what_run_all_writes_from_the_committed_json():
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks import run_all
+def test_readme_results_and_docs_results_page_are_what_the_report_writes_from_the_committed_json():
+    from benchmarks import report
 
     readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index(run_all.START_MARKER):readme.index(run_all.END_MARKER) + len(run_all.END_MARKER)]
-    assert section in (run_all.report(quick=False), run_all.report(quick=True)), (
-        "README's results section is out of step with benchmarks/results/: run `python benchmarks/run_all.py "
-        "--report_only` (add --quick for a quick-mode section)")
+    section = readme[readme.index(report.START_MARKER):readme.index(report.END_MARKER) + len(report.END_MARKER)]
+    page = (REPO_ROOT / report.RESULTS_PAGE).read_text()
+    fix = ("run `python -m benchmarks.run_all --report_only` (add --quick for quick-mode figures)")
+    modes = [quick for quick in (False, True) if section == report.readme_section(quick)]
+    assert modes, f"README's results section is out of step with benchmarks/results/: {fix}"
+    assert page == report.results_page(modes[0]), f"docs/RESULTS.md is out of step with benchmarks/results/: {fix}"
+    assert "docs/RESULTS.md" in section and "missed by" not in section + page
+    for text, folder in ((section, REPO_ROOT), (page, REPO_ROOT / "docs")):  # every image a page shows is there
+        for image in (part.split(")", 1)[0] for part in text.split("](")[1:] if ".png)" in part):
+            assert (folder / image).is_file(), image
 
 
 def test_report_says_how_long_each_mode_took_and_what_was_reused(tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks import run_all
+    from benchmarks import common, report
 
     machine = {"cpu_cores": 2, "cpu": "Test CPU", "processor": "x86_64", "torch": "2.13.0", "gpu": None}
     for name, minutes, kept in (("run_all", 80, 18), ("run_all_quick", 36, 0)):
         (tmp_path / f"{name}.json").write_text(json.dumps({
             "wall_seconds": minutes * 60, "multitask_runs": 18 if kept else 6, "multitask_runs_kept_from_earlier": kept,
             "machine": machine}))
-    monkeypatch.setattr(run_all, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
 
-    full = run_all.report(quick=False)
-    assert "Produced by `python benchmarks/run_all.py` in 80 minutes" in full and "Test CPU" in full
+    full = " ".join(report.results_page(quick=False).split())
+    assert "Produced by `python -m benchmarks.run_all` in 80 minutes" in full and "Test CPU" in full
     assert "18 of the multi-task table's 18 fine-tuning runs were kept" in full
-    assert "`python benchmarks/run_all.py --quick` took 36 minutes" in full
-    quick = run_all.report(quick=True)
+    assert "`python -m benchmarks.run_all --quick` took 36 minutes" in full
+    quick = " ".join(report.results_page(quick=True).split())
     assert "--quick` in 36 minutes" in quick and "were kept" not in quick
+    assert report.readme_section(quick=False).startswith(report.START_MARKER)  # renders with no benchmark results
 
 
-def test_report_says_plainly_whether_and_by_how_much_each_target_is_missed():
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks.run_all import against
+def test_report_says_plainly_whether_each_target_is_met():
+    from benchmarks.report import against
 
-    assert against(0.712, 0.72, True) == "0.712 (target ≥ 0.72: missed by 0.008)"
-    assert against(0.73, 0.72, True) == "0.730 (target ≥ 0.72: met)"
-    assert against(9.1, 8.9, False, 2) == "9.10 (target ≤ 8.9: missed by 0.20)"
-    assert against(8.8, 8.9, False, 2) == "8.80 (target ≤ 8.9: met)"
+    assert against(0.694, 0.72, True) == "0.694, short of the 0.72 target"
+    assert against(0.73, 0.72, True) == "0.730, meeting the 0.72 target"
+    assert against(9.14, 8.9, False, 2) == "9.14, over the 8.9 target"
+    assert against(8.8, 8.9, False, 2) == "8.80, meeting the 8.9 target"
+    assert against(2.87, 4, True, 2, "×") == "2.87×, short of the 4× target"
+
+
+def test_report_shows_each_recorded_command_as_it_is_typed_today():
+    from benchmarks.report import current_command
+
+    assert current_command("python benchmarks/serving_speed.py --multitask-model out/multitask --num-reviews 128") == (
+        "python -m benchmarks.serving_speed --multitask_model out/multitask --num_reviews 128")
+    today = "python -m benchmarks.multitask_quality --bf16"
+    assert current_command(today) == today
+
+
+def test_benchmark_modules_import_each_other_without_a_circle():
+    """benchmarks/ is a tree of imports: the report reads the benchmarks' definitions, no benchmark reads the report."""
+    folder = REPO_ROOT / "benchmarks"
+    imports = {}
+    for path in folder.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "benchmarks":
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchmarks."):
+                found.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("benchmarks.")}
+        imports[path.stem] = found & {other.stem for other in folder.glob("*.py")}
+
+    def reaches(start, module, seen=()):
+        return any(other == start or (other not in seen and reaches(start, other, (*seen, other)))
+                   for other in imports[module])
+
+    assert not [module for module in imports if reaches(module, module)]
+    assert {name for name, found in imports.items() if "report" in found} <= {"run_all"}  # benchmarks only measure
+
+
+def test_benchmarks_run_as_modules_without_touching_sys_path():
+    for path in [*(REPO_ROOT / "benchmarks").glob("*.py"), REPO_ROOT / "tests" / "test_benchmarks.py"]:
+        assert "sys.path." + "insert" not in path.read_text(), path
 
 
 def test_report_counts_a_win_over_a_baseline_only_past_two_standard_errors():
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks.run_all import versus_baseline
+    from benchmarks.report import versus_baseline
 
     # 3 seeds, std 0.0669: standard error 0.039, so 0.02 years below TF-IDF is no win
     age = {"mean": 9.14, "std": 0.0669}
@@ -93,7 +138,7 @@ def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp
     (tmp_path / "data").mkdir()  # slices: labelling all 92,715 reviews embeds each of them (about 18 minutes)
     write_amazon_slices(tmp_path / "data", rows_per_file=400)
     monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
-    run_benchmark("topic_quality.py", "--quick", "--model_name_or_path", str(tiny_encoder_dir), results_dir=tmp_path)
+    run_benchmark("topic_quality", "--quick", "--model_name_or_path", str(tiny_encoder_dir), results_dir=tmp_path)
     result = json.loads((tmp_path / "topic_quality_quick.json").read_text())
     encoder = tiny_encoder_dir.name
     assert list(result["rows"]) == ["TF-IDF + LogisticRegression", f"{encoder} fine-tuned",
@@ -104,7 +149,7 @@ def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp
 
 def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tmp_path, tiny_encoder_dir, clothing_file,
                                                                             monkeypatch):
-    from benchmarks.multitask_quality import BASE_SETTINGS, DEFAULTS
+    from benchmarks.multitask_selection import BASE_SETTINGS, DEFAULTS
 
     # A slice: the TF-IDF grids on all 15,388 training reviews took most of this test's five minutes
     (tmp_path / "data").mkdir()
@@ -113,7 +158,7 @@ def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tm
     rows = [DEFAULTS, "single-task rating", "single-task age", "MSE age loss"]
     arguments = ("--stages", "selection", "test", "--seeds", "42", "--rows", *rows, "--model_name_or_path",
                  str(tiny_encoder_dir), "--train_flags", "--max_steps 2 --max_eval_samples 200 --max_predict_samples 200")
-    run_benchmark("multitask_quality.py", *arguments, results_dir=tmp_path)
+    run_benchmark("multitask_quality", *arguments, results_dir=tmp_path)
     first = json.loads((tmp_path / "multitask_quality.json").read_text())
     assert list(first["rows"])[:2] == ["majority class / median age", next(r for r in first["rows"] if r.startswith("TF-IDF"))]
     # Selection reads validation only: the one deviation is chosen exactly when its change is below 0.
@@ -133,22 +178,21 @@ def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tm
     stacking = next(row for name, row in first["rows"].items() if "stacking" in name)
     assert 0 <= stacking["test"]["rating_accuracy"]["mean"] <= 1 and stacking["test"]["age_mae"]["mean"] > 0
     assert 4000 < first["split_sizes"]["train"] < 6000  # the slice, and more than the curve's largest size
-    assert f"| {first['split_sizes']['train']:,} | rating accuracy |" in first["curve_markdown"]
+    assert "rating_accuracy" in first["curve"][str(first["split_sizes"]["train"])]  # the test stage is the curve's end
     # The curve stage was not asked for: its 6 runs (2 sizes x 3 rows, one seed) are missing, and said so. The test
     # stage reuses the 4 selection runs when the base settings win; when MSE wins, the defaults' test run is the MSE
     # run again (rerun for the stacking row, replacing its file) and the two single-task rows are new: 6 runs.
     kept = len(list((tmp_path / "multitask_quality_runs").glob("*.json")))
     assert first["runs_done"] == kept == (4 if change >= 0 else 6) and first["runs_missing"] == 6
 
-    run_benchmark("multitask_quality.py", *arguments, results_dir=tmp_path)
+    run_benchmark("multitask_quality", *arguments, results_dir=tmp_path)
     second = json.loads((tmp_path / "multitask_quality.json").read_text())
     assert second["runs_kept_from_earlier"] == kept and second["rows"] == first["rows"]
     assert (tmp_path / "multitask_quality.png").is_file() and (tmp_path / "multitask_quality_curve.png").is_file()
 
 
 def test_multitask_selection_keeps_a_combination_of_winners_only_if_it_measures_better():
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks.multitask_quality import BASE_SETTINGS, COMBINED, DEFAULTS, chosen_settings
+    from benchmarks.multitask_selection import BASE_SETTINGS, COMBINED, DEFAULTS, chosen_settings
 
     def row(lever, changes, change):
         return {"lever": lever, "changes": changes, "change": change}
@@ -176,12 +220,11 @@ def test_multitask_selection_keeps_a_combination_of_winners_only_if_it_measures_
 def test_committed_multitask_defaults_are_the_selected_settings():
     """modeling/multitask_defaults.json holds what the committed selection chose, or, while the selection is
     incomplete, the settings it starts from."""
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks import run_all
-    from benchmarks.multitask_quality import BASE_SETTINGS
+    from benchmarks.common import load_result
+    from benchmarks.multitask_selection import BASE_SETTINGS
 
     defaults = json.loads((REPO_ROOT / "modeling" / "multitask_defaults.json").read_text())
-    quality = run_all.load("multitask_quality")
+    quality = load_result("multitask_quality")
     selected = (quality or {}).get("selected_settings")
     assert defaults == (selected or BASE_SETTINGS)
 
@@ -202,8 +245,8 @@ def test_readme_flag_table_shows_the_committed_multitask_defaults():
 
 
 def test_serving_benchmark_compares_every_backend_with_the_pipeline(tmp_path, exported_multitask_dir):
-    run_benchmark("serving_speed.py", "--multitask-model", str(exported_multitask_dir), "--text-sets", "clothing",
-                  "--num-reviews", "16", "--batch-size", "8", "--latency-reviews", "4", "--rounds", "1",
+    run_benchmark("serving_speed", "--multitask_model", str(exported_multitask_dir), "--text_sets", "clothing",
+                  "--num_reviews", "16", "--batch_size", "8", "--latency_reviews", "4", "--rounds", "1",
                   "--threads", "1", "2", results_dir=tmp_path)
     result = json.loads((tmp_path / "serving_speed.json").read_text())
     methods = {"pipeline", "torch", "torch_bf16", "onnx", "onnx_int8"}
@@ -216,12 +259,12 @@ def test_serving_benchmark_compares_every_backend_with_the_pipeline(tmp_path, ex
         assert clothing["agreement_with_pipeline"]["onnx"]["max_rating_probability_difference"] < 1e-4
     assert set(result["peak_rss_mb"]) == methods and all(peak > 0 for peak in result["peak_rss_mb"].values())
     assert set(result["file_sizes_mb"]) == {"torch", "onnx", "onnx_int8"}
-    assert result["command"].startswith("python benchmarks/serving_speed.py")
+    assert result["command"].startswith("python -m benchmarks.serving_speed --multitask_model")
     assert (tmp_path / "serving_speed.png").is_file()
 
 
 def test_agreement_benchmark_scores_every_backend_against_torch_fp32(tmp_path, exported_multitask_dir):
-    run_benchmark("onnx_agreement.py", "--multitask-model", str(exported_multitask_dir), "--max-reviews", "40",
+    run_benchmark("onnx_agreement", "--multitask_model", str(exported_multitask_dir), "--max_reviews", "40",
                   results_dir=tmp_path)
     rows = json.loads((tmp_path / "onnx_agreement.json").read_text())["rating_age"]["backends"]
     assert set(rows) == {"torch", "torch_bf16", "onnx", "onnx_int8"}
@@ -231,18 +274,18 @@ def test_agreement_benchmark_scores_every_backend_against_torch_fp32(tmp_path, e
 
 
 def test_app_default_backend_is_the_fastest_meeting_the_bars_in_the_committed_results():
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks import run_all, serving_report
+    from benchmarks.common import load_result
+    from benchmarks.report import fastest_app_backend
     from modeling.backends import DEFAULT_BACKEND
 
-    serving, agreement = run_all.load("serving_speed"), run_all.load("onnx_agreement")
+    serving, agreement = load_result("serving_speed"), load_result("onnx_agreement")
     assert serving and agreement, "benchmarks/results/ lacks serving_speed.json or onnx_agreement.json"
-    assert DEFAULT_BACKEND == serving_report.fastest_app_backend(serving, agreement)
+    assert DEFAULT_BACKEND == fastest_app_backend(serving, agreement)
 
 
 def test_data_prep_benchmark_times_both_pipelines(tmp_path):
     require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
-    run_benchmark("data_prep_speed.py", "--rows", "20000", "--work_dir", str(tmp_path / "work"), results_dir=tmp_path)
+    run_benchmark("data_prep_speed", "--rows", "20000", "--work_dir", str(tmp_path / "work"), results_dir=tmp_path)
     result = json.loads((tmp_path / "data_prep_speed.json").read_text())
     (size,) = result["results"]
     assert size["rows"] == 20000
@@ -252,8 +295,7 @@ def test_data_prep_benchmark_times_both_pipelines(tmp_path):
 
 
 def test_kept_runs_are_keyed_by_the_training_code(tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks import multitask_quality
+    from benchmarks import run_cache
 
     files = {"train_multitask.py": "import modeling\nfrom data_prep.clothing import load\n",
              "modeling/__init__.py": "from .model import Model\n",
@@ -264,21 +306,21 @@ def test_kept_runs_are_keyed_by_the_training_code(tmp_path, monkeypatch):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
-    monkeypatch.setattr(multitask_quality, "REPO_ROOT", tmp_path)
-    assert {path.relative_to(tmp_path).as_posix() for path in multitask_quality.training_code_files()} == (
+    monkeypatch.setattr(run_cache, "REPO_ROOT", tmp_path)
+    assert {path.relative_to(tmp_path).as_posix() for path in run_cache.training_code_files()} == (
         set(files) - {"modeling/serving.py", "data_prep/topics.py"})
-    before = multitask_quality.training_code_hash()
+    before = run_cache.training_code_hash()
     (tmp_path / "data_prep/topics.py").write_text("t = 2\n")  # not imported by the training script
-    assert multitask_quality.training_code_hash() == before
+    assert run_cache.training_code_hash() == before
     for name in ("modeling/helpers.py", "data_prep/text.py", "train_multitask.py"):
-        changed = multitask_quality.training_code_hash()
+        changed = run_cache.training_code_hash()
         (tmp_path / name).write_text((tmp_path / name).read_text() + "# changed\n")
-        assert multitask_quality.training_code_hash() != changed, name
+        assert run_cache.training_code_hash() != changed, name
 
     key = {"seed": 1, "training_code": before}
-    multitask_quality.keep(tmp_path / "runs", "row", key, {"m": 1.0})
-    assert multitask_quality.find_kept(tmp_path / "runs", key) == {"m": 1.0}
-    assert multitask_quality.find_kept(tmp_path / "runs", {**key, "training_code": "changed"}) is None
+    run_cache.keep(tmp_path / "runs", "row", key, {"m": 1.0})
+    assert run_cache.find_kept(tmp_path / "runs", key) == {"m": 1.0}
+    assert run_cache.find_kept(tmp_path / "runs", {**key, "training_code": "changed"}) is None
 
 
 def test_topic_validity_scores_against_the_product_category_and_the_phrase_check():
@@ -307,8 +349,8 @@ def test_topic_validity_benchmark_runs_on_slices(tmp_path, tiny_encoder_dir, mon
     (tmp_path / "data").mkdir()
     write_amazon_slices(tmp_path / "data", rows_per_file=400)
     monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
-    run_benchmark("topic_validity.py", "--model_name_or_path", str(tiny_encoder_dir), "--finetune_train_samples",
-                  "64", "--no_readme", results_dir=tmp_path)
+    run_benchmark("topic_validity", "--model_name_or_path", str(tiny_encoder_dir), "--finetune_train_samples",
+                  "64", results_dir=tmp_path)
     result = json.loads((tmp_path / "topic_validity.json").read_text())
     encoder = tiny_encoder_dir.name
     assert set(result["rows"]) == {

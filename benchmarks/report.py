@@ -1,0 +1,296 @@
+"""The README's results summary and docs/RESULTS.md, written from the benchmarks' JSON under benchmarks/results/
+through the Markdown templates in benchmarks/templates/, so every figure in them traces back to a file a benchmark
+wrote. The benchmarks only measure and write JSON; the wording lives in the templates, the verdicts here.
+
+    python -m benchmarks.run_all --report_only [--quick]
+"""
+
+import json
+import re
+import shlex
+import textwrap
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from benchmarks import common
+from benchmarks.multitask_selection import COMBINED, DEFAULTS, SELECTION_ROWS, settings_flags, switched_off
+from benchmarks.multitask_selection import TARGETS as QUALITY_TARGETS
+from benchmarks.topic_validity import EXPECTED_LABEL, NON_MEDIA
+from benchmarks.topic_validity import TARGETS as VALIDITY_TARGETS
+from data_prep.topics import OTHER_LABEL
+
+START_MARKER, END_MARKER = "<!-- results:start -->", "<!-- results:end -->"
+README, RESULTS_PAGE = Path("README.md"), Path("docs") / "RESULTS.md"  # relative to the repo root
+TEMPLATES = Path(__file__).with_name("templates")
+# The app's `--backend` choices and flags for each backend the serving benchmarks measure
+APP_BACKENDS = {"torch": "torch", "onnx": "onnx", "onnx_int8": "onnx-int8"}
+BACKEND_FLAGS = {"torch": "--backend torch", "torch_bf16": "--backend torch --bf16", "onnx": "--backend onnx",
+                 "onnx_int8": "--backend onnx-int8"}
+SERVING_TARGETS = {"throughput": 4.0, "latency_ms": 10.0, "threads": "2", "text_set": "clothing"}
+# (target, higher is better): the multi-task defaults on the test split, training speed (× padding to max length) and
+# data prep at the largest size (× pandas' time and peak memory)
+TARGETS = {**{name: (value, name != "age_mae") for name, value in QUALITY_TARGETS.items()},
+           "training_speedup": (1.5, True), "data_prep_time": (1.0, False), "data_prep_memory": (0.33, False)}
+
+
+def target_words(value: float, target: float, higher_is_better: bool, unit: str = "") -> str:
+    """A figure against its target in plain words: "meeting the 0.72 target", "short of ...", "over ..."."""
+    met = value >= target if higher_is_better else value <= target
+    return f"{'meeting' if met else 'short of' if higher_is_better else 'over'} the {target:g}{unit} target"
+
+
+def against(value: float, target: float, higher_is_better: bool, digits: int = 3, unit: str = "") -> str:
+    return f"{value:.{digits}f}{unit}, {target_words(value, target, higher_is_better, unit)}"
+
+
+def target(name: str, value: float, digits: int = 3, unit: str = "") -> str:
+    """`against` one of TARGETS."""
+    return against(value, *TARGETS[name], digits, unit)
+
+
+def difference_verdict(gain: float, standard_error: float) -> str:
+    """The benchmark's rule for a difference (gain: positive is better): it counts past two standard errors."""
+    return ("better" if gain > 2 * standard_error else "worse" if gain < -2 * standard_error
+            else "no measurable difference")
+
+
+def versus_baseline(ours: dict, baseline: dict, seeds: int, higher_is_better: bool, digits: int) -> tuple[str, bool]:
+    """The defaults' mean minus a baseline, and whether it beats it by the benchmark's `difference_verdict` rule."""
+    difference = ours["mean"] - baseline["mean"]
+    if seeds < 2:
+        return f"{difference:+.{digits}f} (one seed: no standard error yet)", False
+    se = ours["std"] / seeds ** 0.5
+    judged = difference_verdict(difference if higher_is_better else -difference, se)
+    return f"{difference:+.{digits}f} ± {se:.{digits}f} ({judged})", judged == "better"
+
+
+def current_command(recorded: str) -> str:
+    """A results file's command as it is typed today: files written before the benchmarks ran as modules say
+    `python benchmarks/serving_speed.py --multitask-model ...`, today `python -m benchmarks.serving_speed
+    --multitask_model ...` (the same run)."""
+    words = shlex.split(recorded)
+    if len(words) > 1 and words[1].startswith("benchmarks/"):
+        words[1:2] = ["-m", words[1].removesuffix(".py").replace("/", ".")]
+    return shlex.join("--" + word[2:].replace("-", "_") if word.startswith("--") else word for word in words)
+
+
+def cell(summary: dict, key: str, seeds: int, digits: int = 3, off: set = frozenset()) -> str:
+    """A metric's mean (± standard deviation over seeds), or — where it was not measured or its task was off."""
+    if key not in summary or key in off:
+        return "—"
+    stat = summary[key]
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}" if seeds > 1 else f"{stat['mean']:.{digits}f}"
+
+
+def number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def flag_value(flags: list[str], flag: str) -> str:
+    return flags[flags.index(flag) + 1]
+
+
+def curve_points(curve: dict, key: str, lower_is_better: bool) -> list[str]:
+    """Per training size, multi-task minus single-task on one metric, judged by the benchmark's rule."""
+    points = []
+    for size, point in curve.items():
+        if key not in point:
+            continue
+        entry, se = point[key], point[key]["standard_error"]
+        gain = -entry["difference"] if lower_is_better else entry["difference"]
+        judged = "one seed: no standard error yet" if se is None else difference_verdict(gain, se)
+        judged = f"multi-task {judged}" if judged in ("better", "worse") else judged
+        points.append(f"{int(size):,} reviews: {entry['difference']:+.3f}" + (f" ± {se:.3f}" if se is not None else "")
+                      + f" ({judged})")
+    return points
+
+
+def single_task_verdict(entry: dict, lower_is_better: bool) -> str:
+    """A single-task model against multi-task on one curve point, in words."""
+    if entry["standard_error"] is None:
+        return "one seed: no standard error yet"
+    gain = entry["difference"] if lower_is_better else -entry["difference"]  # the single-task model's gain
+    judged = difference_verdict(gain, entry["standard_error"])
+    return f"measurably {judged}" if judged in ("better", "worse") else judged
+
+
+def selection_verdict(payload: dict, name: str) -> str:
+    """The "chosen" column of a selection row: the selected row, a part of it, its lever's winner, or not."""
+    row, chosen, winners = payload["selection"][name], payload["selected_row"], payload["selection_winners"]
+    chosen_changes = payload["selection"][chosen]["changes"].items() if chosen else {}.items()
+    return ("—" if winners is None or row["lever"] is None else "yes" if name == chosen else
+            "part of the chosen" if row["changes"].items() <= chosen_changes else
+            "best of its lever, not kept" if name in winners.values() else "no")
+
+
+def method_label(name: str) -> str:
+    """How the serving tables name a measured method: the pipeline, or the app with its flags."""
+    return "`transformers.pipeline`" if name == "pipeline" else f"app `{BACKEND_FLAGS[name]}`"
+
+
+def meets_agreement_bars(agreement: dict, name: str) -> bool:
+    """True when every task measured in onnx_agreement.json meets its bars on this backend."""
+    tasks = [agreement[task] for task in ("rating_age", "topic") if task in agreement]
+    return bool(tasks) and all(task["backends"][name]["meets_bars"] for task in tasks)
+
+
+def fastest_app_backend(serving: dict, agreement: dict) -> str | None:
+    """The app's `--backend` value with the most reviews/s at batch 32 on clothing reviews with 2 threads, among
+    those that meet the agreement bars (torch is the reference and always does)."""
+    speeds = target_serving(serving).get("throughput", {})
+    eligible = [name for name in APP_BACKENDS
+                if name in speeds and (name == "torch" or meets_agreement_bars(agreement, name))]
+    return APP_BACKENDS[max(eligible, key=lambda name: speeds[name]["reviews_per_s"])] if eligible else None
+
+
+def bar_verdicts(agreement: dict) -> str:
+    return ", ".join(f"{key}: {'met' if meets_agreement_bars(agreement, key) else 'not met'}"
+                     for key in ("torch_bf16", "onnx", "onnx_int8"))
+
+
+def target_serving(serving: dict | None) -> dict:
+    """The serving results the targets speak of (clothing reviews, 2 threads), or {}."""
+    return (serving or {}).get("threads", {}).get(SERVING_TARGETS["threads"], {}).get(SERVING_TARGETS["text_set"], {})
+
+
+def first_available(*names: str) -> tuple[str | None, dict | None]:
+    for name in names:
+        if (payload := common.load_result(name)) is not None:
+            return name, payload
+    return None, None
+
+
+def in_mode(quick: bool, name: str) -> tuple[str | None, dict | None]:
+    """A benchmark's quick-mode file in quick mode; else its full one, or the quick one where that is all there is."""
+    return first_available(*([f"{name}_quick"] if quick else [name, f"{name}_quick"]))
+
+
+def multitask_results(quick: bool) -> dict | None:
+    """The multi-task payload with what the tables and targets derive from it: the defaults and TF-IDF rows."""
+    name, payload = in_mode(quick, "multitask_quality")
+    if payload is None or "selection" not in payload:
+        return None
+    rows = payload["rows"]
+    result = {"name": name, "p": payload,
+              "defaults": next((row for key, row in rows.items() if key.endswith(DEFAULTS)), None),
+              "tfidf": next((row for key, row in rows.items() if key.startswith("TF-IDF +") and "stacking" not in key),
+                            None),
+              "combinations": sum(row["lever"] == COMBINED for row in payload["selection"].values()),
+              "has_stacking": any("stacking" in row for row in rows),
+              "not_kept": [f"{row} ({100 * entry['change']:+.1f}%)" for row, entry in payload["selection"].items()
+                           if entry["lever"] == COMBINED and row != payload["selected_row"]],
+              "peak_rss": [run["peak_rss_mb"] for row in rows.values() for run in row.get("runs", [])
+                           if run.get("peak_rss_mb")]}
+    if result["defaults"] and result["tfidf"]:
+        seeds, test, tfidf = result["defaults"]["seeds"], result["defaults"]["test"], result["tfidf"]["test"]
+        result["versus_tfidf"] = {key: versus_baseline(test[key], tfidf[key], seeds, key != "age_mae", digits)
+                                  for key, digits in (("rating_accuracy", 3), ("age_mae", 2))}
+        result["not_beaten"] = [task for task, key in (("accuracy", "rating_accuracy"), ("age MAE", "age_mae"))
+                                if not result["versus_tfidf"][key][1]]
+        result["curve_wins"] = [f"{int(size):,}" for size, point in payload["curve"].items()
+                                if {"rating_accuracy", "age_mae"} <= point.keys()
+                                and point["rating_accuracy"]["difference"] >= 0 and point["age_mae"]["difference"] <= 0]
+    return result
+
+
+def labeller_selection(selection: dict | None) -> dict | None:
+    """The labeller's selected decision settings, their validation figures, and those of topics alone."""
+    if selection is None or selection["selected_decision"] is None:
+        return None
+    chosen = selection["selected_decision"]
+    rows = {json.dumps(row["decision"], sort_keys=True): row["validation"] for row in selection["rows"]}
+    alone = {**chosen, "review_weight": 0.0, "review_temperature": selection["grid"]["review_temperature"][0]}
+    return {"chosen": chosen, "picked": rows[json.dumps(chosen, sort_keys=True)],
+            "alone": rows.get(json.dumps(alone, sort_keys=True))}
+
+
+def context(quick: bool) -> dict:
+    """Everything the templates read: the results files of this mode and the verdicts drawn from them."""
+    serving, agreement = common.load_result("serving_speed"), common.load_result("onnx_agreement")
+    validity, selection = common.load_result("topic_validity"), common.load_result("topic_labeller_selection")
+    default_backend = fastest_app_backend(serving, agreement or {}) if target_serving(serving) else None
+    names = {"topic quality": "topic_quality", "training speed": "training_speed",
+             "multi-task quality": "multitask_quality"}
+    return {
+        "quick": quick, "run": common.load_result("run_all_quick" if quick else "run_all"),
+        "other_run": common.load_result("run_all" if quick else "run_all_quick"),
+        "quick_tables": [title for title, name in names.items() if (in_mode(quick, name)[0] or "").endswith("_quick")],
+        "multitask": multitask_results(quick), "topic": dict(zip(("name", "p"), in_mode(quick, "topic_quality"))),
+        "training": dict(zip(("name", "p"), in_mode(quick, "training_speed"))),
+        "validity": validity, "selection": selection, "labeller": labeller_selection(selection),
+        "validity_check": lambda name: next((check for check in (validity or {}).get("targets", [])
+                                             if check["target"] == name), None),
+        "serving": serving, "agreement": agreement, "data_prep": common.load_result("data_prep_speed"),
+        "default_backend": default_backend, "served": target_serving(serving),
+        "default_name": next((key for key, value in APP_BACKENDS.items() if value == default_backend), None),
+    }
+
+
+def environment() -> Environment:
+    templates = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
+                            lstrip_blocks=True, keep_trailing_newline=True)
+    templates.filters["fmt"] = format
+    templates.filters["command"] = current_command
+    templates.globals.update(
+        against=against, target=target, target_words=target_words, cell=cell, number=number, flag_value=flag_value,
+        curve_points=curve_points, single_task_verdict=single_task_verdict, selection_verdict=selection_verdict,
+        method_label=method_label, bar_verdicts=bar_verdicts, COMBINED=COMBINED, OTHER_LABEL=OTHER_LABEL,
+        media_categories=[category for category, label in EXPECTED_LABEL.items() if label],
+        switched_off=switched_off, settings_flags=settings_flags, difference_verdict=difference_verdict,
+        meets_agreement_bars=meets_agreement_bars, TARGETS=TARGETS, SERVING_TARGETS=SERVING_TARGETS,
+        BACKEND_FLAGS=BACKEND_FLAGS, DEFAULTS=DEFAULTS, SELECTION_ROWS=SELECTION_ROWS, EXPECTED_LABEL=EXPECTED_LABEL,
+        NON_MEDIA=NON_MEDIA, VALIDITY_TARGETS=VALIDITY_TARGETS)
+    return templates
+
+
+def tidy(markdown: str, width: int = 120) -> str:
+    """One blank line between blocks, and each paragraph and list item wrapped at `width` (the templates wrap their
+    lines where their source reads best); headings, tables, images and comments stay as they are."""
+    blocks, block = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.strip() and not line.startswith("#"):
+            block.append(line)
+            continue
+        blocks += [block] if block else []
+        blocks, block = blocks + ([[line]] if line.startswith("#") else []), []
+    return "\n\n".join(wrapped(block, width) for block in blocks) + "\n"
+
+
+def wrapped(block: list[str], width: int) -> str:
+    if block[0].startswith(("#", "|", "![", "<!--")):
+        return "\n".join(block)
+    items = []  # a paragraph, or the items of a list
+    for line in block:
+        if line.startswith("- ") or not items:
+            items.append(line.strip())
+        else:
+            items[-1] += " " + line.strip()
+    lines = [line for item in items for line in textwrap.wrap(
+        item, width, subsequent_indent="  " if item.startswith("- ") else "", break_long_words=False,
+        break_on_hyphens=False)]
+    for index in range(len(lines) - 1, 0, -1):  # a line that would start a list, quote, heading or table joins the last
+        if re.match(r"([-+*>#|]|\d+[.)])( |$)", lines[index].lstrip()) and not lines[index].startswith("- "):
+            lines[index - 1] += " " + lines.pop(index).lstrip()
+    return "\n".join(lines)
+
+
+def readme_section(quick: bool) -> str:
+    """The README's results section, markers included: the headline figures and what they mean for a user."""
+    text = environment().get_template("readme_results.md.j2").render(context(quick), images="benchmarks/results/")
+    return f"{START_MARKER}\n{tidy(text)}{END_MARKER}"
+
+
+def results_page(quick: bool) -> str:
+    """docs/RESULTS.md: every table, how each was measured and the command behind it."""
+    return tidy(environment().get_template("results.md.j2").render(context(quick), images="../benchmarks/results/"))
+
+
+def write(quick: bool, root: Path = common.REPO_ROOT) -> None:
+    """Rewrites the README's results section and docs/RESULTS.md from the results files."""
+    readme = root / README
+    text = readme.read_text()
+    before, rest = text.split(START_MARKER, 1)
+    readme.write_text(before + readme_section(quick) + rest.split(END_MARKER, 1)[1])
+    (root / RESULTS_PAGE).parent.mkdir(exist_ok=True)
+    (root / RESULTS_PAGE).write_text(results_page(quick))
