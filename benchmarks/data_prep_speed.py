@@ -125,8 +125,8 @@ def run_stages(pipeline: str, path: str, num_proc: int) -> dict:
     else:
         import pandas as pd
 
-        from data_prep.amazon import AMAZON_COLUMNS, DEFAULT_MENTION_PATTERN, clean_for_topics
-        from data_prep.text import join_title_and_body
+        from data_prep.amazon import AMAZON_COLUMNS, DEFAULT_MENTION_PATTERN
+        from data_prep.text import clean_for_topics, join_title_and_body
 
         frame = stage("read", lambda: pd.read_csv(path, header=None, names=AMAZON_COLUMNS, dtype=str,
                                                   keep_default_na=False), 0)

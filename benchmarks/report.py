@@ -18,7 +18,7 @@ from benchmarks.multitask_selection import COMBINED, DEFAULTS, SELECTION_ROWS, s
 from benchmarks.multitask_selection import TARGETS as QUALITY_TARGETS
 from benchmarks.topic_validity import EXPECTED_LABEL, NON_MEDIA
 from benchmarks.topic_validity import TARGETS as VALIDITY_TARGETS
-from data_prep.topics import OTHER_LABEL
+from data_prep.topic_model import OTHER_LABEL
 
 START_MARKER, END_MARKER = "<!-- results:start -->", "<!-- results:end -->"
 README, RESULTS_PAGE = Path("README.md"), Path("docs") / "RESULTS.md"  # relative to the repo root

@@ -9,7 +9,7 @@ temperature, the subject-mass and category-share thresholds). The rule: among th
 of the non-media reviews a media label and keep both themes' phrase precision at 0.90 or more (hard bounds), the one
 that meets most of the issue's labeller targets, then the highest accuracy against the expected label, then the
 highest media precision. The review weight stops below 1: at 1 the topics would no longer decide anything.
-`data_prep.topics.DEFAULT_DECISION` must equal the selected setting (a test checks it); the test split is read only
+`data_prep.topic_model.DEFAULT_DECISION` must equal the selected setting (a test checks it); the test split is read only
 by benchmarks/topic_validity.py.
 """
 
@@ -22,7 +22,7 @@ import time
 from benchmarks.common import SPLIT_SEED, amazon_files, command_line, write_json
 from benchmarks.topic_validity import TARGETS, against_targets, product_categories, score
 from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN
-from data_prep.topics import DEFAULT_DECISION, OTHER_LABEL
+from data_prep.topic_model import DEFAULT_DECISION, OTHER_LABEL
 from data_prep.topics import TopicLabelArguments, fit_topics
 
 logger = logging.getLogger("topic_labeller_selection")
@@ -118,7 +118,7 @@ def main():
     if selected is None:
         logger.warning("No setting meets the rule's bounds")
     elif selected["decision"] != DEFAULT_DECISION:
-        logger.warning("Selected %s; data_prep.topics.DEFAULT_DECISION is %s: update it", selected["decision"],
+        logger.warning("Selected %s; data_prep.topic_model.DEFAULT_DECISION is %s: update it", selected["decision"],
                        DEFAULT_DECISION)
     else:
         logger.info("Selected %s, the defaults", selected["decision"])

@@ -19,7 +19,7 @@ TORCH, ONNX_FP32, ONNX_INT8 = "torch", "onnx", "onnx-int8"
 BACKENDS = (TORCH, ONNX_FP32, ONNX_INT8)
 ONNX_FILE_KINDS = {ONNX_FP32: "fp32", ONNX_INT8: "int8"}
 # The fastest backend whose answers meet the agreement bars against torch float32 on the trained models
-# (benchmarks/onnx_agreement.py and benchmarks/serving_speed.py; figures in the README's results). int8 is faster but
+# (benchmarks/onnx_agreement.py and benchmarks/serving_speed.py; figures in docs/RESULTS.md). int8 is faster but
 # gave the fp32 rating on 98.4% of held-out clothing reviews, under the 99% bar; tests/test_benchmarks.py checks
 # this choice against the committed results.
 DEFAULT_BACKEND = ONNX_FP32
