@@ -150,7 +150,7 @@ def test_new_model_takes_the_validated_defaults_for_unset_flags(tiny_encoder_dir
         assert getattr(training_args, name) == VALIDATED_DEFAULTS[name], name
 
 
-def test_the_config_file_run_as_remote_code_without_the_defaults_file_loads_a_saved_config(tmp_path):
+def test_the_config_file_run_as_remote_code_without_the_defaults_file_loads_a_saved_config(tmp_path, monkeypatch):
     """A pushed model's configuration_multitask.py arrives without multitask_defaults.json: constructing it bare (as
     transformers does to diff a config) must work, and a saved config.json sets every setting."""
     package = tmp_path / "remote_copy"
@@ -158,20 +158,17 @@ def test_the_config_file_run_as_remote_code_without_the_defaults_file_loads_a_sa
     for name in ("configuration_multitask.py", "encoders.py"):
         shutil.copy(REPO_ROOT / "modeling" / name, package / name)
     (package / "__init__.py").write_text("")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        remote = importlib.import_module("remote_copy.configuration_multitask")
-        assert remote.VALIDATED_DEFAULTS == {}
-        bare = remote.MultiTaskReviewConfig()
-        assert bare.age_loss is None and bare.rating_loss_weight is None
-        saved = MultiTaskReviewConfig(age_loss="huber", rating_loss_weight=0.5).to_dict()
-        loaded = remote.MultiTaskReviewConfig.from_dict(saved)
-        assert (loaded.age_loss, loaded.rating_loss_weight, loaded.pooling) == ("huber", 0.5, VALIDATED_DEFAULTS["pooling"])
-        assert "age_loss" in json.loads(loaded.to_json_string())
-    finally:
-        sys.path.remove(str(tmp_path))
-        for module in [name for name in sys.modules if name.startswith("remote_copy")]:
-            del sys.modules[module]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    remote = importlib.import_module("remote_copy.configuration_multitask")
+    assert remote.VALIDATED_DEFAULTS == {}
+    bare = remote.MultiTaskReviewConfig()
+    assert bare.age_loss is None and bare.rating_loss_weight is None
+    saved = MultiTaskReviewConfig(age_loss="huber", rating_loss_weight=0.5).to_dict()
+    loaded = remote.MultiTaskReviewConfig.from_dict(saved)
+    assert (loaded.age_loss, loaded.rating_loss_weight, loaded.pooling) == ("huber", 0.5, VALIDATED_DEFAULTS["pooling"])
+    assert "age_loss" in json.loads(loaded.to_json_string())
+    for module in [name for name in sys.modules if name.startswith("remote_copy")]:
+        del sys.modules[module]  # the copy must not stand in for anything later
 
 
 # Resume that cannot mislead ----------------------------------------------------------------------------------------
