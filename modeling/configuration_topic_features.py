@@ -10,6 +10,8 @@ from transformers.configuration_utils import SubConfigSpec
 from .encoders import POOLING_MODES
 
 DEFAULT_HEAD_HIDDEN_SIZES = [256]
+# The label of reviews no category holds: data_prep.topic_model.OTHER_LABEL (modeling/ does not import data_prep).
+OTHER_TOPIC = "other"
 
 
 class TopicFeaturesConfig(PreTrainedConfig):

@@ -19,7 +19,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .configuration_multitask import RATING_NAMES
-from .serving import OTHER_TOPIC
+from .configuration_topic_features import OTHER_TOPIC
 
 CARD_TEMPLATES = Path(__file__).parent / "cards"
 # Where a topic model folder carries the labeller that made its labels (train_topic.py copies it there).

@@ -17,6 +17,7 @@ from transformers import pipeline
 
 from . import load_rating_age_pipeline
 from .backends import TORCH, OnnxBackend, TorchBackend, check_backend, find_onnx_file
+from .configuration_topic_features import OTHER_TOPIC
 from .hub import parse_model_reference
 from .pipeline_multitask import model_max_length
 
@@ -27,7 +28,6 @@ MAX_PADDING_FRACTION_CPU = 0.1  # on CPU a new forward pass is cheaper than padd
 MAX_CHARS_PER_TOKEN = 100  # WordPiece reads a longer word as one [UNK]: no token spans more characters
 UNLIKELY_MAX_LENGTH = 100_000  # a tokenizer without a real limit reports about 1e30
 FALLBACK_MAX_LENGTH = 512
-OTHER_TOPIC = "other"  # data_prep.topic_model.OTHER_LABEL, imported only where topic words exist: "none of them"
 
 
 def serving_device() -> str:
