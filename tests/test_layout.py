@@ -1,8 +1,12 @@
 """The house rules a newcomer relies on: imports flow one way (no circle; modeling/ reaches into data_prep/ only for
 the topic model it serves), no source file outside tests/ is over 500 lines, and nothing edits sys.path to find the
-project."""
+project; `pip install .` ships what the packages read at run time."""
 
 import ast
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
@@ -94,3 +98,22 @@ def test_nothing_edits_sys_path_to_find_the_project():
     offenders = [str(path.relative_to(REPO_ROOT)) for path in [*source_files(), *REPO_ROOT.glob("tests/*.py")]
                  if "sys.path." + "insert" in path.read_text(encoding="utf-8")]
     assert not offenders
+
+
+def test_the_wheel_carries_the_files_the_packages_read_at_run_time(tmp_path):
+    """A non-editable install must have the validated defaults (without them every multi-task setting is None), the
+    card templates and the category keywords. Built offline from a copy, so the checkout gets no build/ folder."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "requirements.txt", "LICENSE"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for package in ("modeling", "data_prep"):
+        shutil.copytree(REPO_ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=300)
+    wheel, = (tmp_path / "dist").glob("review_transfer-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    runtime_files = {"modeling/multitask_defaults.json", "modeling/cards/multitask.md", "modeling/cards/topic.md",
+                     "data_prep/category_keywords.json"}
+    assert runtime_files <= names, sorted(runtime_files - names)
+    assert not {name for name in names if name.split("/")[0] in ("tests", "benchmarks")}
