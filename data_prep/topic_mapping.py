@@ -15,7 +15,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 # What each label means, in the words a review would use: a few sentences per anchor, whose mean embedding is the
-# anchor's vector. The keys are the label names of data_prep.topics.
+# anchor's vector. The keys are the label names of data_prep.topic_model (CATEGORY_NAMES).
 CATEGORY_DESCRIPTIONS = {
     "books": (
         "A review of a book, novel or ebook: the story, the characters, the author's writing, reading it.",

@@ -15,11 +15,11 @@ from .encoders import POOLING_MODES
 RATING_NAMES = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
 AGE_LOSSES = ("mse", "huber", "l1")
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
-# The settings chosen on the validation split for the packaged MiniLM (README, "Multi-task quality"), the one source
-# of every default below and of train_multitask.py's budget. Data, not code: the benchmark that chooses them spells
-# out each setting in every run, so its kept runs stay valid when a selection changes them. A copy of this file run
-# as remote code has no JSON beside it: there the settings are None until a saved config.json, which names every
-# one, sets them.
+# The settings chosen on the validation split for the packaged MiniLM (docs/RESULTS.md, "Multi-task quality"), the
+# one source of the tuned defaults below and of train_multitask.py's budget. Data, not code: the benchmark that
+# chooses them spells out each setting in every run, so its kept runs stay valid when a selection changes them. A
+# copy of this file run as remote code has no JSON beside it: there the tuned settings are None until a saved
+# config.json, which names every one, sets them.
 VALIDATED_DEFAULTS_FILE = Path(__file__).with_name("multitask_defaults.json")
 VALIDATED_DEFAULTS = json.loads(VALIDATED_DEFAULTS_FILE.read_text()) if VALIDATED_DEFAULTS_FILE.is_file() else {}
 # The config fields a training flag sets (train_multitask.py's ModelArguments, each None there: "the config's").
@@ -56,6 +56,9 @@ class MultiTaskReviewConfig(PreTrainedConfig):
             self.id2label = dict(enumerate(RATING_NAMES))
             self.label2id = {name: index for index, name in enumerate(RATING_NAMES)}
         super().__post_init__(**kwargs)
+        unset = [name for name in MODEL_SETTINGS if getattr(self, name) is None]
+        if unset and VALIDATED_DEFAULTS:  # None is only "not set yet", in a copy without the defaults file
+            raise ValueError(f"{', '.join(unset)} must be set, got None (leave a setting out to get its default)")
         self._check_choice("pooling", POOLING_MODES)
         self._check_choice("age_loss", AGE_LOSSES)
         self._check_choice("loss_weighting", LOSS_WEIGHTINGS)

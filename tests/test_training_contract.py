@@ -2,6 +2,7 @@
 age in float32, saved folders that keep their settings and their length, resume that cannot mislead, the
 PreTrainedModel contract, and task losses logged without a sync per step."""
 
+import dataclasses
 import importlib
 import json
 import shutil
@@ -148,6 +149,13 @@ def test_new_model_takes_the_validated_defaults_for_unset_flags(tiny_encoder_dir
     training_args = MultiTaskTrainingArguments(output_dir="unused")
     for name in set(VALIDATED_DEFAULTS) - set(MODEL_SETTINGS) - {"class_weighted_rating_loss"}:
         assert getattr(training_args, name) == VALIDATED_DEFAULTS[name], name
+
+
+def test_every_unset_model_flag_is_a_config_setting_and_none_is_refused_where_defaults_exist():
+    unset_flags = {spec.name for spec in dataclasses.fields(ModelArguments) if spec.default is None}
+    assert unset_flags == {*MODEL_SETTINGS, "class_weighted_rating_loss", "attn_implementation"}
+    with pytest.raises(ValueError, match="age_loss must be set"):
+        MultiTaskReviewConfig(age_loss=None)
 
 
 def test_the_config_file_run_as_remote_code_without_the_defaults_file_loads_a_saved_config(tmp_path, monkeypatch):
