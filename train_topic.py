@@ -106,16 +106,23 @@ class DataTrainingArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
 
 
-def load_topic_splits(data_args: DataTrainingArguments, topic_args: TopicLabelArguments) -> DatasetDict:
-    """The labelled splits from --dataset_dir, made there first from --train_file when given."""
+def load_topic_splits(data_args: DataTrainingArguments, topic_args: TopicLabelArguments,
+                      training_args: ReviewTrainingArguments) -> DatasetDict:
+    """The labelled splits from --dataset_dir, made there first from --train_file when given: by the process that
+    saves (the main one) while the others wait, then loaded by all."""
     if not data_args.dataset_dir:
         raise ValueError("Give --dataset_dir: the output of `python -m data_prep.topics`, or with --train_file the "
                          "folder its topic step writes to")
     if data_args.train_file:
-        result = build_topic_dataset(data_args.train_file, topic_args, seed=data_args.topic_seed,
-                                     num_proc=data_args.preprocessing_num_workers)
-        save_topic_dataset(result, data_args.dataset_dir)
-        logger.info("Topics:\n%s", format_topic_table(result.report))
+        with training_args.main_process_first(desc="labelling the reviews", local=training_args.save_on_each_node):
+            if training_args.should_save:
+                result = build_topic_dataset(data_args.train_file, topic_args, seed=data_args.topic_seed,
+                                             num_proc=data_args.preprocessing_num_workers)
+                save_topic_dataset(result, data_args.dataset_dir)
+                logger.info("Topics:\n%s", format_topic_table(result.report))
+            else:
+                logger.info("Process %d loads the topic dataset the main process labelled into %s",
+                            training_args.process_index, data_args.dataset_dir)
     elif not Path(data_args.dataset_dir, "dataset_dict.json").is_file():
         raise FileNotFoundError(
             f"{data_args.dataset_dir} is not a topic dataset (no dataset_dict.json): run "
@@ -181,8 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging(training_args, logger)
     push_requested, checkpoint = start_run(training_args, logger)
 
-    with training_args.main_process_first(desc="loading the topic dataset"):
-        splits = load_topic_splits(data_args, topic_args)
+    splits = load_topic_splits(data_args, topic_args, training_args)
     label_names = splits["train"].features[LABEL_COLUMN].names
     splits["train"] = take_first(splits["train"], data_args.max_train_samples)
     splits["validation"] = take_first(splits["validation"], data_args.max_eval_samples)

@@ -107,17 +107,21 @@ def start_run(training_args: TrainingArguments, script_logger: logging.Logger) -
     check_push_arguments(training_args.push_to_hub, training_args.hub_model_id, training_args.hub_token)
     push_requested, training_args.push_to_hub = training_args.push_to_hub, False
     if push_requested:
-        script_logger.info("--push_to_hub: the folder is pushed once, with its model card, after the run (Trainer's own "
-                           "push is off: it would push every checkpoint and replace the card)")
+        script_logger.info("--push_to_hub: the folder is pushed once, with its model card, after the run "
+                           "(Trainer's own push is off: it would push every checkpoint and replace the card)")
 
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)
         if checkpoint is not None and training_args.overwrite_output_dir:
-            for old in sorted(Path(training_args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
-                shutil.rmtree(old)
-            script_logger.info("--overwrite_output_dir: deleted the checkpoints in %s; training starts over",
-                               training_args.output_dir)
+            # one process deletes while the others wait: two deleting the same folders race
+            with training_args.main_process_first(desc="deleting old checkpoints",
+                                                  local=training_args.save_on_each_node):
+                if training_args.should_save:
+                    for old in sorted(Path(training_args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+                        shutil.rmtree(old)
+                    script_logger.info("--overwrite_output_dir: deleted the checkpoints in %s; training starts over",
+                                       training_args.output_dir)
             checkpoint = None
         elif checkpoint is not None:
             script_logger.info("Checkpoint found at %s: training resumes from it (--overwrite_output_dir starts over)",

@@ -196,3 +196,22 @@ def test_two_process_ddp_run_on_cpu(tmp_path, tiny_encoder_dir, clothing_slice):
     assert "Total train batch size (w. parallel, distributed & accumulation) = 16" in output
     assert isinstance(AutoModel.from_pretrained(output_dir), MultiTaskReviewModel)
     assert "eval_rating_accuracy" in json.loads((output_dir / "all_results.json").read_text())
+
+
+def test_two_processes_start_over_from_an_old_checkpoint(tmp_path, tiny_encoder_dir, clothing_slice):
+    """--overwrite_output_dir under accelerate launch: the main process deletes the old checkpoints while the other
+    waits (two processes deleting the same folders race), and the run trains from scratch."""
+    output_dir = tmp_path / "ddp"
+    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--max_steps", "2",
+                                 "--save_steps", "2", "--max_train_samples", "64"))
+    assert (output_dir / "checkpoint-2").is_dir()
+    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
+    result = run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--max_steps",
+                                          "2", "--save_strategy", "no", "--max_train_samples", "64",
+                                          "--overwrite_output_dir", "--use_cpu", "--ddp_backend", "gloo"),
+                        launcher=launcher)
+    output = result.stdout + result.stderr
+    assert "Process rank 1" in output and output.count("deleted the checkpoints in") == 1
+    assert not (output_dir / "checkpoint-2").exists()
+    assert json.loads((output_dir / "train_results.json").read_text())["train_samples"] == 64

@@ -2,6 +2,9 @@
 end on a slice of the real Amazon data with the tiny model, for both methods."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from huggingface_hub import ModelCard
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
 from modeling.hub import push_model_folder
 from test_topics import write_shared_slice
+from tests.conftest import REPO_ROOT
 
 LABELS = {"id2label": dict(enumerate(CATEGORY_NAMES)), "label2id": {n: i for i, n in enumerate(CATEGORY_NAMES)}}
 TRAINED_LABELS = [*CATEGORY_NAMES, OTHER_LABEL]  # the topics step's classes by default
@@ -215,6 +219,30 @@ def test_train_file_runs_the_topics_step_first(topic_run_from_train_file):
     report = json.loads((topic_run_from_train_file / "topics" / "topics.json").read_text())
     assert report["settings"]["num_topics"] == 8 and report["settings"]["min_category_share"] == 0.6
     assert (topic_run_from_train_file / "model" / "topic_model" / "topic_model.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_label_once_and_train(tmp_path, tiny_encoder_dir):
+    """Under accelerate launch the main process labels and saves while the other waits and loads (two CPU processes,
+    gloo; --log_level_replica info shows what the second one does). Keywords, no review embedding: the ranks are the
+    point here, not the encoder."""
+    inputs = write_shared_slice(tmp_path, rows_per_file=120)
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    completed = subprocess.run([
+        *launcher, str(REPO_ROOT / "train_topic.py"), "--model_name_or_path", str(tiny_encoder_dir),
+        "--train_file", *map(str, inputs), "--no_mention_filter", "--num_topics", "6", "--topic_mapping", "keywords",
+        "--review_weight", "0", "--dataset_dir", str(tmp_path / "topics"), "--method", "finetune",
+        "--output_dir", str(tmp_path / "model"), "--do_train", "--max_steps", "2", "--use_cpu", "--ddp_backend", "gloo",
+        "--log_level_replica", "info", "--report_to", "none", "--save_strategy", "no",
+    ], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-3000:]
+    assert "Process rank 0" in output and "Process rank 1" in output
+    assert output.count("reviews have a category (labelled in") == 3  # train, validation, test: labelled once
+    assert "Process 1 loads the topic dataset the main process labelled" in output
+    assert (tmp_path / "model" / "config.json").is_file()
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path, tiny_encoder_dir):
