@@ -218,7 +218,7 @@ def main():
     parser.add_argument("--finetune_train_samples", type=int, default=2000,
                         help="Training reviews for the fine-tuned classifier (CPU budget)")
     parser.add_argument("--finetune_epochs", default="1")
-    parser.add_argument("--fine_tune_without_other", action="store_true",
+    parser.add_argument("--finetune_without_other", action="store_true",
                         help="Also fine-tune on the --no_other_class labels (by default only the frozen features)")
     parser.add_argument("--skip_no_other_class", action="store_true", help="Only the default (`other` on) setup")
     arguments = parser.parse_args()
@@ -254,7 +254,7 @@ def main():
             rows[f"labeller ({setup})"] = score(texts, labels, truth)  # the same decisions in both setups
             scored = [text for text in texts if text in truth]
             methods = [("frozen features", FROZEN_FLAGS)]
-            if setup == "with other" or arguments.fine_tune_without_other:
+            if setup == "with other" or arguments.finetune_without_other:
                 methods.append(("fine-tuned", fine_tune_flags))
             for method, method_flags in methods:
                 output_dir = Path(work_dir) / f"model_{len(rows)}"
