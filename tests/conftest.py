@@ -219,16 +219,41 @@ def real_topic_model_dir(tmp_path_factory) -> Path:
     return folder / "model"
 
 
+REAL_SLICE_ROWS_PER_FILE, REAL_SLICE_TOPICS = 1500, 30
+
+
+@pytest.fixture(scope="session")
+def real_topic_slice(tmp_path_factory) -> tuple[list[Path], Path, list[int]]:
+    """The first 1,500 rows of each shared Amazon file labelled once by `python -m data_prep.topics` with its defaults
+    (30 topics, seed 0): (the input files, the labelled dataset's folder, the number of texts each TopicModel.fit
+    saw). Embedding 4,500 reviews is the slow part of the topic tests, so they share this one run."""
+    require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
+    from data_prep import topics
+    from data_prep.topic_model import TopicModel
+
+    folder = tmp_path_factory.mktemp("real_topic_slice")
+    inputs = write_amazon_slices(folder, rows_per_file=REAL_SLICE_ROWS_PER_FILE)
+    fitted_on = []
+    original_fit = TopicModel.fit.__func__
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TopicModel, "fit", classmethod(
+            lambda cls, texts, **kwargs: fitted_on.append(len(texts)) or original_fit(cls, texts, **kwargs)
+        ))
+        topics.main(["--input_file", *map(str, inputs), "--no_mention_filter", "--output_dir", str(folder / "topics"),
+                     "--num_topics", str(REAL_SLICE_TOPICS), "--seed", "0"])
+    return inputs, folder / "topics", fitted_on
+
+
 @pytest.fixture(scope="session")
 def topic_run_from_train_file(tmp_path_factory, tiny_encoder_dir) -> Path:
     """train_topic.py with --train_file: the topics step first (embedding labeller, `other` on, 8 topics, a minimum
-    category share of 0.6) on 400 real reviews of each shared file, then a few steps of the features method. Returns
+    category share of 0.6) on 200 real reviews of each shared file, then a few steps of the features method. Returns
     the run's folder: `topics/` (the labelled dataset) and `model/`."""
     require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
     import train_topic
 
     folder = tmp_path_factory.mktemp("topic_run_from_train_file")
-    inputs = write_amazon_slices(folder, rows_per_file=400)
+    inputs = write_amazon_slices(folder, rows_per_file=200)
     train_topic.main([
         "--model_name_or_path", str(tiny_encoder_dir), "--train_file", *map(str, inputs), "--no_mention_filter",
         "--num_topics", "8", "--min_category_share", "0.6", "--dataset_dir", str(folder / "topics"),

@@ -2,7 +2,6 @@
 given (checked against the command's own `--help`), every file it names is there, and its Python snippets compile."""
 
 import ast
-import functools
 import os
 import re
 import shlex
@@ -51,16 +50,23 @@ def invocation(command: str) -> tuple[list[str], list[str]] | None:
     return None
 
 
-@functools.cache
-def help_text(*target: str) -> str:
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    completed = subprocess.run([sys.executable, *target, "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
-                               timeout=300, env={**env, "HF_HUB_OFFLINE": "1"})
-    assert completed.returncode == 0, f"`python {' '.join(target)} --help` failed:\n{completed.stderr[-2000:]}"
-    return completed.stdout
-
-
 PROJECT_COMMANDS = [(document, command) for document, command in shell_commands() if invocation(command)]
+
+
+@pytest.fixture(scope="module")
+def help_texts() -> dict[tuple[str, ...], str]:
+    """Each documented target's `--help`, the processes run side by side (each spends seconds importing torch)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    targets = {tuple(invocation(command)[0]) for _, command in PROJECT_COMMANDS}
+    running = {target: subprocess.Popen([sys.executable, *target, "--help"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env={**env, "HF_HUB_OFFLINE": "1"})
+               for target in sorted(targets)}
+    texts = {}
+    for target, process in running.items():
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, f"`python {' '.join(target)} --help` failed:\n{stderr[-2000:]}"
+        texts[target] = stdout
+    return texts
 
 
 def test_the_readme_shows_project_commands():
@@ -68,9 +74,9 @@ def test_the_readme_shows_project_commands():
 
 
 @pytest.mark.parametrize("document,command", PROJECT_COMMANDS, ids=[command[:60] for _, command in PROJECT_COMMANDS])
-def test_each_documented_command_knows_its_flags(document, command):
+def test_each_documented_command_knows_its_flags(document, command, help_texts):
     target, arguments = invocation(command)
-    text = help_text(*target)
+    text = help_texts[tuple(target)]
     flags = {argument.split("=")[0] for argument in arguments if argument.startswith("--")}
     unknown = sorted(flag for flag in flags if not re.search(re.escape(flag) + r"(?![\w-])", text))
     assert not unknown, f"{document}: `{command}` passes {unknown}, which `{' '.join(target)} --help` does not list"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, load_from_disk
 
-from conftest import SHARED_DATA, require_shared_data, write_amazon_slices
+from conftest import REAL_SLICE_ROWS_PER_FILE, REAL_SLICE_TOPICS, SHARED_DATA, require_shared_data, write_amazon_slices
 from data_prep import topics
 from data_prep.topic_model import (
     CATEGORY_NAMES,
@@ -409,30 +409,9 @@ def write_shared_slice(folder, rows_per_file: int = 1500) -> list:
     return write_amazon_slices(folder, rows_per_file)
 
 
-REAL_SLICE_ROWS_PER_FILE, REAL_SLICE_TOPICS = 1500, 30
-
-
-@pytest.fixture(scope="module")
-def real_slice(tmp_path_factory) -> tuple[list, object, list[int]]:
-    """The first 1,500 rows of each shared file labelled once by the command with its defaults (30 topics, seed 0):
-    (the input files, the output folder, the number of texts each TopicModel.fit saw). Embedding 4,500 reviews is the
-    slow part of the topic tests, so the command test and the quality test share it."""
-    folder = tmp_path_factory.mktemp("real_slice")
-    inputs = write_shared_slice(folder, rows_per_file=REAL_SLICE_ROWS_PER_FILE)
-    fitted_on = []
-    original_fit = TopicModel.fit.__func__
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(TopicModel, "fit", classmethod(
-            lambda cls, texts, **kwargs: fitted_on.append(len(texts)) or original_fit(cls, texts, **kwargs)
-        ))
-        topics.main(["--input_file", *map(str, inputs), "--no_mention_filter", "--output_dir", str(folder / "topics"),
-                     "--num_topics", str(REAL_SLICE_TOPICS), "--seed", "0"])
-    return inputs, folder / "topics", fitted_on
-
-
 @pytest.mark.slow
-def test_command_writes_dataset_report_chart_and_topic_model(real_slice):
-    _, output_dir, fitted_on = real_slice
+def test_command_writes_dataset_report_chart_and_topic_model(real_topic_slice):
+    _, output_dir, fitted_on = real_topic_slice
     splits = load_from_disk(str(output_dir))
     assert set(splits) == {"train", "validation", "test"}
     names = splits["train"].features["label"].names
@@ -540,8 +519,9 @@ def slice_scores(result, truth: dict[str, str]) -> dict:
 
 
 @pytest.mark.slow
-def test_on_a_real_slice_media_labels_match_the_product_category_and_non_media_reviews_become_other(real_slice):
-    inputs, output_dir, _ = real_slice
+def test_on_a_real_slice_media_labels_match_the_product_category_and_non_media_reviews_become_other(
+        real_topic_slice):
+    inputs, output_dir, _ = real_topic_slice
     truth = slice_categories(inputs)
     labelled = slice_scores(topics.load_topic_dataset(output_dir), truth)  # the command's defaults
     topics_alone = slice_scores(build_topic_dataset(

@@ -12,7 +12,6 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, DistilBertConfig, pipeline
 
 import train_topic
-from data_prep import topics
 from data_prep.topic_model import CATEGORY_NAMES, OTHER_LABEL, TopicModel
 from hub_fixtures import loopback_hub, run_outside_project  # noqa: F401 - fixture
 from huggingface_hub import ModelCard
@@ -103,14 +102,9 @@ def test_save_and_load_through_auto_classes(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def topic_dataset_dir(tmp_path_factory) -> Path:
-    """The topics step on 1,000 real reviews from each shared Amazon file."""
-    folder = tmp_path_factory.mktemp("amazon_topics")
-    inputs = write_shared_slice(folder, rows_per_file=1000)
-    output_dir = folder / "topics"
-    topics.main(["--input_file", *map(str, inputs), "--no_mention_filter", "--num_topics", "10",
-                 "--output_dir", str(output_dir)])
-    return output_dir
+def topic_dataset_dir(real_topic_slice) -> Path:
+    """The topics step's dataset of 1,500 real reviews from each shared Amazon file (shared with test_topics.py)."""
+    return real_topic_slice[1]
 
 
 def run_training(encoder_dir, dataset_dir, output_dir, method: str, *extra: str) -> dict:
