@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     if model_args.method == "features":
         model, new_head = build_features_model(model_args, label_names)
+        model.to(training_args.device)  # the features pass runs where training will (Trainer moves it only later)
         max_length = min(data_args.max_seq_length, model_max_length(tokenizer, model))
         with training_args.main_process_first(desc="computing encoder features"):
             model_inputs = add_encoder_features(splits, model, tokenizer, max_length, model_args.feature_batch_size,
