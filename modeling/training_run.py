@@ -111,19 +111,21 @@ def start_run(training_args: TrainingArguments, script_logger: logging.Logger) -
                            "(Trainer's own push is off: it would push every checkpoint and replace the card)")
 
     checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
+    if checkpoint is None and training_args.do_train and training_args.overwrite_output_dir:
+        # Every process enters, whatever is on disk: a process that looked for checkpoints after the main one had
+        # deleted them would skip this barrier and hang the others at the next one. One process deletes (two race).
+        with training_args.main_process_first(desc="deleting old checkpoints",
+                                              local=training_args.save_on_each_node):
+            if training_args.should_save and os.path.isdir(training_args.output_dir):
+                old_checkpoints = sorted(Path(training_args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"))
+                for old in old_checkpoints:
+                    shutil.rmtree(old)
+                if old_checkpoints:
+                    script_logger.info("--overwrite_output_dir: deleted the checkpoints in %s (%d); training starts over",
+                                       training_args.output_dir, len(old_checkpoints))
+    elif checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint is not None and training_args.overwrite_output_dir:
-            # one process deletes while the others wait: two deleting the same folders race
-            with training_args.main_process_first(desc="deleting old checkpoints",
-                                                  local=training_args.save_on_each_node):
-                if training_args.should_save:
-                    for old in sorted(Path(training_args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
-                        shutil.rmtree(old)
-                    script_logger.info("--overwrite_output_dir: deleted the checkpoints in %s; training starts over",
-                                       training_args.output_dir)
-            checkpoint = None
-        elif checkpoint is not None:
+        if checkpoint is not None:
             script_logger.info("Checkpoint found at %s: training resumes from it (--overwrite_output_dir starts over)",
                                checkpoint)
     set_seed(training_args.seed)
