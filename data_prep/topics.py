@@ -25,6 +25,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
 from transformers import HfArgumentParser
 
+from .review_source import ReviewSourceArguments
 from .amazon import DEFAULT_MENTION_PATTERN, NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews
 from .text import clean_for_topics
 from .topic_mapping import anchor_vectors, default_sentence_encoder, embedding_scores, soft_affinities
@@ -295,13 +296,23 @@ class TopicLabelArguments:
 
 
 @dataclass
-class TopicFilesArguments:
-    input_file: list[str] = field(
-        metadata={"help": "Amazon review CSVs: headerless Review Full (rating,title,review) or with a header."}
+class TopicFilesArguments(ReviewSourceArguments):
+    """The reviews to label (local files, or a Hub dataset with `ReviewSourceArguments`) and where the result goes."""
+
+    output_dir: str = field(default=None, metadata={"help": "Where the DatasetDict, topics.json, topics.png and "
+                                                   "topic_model/ go (required)."})
+    input_file: list[str] | None = field(
+        default=None, metadata={"help": "Review files: Amazon Review Full's header-less CSVs (rating,title,review), "
+                                "headed csv, json/jsonl or parquet; or give --dataset_name."}
     )
-    output_dir: str = field(metadata={"help": "Where the DatasetDict, topics.json, topics.png and topic_model/ go."})
     seed: int = field(default=42, metadata={"help": "Seed of the split and of the NMF initialization."})
     num_proc: int | None = field(default=None, metadata={"help": "Processes for the datasets steps."})
+
+    def __post_init__(self):
+        if not self.output_dir:
+            raise ValueError("--output_dir is required: where the labelled dataset goes")
+        if bool(self.input_file) == bool(self.dataset_name):
+            raise ValueError("Give the reviews as --input_file FILE [FILE ...] or as --dataset_name, one of the two")
 
 
 @dataclass
@@ -354,16 +365,17 @@ def map_topics(topic_model: TopicModel, train: Dataset, options: TopicLabelArgum
 
 
 def fit_topics(
-    input_files: Sequence[str | os.PathLike],
+    input_files: Sequence[str | os.PathLike] | None,
     options: TopicLabelArguments,
     seed: int = 42,
     num_proc: int | None = None,
+    source_args: ReviewSourceArguments | None = None,
 ):
     """Read and clean, split, fit topics on train and map them to categories: everything before labelling. Returns
     the reviews read (`load_amazon_reviews`), the unlabelled splits, the topic model and the mapping evidence."""
     reviews = load_amazon_reviews(
         input_files, mention_filter=options.mention_filter, mention_pattern=options.mention_pattern, num_proc=num_proc,
-        strict=options.strict,
+        strict=options.strict, source_args=source_args,
     )
     splits = split_reviews(reviews.dataset, options.validation_fraction, options.test_fraction, seed)
     topic_model = TopicModel.fit(
@@ -376,13 +388,16 @@ def fit_topics(
 
 
 def build_topic_dataset(
-    input_files: Sequence[str | os.PathLike],
+    input_files: Sequence[str | os.PathLike] | None,
     options: TopicLabelArguments,
     seed: int = 42,
     num_proc: int | None = None,
+    source_args: ReviewSourceArguments | None = None,
 ) -> TopicDataset:
-    """Read and clean, split, fit topics on train, map them to categories and label every split."""
-    reviews, splits, topic_model, evidence = fit_topics(input_files, options, seed=seed, num_proc=num_proc)
+    """Read and clean (files, or the Hub dataset of `source_args`), split, fit topics on train, map them to categories
+    and label every split."""
+    reviews, splits, topic_model, evidence = fit_topics(input_files, options, seed=seed, num_proc=num_proc,
+                                                        source_args=source_args)
 
     labelled, no_category, topic_counts = {}, {}, {}
     for name, split in splits.items():
@@ -433,7 +448,8 @@ def main(argv: list[str] | None = None) -> TopicDataset:
         files_args, options = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO,
                         handlers=[logging.StreamHandler(sys.stdout)])
-    result = build_topic_dataset(files_args.input_file, options, seed=files_args.seed, num_proc=files_args.num_proc)
+    result = build_topic_dataset(files_args.input_file, options, seed=files_args.seed, num_proc=files_args.num_proc,
+                                 source_args=files_args)
     save_topic_dataset(result, files_args.output_dir)
     logger.info("Topics:\n%s", format_topic_table(result.report))
     logger.info("Category sizes: %s", result.report["category_sizes"])

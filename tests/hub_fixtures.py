@@ -44,6 +44,7 @@ def point_hub_client_at(url: str, hf_home: Path, monkeypatch) -> None:
         "HF_ENDPOINT": url,
         "HF_TOKEN": DUMMY_TOKEN,
         "HF_HUB_OFFLINE": "0",
+        "HF_DATASETS_OFFLINE": "0",
         "HF_HUB_DISABLE_XET": "1",
         "HF_HOME": str(hf_home),
         "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -59,6 +60,12 @@ def point_hub_client_at(url: str, hf_home: Path, monkeypatch) -> None:
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
     monkeypatch.setattr(huggingface_hub.hf_api.api, "endpoint", url)
+    if "datasets.config" in sys.modules:  # datasets keeps its own copies, read at import
+        datasets_config = sys.modules["datasets.config"]
+        monkeypatch.setattr(datasets_config, "HF_ENDPOINT", url)
+        monkeypatch.setattr(datasets_config, "HUB_DATASETS_URL", url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+        monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(datasets_config, "HF_DATASETS_OFFLINE", False)
     if "transformers.utils.hub" in sys.modules:  # transformers keeps one HfApi, created on first use
         monkeypatch.setattr(sys.modules["transformers.utils.hub"], "_hf_api", None)
 

@@ -7,7 +7,8 @@ import pytest
 
 from tests.conftest import read_clothing_frame
 
-from data_prep.clothing import RATING_NAMES, detect_schema, load_clothing_reviews, read_review_file
+from data_prep.clothing import RATING_NAMES, load_clothing_reviews
+from data_prep.review_source import ReviewSourceArguments, read_review_file, resolve_columns
 from data_prep.text import join_title_and_body, normalize_text
 
 KAGGLE_ROWS = pd.DataFrame(
@@ -85,7 +86,8 @@ def test_split_is_stratified_by_rating_80_10_10(clothing_file):
 
 def test_missing_column_error_names_the_file_and_the_column(tmp_path):
     path = write_csv(KAGGLE_ROWS.drop(columns=["Age"]), tmp_path / "no_age.csv")
-    with pytest.raises(ValueError, match=r"no_age\.csv: missing column\(s\) \['Age'\]"):
+    with pytest.raises(ValueError, match=r"no_age\.csv \[train\]: cannot tell which columns hold the text .* age "
+                       r"\(--age_column_name\); the columns are \['Unnamed: 0', 'Clothing ID', 'Title'"):
         load_clothing_reviews(train_file=path)
 
 
@@ -109,14 +111,14 @@ def test_unreadable_file_error_names_the_file(tmp_path):
         read_review_file(garbage)
 
 
-def test_schema_detection_reports_what_it_found():
-    with pytest.raises(ValueError, match="found \\['text', 'stars'\\]"):
-        detect_schema(["text", "stars"], "x.csv")
+def test_column_detection_reports_what_it_found():
+    with pytest.raises(ValueError, match="the columns are \\['body', 'stars'\\]"):
+        resolve_columns(["body", "stars"], "x.csv", required=("text", "rating", "age"))
 
 
 def test_giving_two_sources_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="either train_file or dataset_name"):
-        load_clothing_reviews(train_file="a.csv", dataset_name="user/data")
+    with pytest.raises(ValueError, match="either review files or --dataset_name"):
+        load_clothing_reviews(train_file="a.csv", source_args=ReviewSourceArguments(dataset_name="user/data"))
 
 
 def wheel_holding(parquet_bytes: bytes) -> bytes:
