@@ -30,6 +30,9 @@ from transformers import (
 from transformers.modelcard import extract_hyperparameters_from_trainer
 
 from data_prep.amazon import TEXT_COLUMN
+from data_prep.topic_hub import (
+    PROJECT_VALIDITY_FIGURES, check_dataset_push, pull_topic_dataset, push_topic_dataset, read_validity_figures,
+)
 from data_prep.topic_model import OTHER_LABEL
 from data_prep.topic_report import format_topic_table
 from data_prep.topics import (
@@ -98,6 +101,14 @@ class DataTrainingArguments:
     train_file: list[str] | None = field(
         default=None, metadata={"help": "Amazon review CSV(s): run the topics step on them first (see its options)."}
     )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A labelled topic dataset on the Hub (pushed by `python -m data_prep.topics "
+                                "--push_to_hub`), instead of --dataset_dir."}
+    )
+    dataset_revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of --dataset_name."})
+    hub_dataset_id: str | None = field(
+        default=None, metadata={"help": "With --train_file: push the labelled dataset there (with its dataset card)."}
+    )
     topic_seed: int = field(default=42, metadata={"help": "With --train_file: seed of the split and of NMF."})
     max_seq_length: int = field(default=256, metadata={"help": "Tokens per review after truncation."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the train split."})
@@ -108,30 +119,49 @@ class DataTrainingArguments:
 
 def load_topic_splits(data_args: DataTrainingArguments, topic_args: TopicLabelArguments,
                       training_args: ReviewTrainingArguments) -> DatasetDict:
-    """The labelled splits from --dataset_dir, made there first from --train_file when given: by the process that
-    saves (the main one) while the others wait, then loaded by all."""
-    if not data_args.dataset_dir:
+    """The labelled splits: pulled from the Hub (--dataset_name), or from --dataset_dir, made there first from
+    --train_file when given (by the process that saves, the main one, while the others wait; then loaded by all).
+    With --dataset_name, `data_args.dataset_dir` becomes the local folder of its topic model and report."""
+    if data_args.dataset_name:
+        if data_args.train_file:
+            raise ValueError("Give --dataset_name (a labelled topic dataset) or --train_file (reviews to label), "
+                             "not both")
+        with training_args.main_process_first(desc="downloading the topic dataset"):
+            splits, folder = pull_topic_dataset(data_args.dataset_name, data_args.dataset_revision)
+        data_args.dataset_dir = str(folder)
+        logger.info("Topic dataset %s: %s; topic model and report in %s", data_args.dataset_name,
+                    {name: len(split) for name, split in splits.items()}, folder)
+    elif not data_args.dataset_dir:
         raise ValueError("Give --dataset_dir: the output of `python -m data_prep.topics`, or with --train_file the "
-                         "folder its topic step writes to")
-    if data_args.train_file:
+                         "folder its topic step writes to; or --dataset_name, a topic dataset on the Hub")
+    elif data_args.train_file:
         with training_args.main_process_first(desc="labelling the reviews", local=training_args.save_on_each_node):
             if training_args.should_save:
                 result = build_topic_dataset(data_args.train_file, topic_args, seed=data_args.topic_seed,
                                              num_proc=data_args.preprocessing_num_workers)
                 save_topic_dataset(result, data_args.dataset_dir)
                 logger.info("Topics:\n%s", format_topic_table(result.report))
+                if data_args.hub_dataset_id:
+                    push_topic_dataset(data_args.dataset_dir, result.splits, result.report, data_args.hub_dataset_id,
+                                       validity=read_validity_figures(PROJECT_VALIDITY_FIGURES),
+                                       token=training_args.hub_token)
             else:
                 logger.info("Process %d loads the topic dataset the main process labelled into %s",
                             training_args.process_index, data_args.dataset_dir)
+        splits = load_from_disk(data_args.dataset_dir)
     elif not Path(data_args.dataset_dir, "dataset_dict.json").is_file():
         raise FileNotFoundError(
             f"{data_args.dataset_dir} is not a topic dataset (no dataset_dict.json): run "
             f"`python -m data_prep.topics --output_dir {data_args.dataset_dir} ...` or pass --train_file"
         )
-    splits = load_from_disk(data_args.dataset_dir)
+    else:
+        splits = load_from_disk(data_args.dataset_dir)
     missing = {"train", "validation", "test"} - set(splits)
     if missing:
-        raise ValueError(f"{data_args.dataset_dir} lacks the split(s) {sorted(missing)}")
+        raise ValueError(f"{data_args.dataset_name or data_args.dataset_dir} lacks the split(s) {sorted(missing)}")
+    if LABEL_COLUMN not in splits["train"].features or TEXT_COLUMN not in splits["train"].features:
+        raise ValueError(f"{data_args.dataset_name or data_args.dataset_dir} is not a labelled topic dataset: it has "
+                         f"{list(splits['train'].features)}, not {TEXT_COLUMN!r} and {LABEL_COLUMN!r}")
     return splits
 
 
@@ -187,6 +217,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     setup_logging(training_args, logger)
     push_requested, checkpoint = start_run(training_args, logger)
+    if data_args.hub_dataset_id:
+        if not data_args.train_file:
+            raise ValueError("--hub_dataset_id pushes the dataset that --train_file's topic step labels: add "
+                             "--train_file, or push an existing folder with `python -m data_prep.topics --push_to_hub`")
+        check_dataset_push(data_args.hub_dataset_id, training_args.hub_token)
 
     splits = load_topic_splits(data_args, topic_args, training_args)
     label_names = splits["train"].features[LABEL_COLUMN].names

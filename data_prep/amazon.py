@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 from datasets import Dataset, Features, Value, concatenate_datasets, load_dataset
 
 from .review_source import (
-    LAYOUTS, ReviewSourceArguments, check_file, file_builder, layout_named, read_hub_dataset, read_review_file,
-    resolve_columns,
+    LAYOUTS, ReviewSourceArguments, check_file, file_builder, hub_source, layout_named, read_hub_dataset,
+    read_review_file, resolve_columns,
 )
 from .text import clean_for_topics, join_title_and_body
 
@@ -51,6 +51,8 @@ class AmazonReviews:
     dataset: Dataset
     rows_read: int
     dropped: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+    source_is_hub: bool = False
 
 
 def load_amazon_reviews(
@@ -65,8 +67,9 @@ def load_amazon_reviews(
     the first instead) and reviews without text, keep Amazon mentions (optional) and add both cleanings."""
     if paths:
         raw = read_amazon_files(paths, num_proc=num_proc, strict=strict, source_args=source_args)
+        source = ", ".join(Path(path).name for path in paths)
     elif source_args is not None and source_args.dataset_name:
-        raw = read_amazon_dataset(source_args, strict=strict)
+        raw, source = read_amazon_dataset(source_args, strict=strict), hub_source(source_args)
     else:
         raise ValueError("No Amazon reviews given: pass review files or a dataset name")
     dropped = {}
@@ -86,7 +89,8 @@ def load_amazon_reviews(
     for reason, count in dropped.items():
         logger.info("Dropped %d reviews: %s", count, reason)
     logger.info("Amazon reviews: read %d, kept %d", len(raw), len(topic_ready))
-    return AmazonReviews(dataset=topic_ready, rows_read=len(raw), dropped=dropped)
+    return AmazonReviews(dataset=topic_ready, rows_read=len(raw), dropped=dropped, source=source,
+                         source_is_hub=not paths)
 
 
 # Reading -----------------------------------------------------------------------------------------------------------

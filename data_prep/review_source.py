@@ -167,11 +167,15 @@ def find_split(available: list[str], role: str, requested: str | None, source: s
     return next((name for name in SPLIT_ALIASES[role] if name in available), None)
 
 
+def hub_source(args: ReviewSourceArguments) -> str:
+    """`name@revision (config)`: the Hub dataset as logs and cards name it."""
+    revision = f"@{args.dataset_revision}" if args.dataset_revision else ""
+    return args.dataset_name + revision + (f" ({args.dataset_config_name})" if args.dataset_config_name else "")
+
+
 def read_hub_dataset(args: ReviewSourceArguments) -> RawReviews:
     """The Hub dataset's train / validation / test splits (as many as it has), under those role names."""
-    source = args.dataset_name + (f" ({args.dataset_config_name})" if args.dataset_config_name else "")
-    if args.dataset_revision:
-        source += f"@{args.dataset_revision}"
+    source = hub_source(args)
     loaded = load_dataset(args.dataset_name, args.dataset_config_name, revision=args.dataset_revision)
     if not isinstance(loaded, DatasetDict):
         loaded = DatasetDict({"train": loaded})

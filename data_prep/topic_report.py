@@ -55,6 +55,8 @@ def topic_report(topic_model, evidence, topic_counts, sizes, reviews, no_categor
         "settings": {**asdict(options), "seed": seed},
         "decision": topic_model.decision,
         "theme_words": {theme: words.pattern for theme, words in THEME_WORDS.items()},
+        "source": reviews.source,
+        "source_is_hub": reviews.source_is_hub,
         "reviews_read": reviews.rows_read,
         "reviews_after_cleaning": len(reviews.dataset),
         "dropped_while_reading": reviews.dropped,

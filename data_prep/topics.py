@@ -30,6 +30,7 @@ from .amazon import DEFAULT_MENTION_PATTERN, NMF_TEXT_COLUMN, TEXT_COLUMN, load_
 from .text import clean_for_topics
 from .topic_mapping import anchor_vectors, default_sentence_encoder, embedding_scores, soft_affinities
 from .topic_model import CATEGORY_NAMES, DEFAULT_DECISION, OTHER_LABEL, TopicModel, checked_decision
+from .topic_hub import PROJECT_VALIDITY_FIGURES, check_dataset_push, push_topic_dataset, read_validity_figures
 from .topic_report import format_topic_table, plot_topics, topic_report
 
 logger = logging.getLogger(__name__)
@@ -307,12 +308,21 @@ class TopicFilesArguments(ReviewSourceArguments):
     )
     seed: int = field(default=42, metadata={"help": "Seed of the split and of the NMF initialization."})
     num_proc: int | None = field(default=None, metadata={"help": "Processes for the datasets steps."})
+    push_to_hub: bool = field(
+        default=False, metadata={"help": "Push the labelled dataset (parquet splits, topic_model/, topics.json and a "
+                                 "generated dataset card) to --hub_dataset_id."}
+    )
+    hub_dataset_id: str | None = field(default=None, metadata={"help": "<user or organization>/<dataset name>."})
+    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved one)."})
+    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the dataset repo private."})
 
     def __post_init__(self):
         if not self.output_dir:
             raise ValueError("--output_dir is required: where the labelled dataset goes")
         if bool(self.input_file) == bool(self.dataset_name):
             raise ValueError("Give the reviews as --input_file FILE [FILE ...] or as --dataset_name, one of the two")
+        if self.push_to_hub:
+            check_dataset_push(self.hub_dataset_id, self.hub_token)
 
 
 @dataclass
@@ -453,6 +463,10 @@ def main(argv: list[str] | None = None) -> TopicDataset:
     save_topic_dataset(result, files_args.output_dir)
     logger.info("Topics:\n%s", format_topic_table(result.report))
     logger.info("Category sizes: %s", result.report["category_sizes"])
+    if files_args.push_to_hub:
+        push_topic_dataset(files_args.output_dir, result.splits, result.report, files_args.hub_dataset_id,
+                           validity=read_validity_figures(PROJECT_VALIDITY_FIGURES), token=files_args.hub_token,
+                           private=files_args.hub_private_repo)
     return result
 
 

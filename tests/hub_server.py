@@ -1,6 +1,6 @@
 """A loopback stand-in for the Hugging Face Hub: the HTTP endpoints `huggingface_hub` 2.x calls to create a repo,
-upload a folder (preupload + NDJSON commit, files inline as base64, no LFS) and download files (revision info,
-tree listing, HEAD/GET `resolve`). Repos live in memory, one snapshot of all files per commit, so a pull by branch
+upload a folder (preupload + NDJSON commit, files inline as base64; parquet files through the LFS batch API, as
+`datasets`' push_to_hub needs) and download files (revision info, tree listing, HEAD/GET `resolve`). Repos live in memory, one snapshot of all files per commit, so a pull by branch
 name or by commit sha sees exactly what was pushed then.
 
 Point the client at it with `HF_ENDPOINT=<url>` and `HF_HUB_DISABLE_XET=1` (read when `huggingface_hub` is
@@ -21,6 +21,9 @@ import yaml
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 REPO_ACTIONS = ("preupload", "commit", "revision", "tree", "branch")
+# Uploaded through LFS (batch, PUT, then an lfsFile commit line): datasets' push_to_hub deletes its parquet shards
+# once they are uploaded, so they cannot go inline in the commit.
+LFS_SUFFIXES = (".parquet",)
 DEFAULT_BRANCH = "main"
 # A new Hub repo starts with one commit holding .gitattributes (abridged here).
 INITIAL_GITATTRIBUTES = (
@@ -92,6 +95,7 @@ class LoopbackHub:
         self.user = user
         self.repos: dict[tuple[str, str], HubRepo] = {}
         self.requests: list[tuple[str, str, int]] = []
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content, uploaded before the commit that names it
         self._lock = threading.Lock()
         self._commit_counter = 0
         self._server: ThreadingHTTPServer | None = None
@@ -185,15 +189,22 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch("POST")
 
+    def do_PUT(self):
+        self._dispatch("PUT")
+
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         self.query = parse_qs(url.query)
         segments = [unquote(part) for part in url.path.strip("/").split("/")]
         self.method = method
-        body = self._read_body() if method == "POST" else b""
+        body = self._read_body() if method in ("POST", "PUT") else b""
         try:
             with self.hub._lock:
-                if segments[0] == "api":
+                if method == "PUT" and segments[0] == "lfs-upload":
+                    self._lfs_upload(segments[1], body)
+                elif method == "POST" and segments[-4:] == ["info", "lfs", "objects", "batch"]:
+                    self._lfs_batch(json.loads(body))
+                elif segments[0] == "api":
                     self._api(method, segments[1:], body)
                 else:
                     self._resolve(method, segments)
@@ -271,14 +282,14 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._send_json({"errors": [], "warnings": []})
 
     def _preupload(self, repo: HubRepo, revision: str, payload: dict) -> None:
-        """Every file goes inline in the commit ("regular"); `oid` lets the client skip unchanged files."""
+        """Files go inline in the commit ("regular") but parquet ("lfs"); `oid` lets the client skip unchanged files."""
         commit = self.hub.get_commit(repo, revision)
         files = []
         for entry in payload["files"]:
             existing = commit.files.get(entry["path"])
             files.append({
                 "path": entry["path"],
-                "uploadMode": "regular",
+                "uploadMode": "lfs" if entry["path"].endswith(LFS_SUFFIXES) else "regular",
                 "shouldIgnore": False,
                 "oid": git_blob_sha1(existing) if existing is not None else None,
             })
@@ -309,8 +320,12 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             elif key == "deletedFolder":
                 prefix = value["path"].rstrip("/") + "/"
                 files = {path: content for path, content in files.items() if not path.startswith(prefix)}
-            else:  # lfsFile: preupload never asks for LFS, so its blob was never uploaded
-                raise HubError(400, f"Unsupported commit operation {key!r} (the loopback Hub takes inline files only)")
+            elif key == "lfsFile":
+                if value["oid"] not in self.hub.lfs_objects:
+                    raise HubError(400, f"LFS object {value['oid']} of {value['path']} was never uploaded")
+                files[value["path"]] = self.hub.lfs_objects[value["oid"]]
+            else:
+                raise HubError(400, f"Unsupported commit operation {key!r}")
         message = header.get("summary") or "Upload files"
         commit = self.hub.add_commit(repo, branch, message, files)
         self._send_json({
@@ -319,6 +334,23 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             "commitUrl": f"{self._repo_url(repo)}/commit/{commit.sha}",
             "hookOutput": "",
         })
+
+    def _lfs_batch(self, payload: dict) -> None:
+        """Git LFS batch API: an upload URL for each object not stored yet (basic transfer, no verify step)."""
+        self._require_token()
+        objects = []
+        for entry in payload["objects"]:
+            answer = {"oid": entry["oid"], "size": entry["size"]}
+            if entry["oid"] not in self.hub.lfs_objects:
+                answer["actions"] = {"upload": {"href": f"{self.hub.url}/lfs-upload/{entry['oid']}"}}
+            objects.append(answer)
+        self._send_json({"transfer": "basic", "objects": objects})
+
+    def _lfs_upload(self, oid: str, body: bytes) -> None:
+        if hashlib.sha256(body).hexdigest() != oid:
+            raise HubError(400, f"The uploaded content does not hash to {oid}")
+        self.hub.lfs_objects[oid] = body
+        self._send(self.method, 200, b"", {})
 
     def _create_branch(self, repo: HubRepo, branch: str, payload: dict) -> None:
         if branch in repo.branches:
