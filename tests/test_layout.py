@@ -114,6 +114,7 @@ def test_the_wheel_carries_the_files_the_packages_read_at_run_time(tmp_path):
     wheel, = (tmp_path / "dist").glob("review_transfer-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     runtime_files = {"modeling/multitask_defaults.json", "modeling/cards/multitask.md", "modeling/cards/topic.md",
-                     "data_prep/category_keywords.json"}
+                     "modeling/cards/research-use-data-license.md",
+                     "data_prep/category_keywords.json", "data_prep/cards/topic_dataset.md"}
     assert runtime_files <= names, sorted(runtime_files - names)
     assert not {name for name in names if name.split("/")[0] in ("tests", "benchmarks")}
