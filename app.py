@@ -35,12 +35,12 @@ from data_prep.review_csv import (
     MalformedCsvError, guess_text_column, neutralize_formulas, read_csv_text, read_reviews_csv,
 )
 from modeling.backends import BACKENDS, DEFAULT_BACKEND, TORCH
+from modeling.hub import PUBLISHED_MULTITASK_MODEL, PUBLISHED_TOPIC_MODEL
 from modeling.serving import OTHER_TOPIC, BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TOPIC_MODEL = "review-transfer/distilbert-amazon-topics"
-DEFAULT_MULTITASK_MODEL = "review-transfer/distilbert-clothing-rating-age"
+DEFAULT_TOPIC_MODEL, DEFAULT_MULTITASK_MODEL = PUBLISHED_TOPIC_MODEL, PUBLISHED_MULTITASK_MODEL
 
 MAX_QUEUE_BATCH = 16  # requests the queue merges into one call of a batched endpoint
 MAX_CSV_ROWS = 5000

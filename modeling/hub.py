@@ -13,6 +13,14 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 PUSH_IGNORE_PATTERNS = ["checkpoint-*/", "runs/", "training_args.bin", "*predictions*.csv"]
 REVISION_SEPARATOR = "@"
 
+# Where the project publishes: the README's publish commands push to these ids, the app serves the two models by
+# default, and the Space folder names them in its metadata (modeling/space.py).
+PROJECT_NAMESPACE = "review-transfer"
+PUBLISHED_MULTITASK_MODEL = f"{PROJECT_NAMESPACE}/clothing-rating-age"
+PUBLISHED_TOPIC_MODEL = f"{PROJECT_NAMESPACE}/amazon-topic-classifier"
+PUBLISHED_TOPIC_DATASET = f"{PROJECT_NAMESPACE}/amazon-review-topics"
+PUBLISHED_SPACE = f"{PROJECT_NAMESPACE}/review-demo"
+
 
 def check_push_arguments(push_to_hub: bool, hub_model_id: str | None, hub_token: str | None) -> None:
     """Raise a ValueError naming the fix when `--push_to_hub` cannot work: no repo id, a malformed one, no token.
