@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> dict:
             method=model_args.method,
             training_data=training_data,
             filter_counts=filter_counts,
+            datasets=[data_args.dataset_name or data_args.hub_dataset_id] if (data_args.dataset_name
+                                                                             or data_args.hub_dataset_id) else None,
             split_sizes={name: len(split) for name, split in model_inputs.items()},
             hyperparameters={
                 **extract_hyperparameters_from_trainer(trainer),

@@ -64,7 +64,9 @@ def test_train_topic_trains_from_the_pushed_dataset(pushed_topics, tmp_path, tin
     assert results["train_samples"] == len(pushed_topics.splits["train"])
     assert results["eval_samples"] == len(pushed_topics.splits["validation"])
     assert (output_dir / "topic_model" / "topic_model.json").is_file()  # the labeller travels with the classifier
-    assert f"{pushed_topics.report['reviews_read']:,} Amazon reviews read" in (output_dir / "README.md").read_text()
+    card = (output_dir / "README.md").read_text()
+    assert f"{pushed_topics.report['reviews_read']:,} Amazon reviews read" in card
+    assert f"- {REPO_ID}" in card.split("---")[1]  # the model card links the dataset it was trained on
 
 
 def test_a_push_that_cannot_work_fails_before_labelling(monkeypatch, tmp_path):
