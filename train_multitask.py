@@ -282,6 +282,8 @@ def main():
             read_all_results(training_args.output_dir),
             model_name_or_path=model_args.model_name_or_path,
             data_source=data.source,
+            datasets=[data_args.dataset_name] if data_args.dataset_name and not os.path.isdir(data_args.dataset_name)
+            else [],
             rows_read=data.rows_read,
             filter_counts=data.dropped,
             split_sizes={name: len(split) for name, split in splits.items()},

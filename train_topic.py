@@ -16,7 +16,7 @@ configuration, like the transformers examples.
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datasets import DatasetDict, load_from_disk
@@ -44,6 +44,7 @@ from data_prep.topics import (
     save_topic_dataset,
 )
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
+from modeling.encoders import repeated_layer_classes
 from modeling.evaluation_files import write_confusion_matrix
 from modeling.feature_cache import FEATURES_COLUMN, add_encoder_features
 from modeling.training_run import (
@@ -123,13 +124,13 @@ def load_topic_splits(data_args: DataTrainingArguments, topic_args: TopicLabelAr
     --train_file when given (by the process that saves, the main one, while the others wait; then loaded by all).
     With --dataset_name, `data_args.dataset_dir` becomes the local folder of its topic model and report."""
     if data_args.dataset_name:
-        if data_args.train_file:
-            raise ValueError("Give --dataset_name (a labelled topic dataset) or --train_file (reviews to label), "
-                             "not both")
+        if data_args.train_file or data_args.dataset_dir:
+            raise ValueError("Give --dataset_name (a labelled topic dataset on the Hub), or --dataset_dir (with "
+                             "--train_file: reviews to label there), not both")
         with training_args.main_process_first(desc="downloading the topic dataset"):
-            splits, folder = pull_topic_dataset(data_args.dataset_name, data_args.dataset_revision)
+            splits, folder, sha = pull_topic_dataset(data_args.dataset_name, data_args.dataset_revision)
         data_args.dataset_dir = str(folder)
-        logger.info("Topic dataset %s: %s; topic model and report in %s", data_args.dataset_name,
+        logger.info("Topic dataset %s at %s: %s; topic model and report in %s", data_args.dataset_name, sha,
                     {name: len(split) for name, split in splits.items()}, folder)
     elif not data_args.dataset_dir:
         raise ValueError("Give --dataset_dir: the output of `python -m data_prep.topics`, or with --train_file the "
@@ -141,10 +142,11 @@ def load_topic_splits(data_args: DataTrainingArguments, topic_args: TopicLabelAr
                                              num_proc=data_args.preprocessing_num_workers)
                 save_topic_dataset(result, data_args.dataset_dir)
                 logger.info("Topics:\n%s", format_topic_table(result.report))
-                if data_args.hub_dataset_id:
+                if data_args.hub_dataset_id and training_args.process_index == 0:  # one push, whatever the nodes
                     push_topic_dataset(data_args.dataset_dir, result.splits, result.report, data_args.hub_dataset_id,
-                                       validity=read_validity_figures(PROJECT_VALIDITY_FIGURES),
-                                       token=training_args.hub_token)
+                                       validity=read_validity_figures(PROJECT_VALIDITY_FIGURES,
+                                                                      asdict(TopicLabelArguments())),
+                                       token=training_args.hub_token, private=training_args.hub_private_repo)
             else:
                 logger.info("Process %d loads the topic dataset the main process labelled into %s",
                             training_args.process_index, data_args.dataset_dir)
@@ -170,11 +172,14 @@ def label_mappings(label_names: list[str]) -> dict:
 
 
 def build_finetune_model(model_args: ModelArguments, label_names: list[str]):
-    """A pretrained encoder with a new classification head, or a saved classifier to train further."""
-    return AutoModelForSequenceClassification.from_pretrained(
+    """A pretrained encoder with a new classification head, or a saved classifier to train further; its
+    `_no_split_modules` name the encoder's layer class (DistilBERT declares none) for FSDP's auto wrap."""
+    model = AutoModelForSequenceClassification.from_pretrained(
         model_args.model_name_or_path, num_labels=len(label_names), attn_implementation=model_args.attn_implementation,
         **label_mappings(label_names),
     )
+    model._no_split_modules = set(model._no_split_modules or ()) | repeated_layer_classes(model)
+    return model
 
 
 def build_features_model(model_args: ModelArguments, label_names: list[str]) -> tuple[TopicFeaturesModel, bool]:

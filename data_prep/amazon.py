@@ -22,7 +22,7 @@ from datasets import Dataset, Features, Value, concatenate_datasets, load_datase
 
 from .review_source import (
     LAYOUTS, ReviewSourceArguments, check_file, file_builder, hub_source, layout_named, read_hub_dataset,
-    read_review_file, resolve_columns,
+    read_review_file, resolve_columns, star_ratings_as_text,
 )
 from .text import clean_for_topics, join_title_and_body
 
@@ -41,6 +41,7 @@ CLEAN_FEATURES = Features(
 _RATING_TEXT = r"^\s*[1-5](\.0*)?\s*$"
 _NUMBER_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _OTHER_DELIMITERS = ("\t", ";", "|")
+POLARITY_CHECK_ROWS = 100  # fewer rows may be all 1-2 stars by chance
 
 
 @dataclass
@@ -52,7 +53,7 @@ class AmazonReviews:
     rows_read: int
     dropped: dict[str, int] = field(default_factory=dict)
     source: str = ""
-    source_is_hub: bool = False
+    hub_dataset: str | None = None  # the Hub dataset id the reviews came from (None: files or a local folder)
 
 
 def load_amazon_reviews(
@@ -89,8 +90,9 @@ def load_amazon_reviews(
     for reason, count in dropped.items():
         logger.info("Dropped %d reviews: %s", count, reason)
     logger.info("Amazon reviews: read %d, kept %d", len(raw), len(topic_ready))
+    hub_dataset = None if paths or os.path.isdir(source_args.dataset_name) else source_args.dataset_name
     return AmazonReviews(dataset=topic_ready, rows_read=len(raw), dropped=dropped, source=source,
-                         source_is_hub=not paths)
+                         hub_dataset=hub_dataset)
 
 
 # Reading -----------------------------------------------------------------------------------------------------------
@@ -138,16 +140,19 @@ def read_amazon_file(path: str | os.PathLike, num_proc: int | None = None, stric
                                  f"use {[layout.name for layout in LAYOUTS if layout.headerless_order]}")
             names = list(layout.headerless_order)
             options = {"column_names": names, "header": None}
+            check_polarity = source_args.column_layout is None
         else:
-            names, options = header, {}
+            names, options, check_polarity = header, {}, False
         as_text = Features({name: Value("string") for name in names})
         dataset = read_review_file(path, features=as_text, keep_default_na=False, na_values=[""], num_proc=num_proc,
                                    **options)
     else:
-        dataset = read_review_file(path)
+        dataset, check_polarity = read_review_file(path), False
     if len(dataset) == 0:
         raise ValueError(f"Amazon review file has no reviews: {path}")
     dataset = to_amazon_columns(dataset, str(path), source_args)
+    if check_polarity:
+        warn_if_polarity_labels(dataset, path)
     check_ratings(dataset, str(path), first_line=1 + int(header is not None) if file_builder(path) == "csv" else None,
                   strict=strict)
     logger.info("%s: read %d reviews (%s)", path, len(dataset), "header-less CSV" if header is None else "header")
@@ -165,9 +170,21 @@ def to_amazon_columns(dataset: Dataset, source: str, source_args: ReviewSourceAr
     for role, column in roles.items():
         if column is None:
             kept = kept.add_column(role, pa.nulls(len(kept), pa.string()))
+        elif role == RATING_COLUMN:
+            kept = star_ratings_as_text(kept, role, source)
         elif kept.features[role] != Value("string"):
             kept = kept.cast_column(role, Value("string"))
     return kept.select_columns(AMAZON_COLUMNS)
+
+
+def warn_if_polarity_labels(dataset: Dataset, path: Path) -> None:
+    """Amazon Review Polarity's header-less files look like Review Full's, but their first column is sentiment (1
+    negative, 2 positive): read as stars they pass every check. Ratings that are all 1 or 2 say so in the log."""
+    ratings = set(pc.unique(dataset.data.column(RATING_COLUMN)).to_pylist()) - {None}
+    if len(dataset) >= POLARITY_CHECK_ROWS and ratings and ratings <= {"1", "2"}:
+        logger.warning("%s: every rating is 1 or 2, as in Amazon Review Polarity, whose first column is sentiment "
+                       "(1 negative, 2 positive), not stars; if that is the file, pass --column_layout "
+                       "amazon-polarity", path)
 
 
 def check_ratings(dataset: Dataset, source: str, first_line: int | None, strict: bool) -> None:

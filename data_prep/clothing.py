@@ -20,6 +20,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from .review_source import (
     RawReviews, ReviewSourceArguments, read_hub_dataset, read_local_files, read_review_file, resolve_columns,
+    star_ratings_as_text,
 )
 from .text import join_title_and_body
 
@@ -128,6 +129,7 @@ def to_internal_schema(raw: Dataset, source: str, source_args: ReviewSourceArgum
     """Rows with usable text, rating and age, as `text`/`rating`/`age`, and a count of the rows dropped per reason."""
     columns = resolve_columns(raw.column_names, source, required=("text", "rating", "age"), args=source_args)
     text, title, rating, age = (columns[role] for role in ("text", "title", "rating", "age"))
+    raw = star_ratings_as_text(raw, rating, source)
 
     def convert(batch):
         titles = batch[title] if title else [None] * len(batch[text])

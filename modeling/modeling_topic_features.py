@@ -56,6 +56,7 @@ class TopicFeaturesModel(PretrainedEncoderMixin, PreTrainedModel):
         self.encoder.requires_grad_(False)
         self.head = TopicFeaturesHead(config)
         self.post_init()
+        self.declare_encoder_layers()
 
     def _init_weights(self, module):
         if isinstance(module, TopicFeaturesHead):

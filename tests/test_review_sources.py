@@ -158,12 +158,29 @@ def test_topics_label_hub_copies_in_the_mcauley_2023_and_amazon_polarity_schemas
                      str(tmp_path / "wrong"), *FAST_LABELLER])
 
 
-def test_header_less_polarity_csv_takes_its_column_order_from_the_layout(tmp_path):
+def test_header_less_polarity_csv_takes_its_column_order_from_the_layout(tmp_path, caplog):
     path = tmp_path / "polarity.csv"
-    path.write_text('2,"Great read","Bought it on Amazon, loved the book"\n1,"Broken","The DVD arrived broken"\n')
+    rows = ['2,"Great read","Bought it on Amazon, loved the book"', '1,"Broken","The DVD arrived broken"'] * 60
+    path.write_text("\n".join(rows) + "\n")
     from data_prep.amazon import read_amazon_file
 
-    as_full = read_amazon_file(path)  # Review Full's order by default: the label would be read as stars
-    assert as_full["rating"] == ["2", "1"]
+    with caplog.at_level("WARNING", logger="data_prep"):
+        as_full = read_amazon_file(path)  # Review Full's order by default: the label reads as stars, with a warning
+    assert as_full["rating"][:2] == ["2", "1"] and "--column_layout amazon-polarity" in caplog.text
     as_polarity = read_amazon_file(path, source_args=ReviewSourceArguments(column_layout="amazon-polarity"))
-    assert as_polarity["rating"] == [None, None] and as_polarity["review"][1] == "The DVD arrived broken"
+    assert set(as_polarity["rating"]) == {None} and as_polarity["review"][1] == "The DVD arrived broken"
+
+
+def test_ratings_of_any_type_are_read_as_stars_and_a_sentiment_label_is_refused():
+    from datasets import ClassLabel, Dataset
+
+    from data_prep.review_source import star_ratings_as_text
+
+    stars = Dataset.from_dict({"rating": [0, 4, 2]}).cast_column(
+        "rating", ClassLabel(names=["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]))
+    assert star_ratings_as_text(stars, "rating", "x")["rating"] == ["1", "5", "3"]  # the names, not the index
+    numbers = Dataset.from_dict({"rating": [5.0, float("nan"), 1.0, None]})
+    assert star_ratings_as_text(numbers, "rating", "x")["rating"] == ["5", None, "1", None]
+    sentiment = Dataset.from_dict({"label": [0, 1]}).cast_column("label", ClassLabel(names=["negative", "positive"]))
+    with pytest.raises(ValueError, match=r"class label named \['negative', 'positive'\], not 1-5 stars"):
+        star_ratings_as_text(sentiment, "label", "x")

@@ -51,6 +51,20 @@ def test_space_folder_serves_with_cpu_torch_and_names_its_models(tmp_path):
     assert "*.png filter=lfs" in (folder / ".gitattributes").read_text()
 
 
+def test_space_app_imports_without_the_training_stack(tmp_path):
+    """The Space's requirements leave out datasets, accelerate and the ONNX exporter: its app must import without
+    them (they are blocked here, as if not installed)."""
+    folder = space.write_space_folder(tmp_path / "space")
+    blocked = sorted(TRAINING_ONLY - {"gradio", "jinja2", "pytest"})
+    # None in sys.modules: `import x` fails and importlib.util.find_spec("x") says it is not there
+    code = f"import sys\nsys.modules.update(dict.fromkeys({blocked!r}))\nimport app\nprint(app.DEFAULT_TOPIC_MODEL)\n"
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=folder, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith(hub.PUBLISHED_TOPIC_MODEL)
+
+
 def local_cpu_torch_wheel() -> Path | None:
     """The CPU torch wheel of this environment's release in a pip find-links folder, to stand in for PyTorch's CPU
     index (which a machine with only a package mirror cannot reach)."""

@@ -52,6 +52,7 @@ def test_pushed_dataset_loads_by_id_with_its_labels_topic_model_and_card(pushed_
     if PROJECT_VALIDITY_FIGURES.is_file():  # a clone of the repo: the labeller's measured validity is quoted
         validity = json.loads(PROJECT_VALIDITY_FIGURES.read_text())["rows"]["labeller (with other)"]
         assert f"{validity['media_precision']:.3f}" in card.text
+        assert "this dataset was labelled with other settings" in card.text  # 6 topics, keywords: not the defaults
 
 
 def test_train_topic_trains_from_the_pushed_dataset(pushed_topics, tmp_path, tiny_encoder_dir):

@@ -436,3 +436,19 @@ def test_fit_rating_offsets_stores_them_and_reports_metrics_with_and_without(tmp
     results = json.loads((output_dir / "all_results.json").read_text())
     assert results["eval_rating_adjusted_macro_f1"] >= results["eval_rating_macro_f1"]
     assert {"test_rating_adjusted_accuracy", "test_rating_accuracy"} <= results.keys()
+
+
+@pytest.mark.parametrize("model_class", MODELS)
+def test_fsdp_finds_the_encoder_layers_to_wrap_with_bert_and_distilbert(model_class, tiny_bert_dir, tiny_encoder_dir):
+    """FSDP's transformer-based auto wrap (examples/accelerate/fsdp.yaml) shards the classes in `_no_split_modules`:
+    BERT declares its own; DistilBERT declares none, so the models add the encoder's repeated block."""
+    assert "BertLayer" in new_model(model_class, tiny_bert_dir)._no_split_modules
+    assert "TransformerBlock" in new_model(model_class, tiny_encoder_dir)._no_split_modules
+
+
+def test_the_labeller_embeds_on_the_gpu_when_there_is_one(monkeypatch):
+    from data_prep import topic_mapping
+
+    assert topic_mapping.embedding_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert topic_mapping.embedding_device() == "cuda"
