@@ -59,6 +59,7 @@ def topic_report(topic_model, evidence, topic_counts, sizes, reviews, no_categor
         "hub_dataset": reviews.hub_dataset,
         "reviews_read": reviews.rows_read,
         "reviews_after_cleaning": len(reviews.dataset),
+        "reviews_labelled": sum(sum(counts.values()) for counts in sizes.values()),
         "dropped_while_reading": reviews.dropped,
         "no_category": no_category_counts,
         "dropped_while_labelling": {},

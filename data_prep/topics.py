@@ -294,6 +294,13 @@ class TopicLabelArguments:
     min_category_size: int = field(
         default=50, metadata={"help": "Report categories with fewer training reviews than this as too small."}
     )
+    label_sample: int | None = field(
+        default=None,
+        metadata={"help": "Label only this many reviews, a seeded random sample spread over the splits in proportion "
+                  "(the rest are counted, not kept): embedding each review is the slow part of labelling. The topic "
+                  "model is still fit on the whole train split, so the sample's labels are the ones a full labelling "
+                  "gives; a classifier trained on them labels the rest (scripts/demo.sh)."},
+    )
 
 
 @dataclass
@@ -406,6 +413,8 @@ def build_topic_dataset(
     and label every split."""
     reviews, splits, topic_model, evidence = fit_topics(input_files, options, seed=seed, num_proc=num_proc,
                                                         source_args=source_args)
+    if options.label_sample is not None:
+        splits = sample_splits(splits, options.label_sample, seed)
 
     labelled, no_category, topic_counts = {}, {}, {}
     for name, split in splits.items():
@@ -421,6 +430,22 @@ def build_topic_dataset(
         logger.warning(warning)
     result = TopicDataset(splits=splits, topic_model=topic_model, report=report)
     return result if options.other_class else without_other_class(result)
+
+
+def sample_splits(splits: DatasetDict, total: int, seed: int) -> DatasetDict:
+    """`total` reviews drawn at random (seeded) from the splits in proportion to their sizes; the rest counted."""
+    available = sum(len(split) for split in splits.values())
+    if total <= 0:
+        raise ValueError(f"--label_sample must be a positive number of reviews, got {total}")
+    if total >= available:
+        logger.info("--label_sample %d: all %d reviews are labelled", total, available)
+        return splits
+    sampled = DatasetDict({name: split.shuffle(seed=seed).select(range(max(1, round(total * len(split) / available))))
+                           for name, split in splits.items()})
+    logger.info("--label_sample %d: labelling %s of %d reviews; %d are not labelled", total,
+                {name: len(split) for name, split in sampled.items()}, available,
+                available - sum(len(split) for split in sampled.values()))
+    return sampled
 
 
 def category_sizes(splits: DatasetDict, names: list[str]) -> dict[str, dict[str, int]]:

@@ -17,11 +17,13 @@ $PYTHON train_multitask.py --model_name_or_path "$MINILM" --output_dir out/multi
 
 app_models=(--multitask-model out/multitask)
 if compgen -G "$DATA_DIR/amazon_*.csv.gz" >/dev/null; then
+  # Topics fit on every review; 5,000 of them labelled (embedding each review is the slow part): the classifier
+  # trained on those labels serves the rest.
   $PYTHON -m data_prep.topics --input_file "$DATA_DIR"/amazon_*.csv.gz --no_mention_filter \
-    --output_dir out/topics
+    --output_dir out/topics --label_sample 5000
   $PYTHON train_topic.py --dataset_dir out/topics --method features --model_name_or_path "$MINILM" \
     --output_dir out/topic_features --do_train --do_eval --num_train_epochs 20 --learning_rate 1e-3 \
-    --max_train_samples 3000 --max_eval_samples 1000 --max_seq_length 128 --per_device_train_batch_size 64 \
+    --max_train_samples 3000 --max_eval_samples 500 --max_seq_length 128 --per_device_train_batch_size 64 \
     --save_strategy no --report_to none --export_onnx
   app_models+=(--topic-model out/topic_features)
 else

@@ -536,3 +536,21 @@ def test_on_a_real_slice_media_labels_match_the_product_category_and_non_media_r
     assert labelled["non_media"] > 1000 and labelled["non_media_given_media"] <= 0.05
     assert labelled["own"]["movies_tv"] >= 0.70 and topics_alone["own"]["movies_tv"] < 0.55
     assert all(labelled["own"][category] >= 0.85 for category in ("Books", "Kindle_Store", "Digital_Music"))
+
+
+@pytest.mark.slow
+def test_a_label_sample_gets_the_labels_a_full_labelling_gives_them(tmp_path):
+    """--label_sample embeds only the sampled reviews; the topic model is fit on the whole train split either way, so
+    each sampled review gets the label the full labelling gives it."""
+    inputs = write_shared_slice(tmp_path, rows_per_file=150)
+    options = TopicLabelArguments(mention_filter=False, num_topics=8)
+    full = build_topic_dataset(inputs, options, seed=0)
+    sampled = build_topic_dataset(inputs, TopicLabelArguments(mention_filter=False, num_topics=8, label_sample=120),
+                                  seed=0)
+    sizes = {name: len(split) for name, split in sampled.splits.items()}
+    assert sum(sizes.values()) == sampled.report["reviews_labelled"] == 120
+    assert sizes["train"] == pytest.approx(0.8 * 120, abs=1)
+    assert sampled.report["reviews_after_cleaning"] == full.report["reviews_after_cleaning"] > 120
+    for name in sizes:
+        full_labels = dict(zip(full.splits[name]["text"], full.splits[name]["label"]))
+        assert [full_labels[text] for text in sampled.splits[name]["text"]] == sampled.splits[name]["label"]
