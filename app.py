@@ -44,6 +44,7 @@ DEFAULT_TOPIC_MODEL, DEFAULT_MULTITASK_MODEL = PUBLISHED_TOPIC_MODEL, PUBLISHED_
 
 MAX_QUEUE_BATCH = 16  # requests the queue merges into one call of a batched endpoint
 MAX_CSV_ROWS = 5000
+PROGRESS_ROWS = 100  # a CSV batch reports its progress after this many reviews
 QUEUE_MAX_SIZE = 256
 MAX_UPLOAD_SIZE = "25mb"
 MAX_REVIEW_CHARS = 20_000  # the text boxes' limit: far beyond what the models read (they truncate to their tokens)
@@ -180,16 +181,27 @@ def add_predictions(
     text_column: str,
     topic_classifier: TopicClassifier | None,
     rating_age_model: RatingAgeModel | None,
+    progress=None,
 ) -> pd.DataFrame:
-    """The table with prediction columns added (empty for rows whose review is empty; `prediction_note` says why)."""
+    """The table with prediction columns added (empty for rows whose review is empty; `prediction_note` says why);
+    `progress` (a `gr.Progress`) hears after every `PROGRESS_ROWS` reviews."""
     texts = table[text_column].astype(str).tolist()
     predicted = table.copy()
+
+    def predict(model, what: str) -> list:
+        results = []
+        for start in range(0, len(texts), PROGRESS_ROWS):
+            if progress is not None:
+                progress((start, len(texts)), desc=what, unit="reviews")
+            results += model.predict(texts[start:start + PROGRESS_ROWS])
+        return results
+
     if rating_age_model is not None:
-        ratings = rating_age_model.predict(texts)
+        ratings = predict(rating_age_model, "Rating and age")
         predicted["predicted_rating"] = pd.array([r["rating"] if r else None for r in ratings], dtype="Int64")
         predicted["predicted_age"] = [r["age"] if r else None for r in ratings]
     if topic_classifier is not None:
-        topics = topic_classifier.predict(texts)
+        topics = predict(topic_classifier, "Topics")
         predicted["predicted_topic"] = [t["topic"] if t else "" for t in topics]
         predicted["topic_probability"] = [round(t["scores"][t["topic"]], 4) if t else None for t in topics]
         if topic_classifier.topic_words_model is not None:
@@ -227,6 +239,7 @@ def batch_endpoint(
     max_rows: int,
     csv_path: str | None,
     text_column: str | None,
+    progress=None,
 ):
     """Gradio `/batch`: the CSV with predictions added (a file to download), a chart and a message."""
     if topic_classifier is None and rating_age_model is None:
@@ -248,7 +261,7 @@ def batch_endpoint(
         return None, None, f"⚠️ The CSV has {len(table):,} rows; this app takes at most {max_rows:,} per file."
 
     started = time.perf_counter()
-    predicted = add_predictions(table, text_column, topic_classifier, rating_age_model)
+    predicted = add_predictions(table, text_column, topic_classifier, rating_age_model, progress)
     elapsed = time.perf_counter() - started
 
     remove_old_files(output_folder, OUTPUT_FILE_LIFETIME_S)
@@ -319,8 +332,9 @@ def build_demo(
     def predict_rating_age(texts: list[str]):
         return rating_age_endpoint(rating_age_model, rating_age_message, texts)
 
-    def predict_csv(csv_path: str | None, text_column: str | None):
-        return batch_endpoint(topic_classifier, rating_age_model, output_folder, max_csv_rows, csv_path, text_column)
+    def predict_csv(csv_path: str | None, text_column: str | None, progress=gr.Progress()):
+        return batch_endpoint(topic_classifier, rating_age_model, output_folder, max_csv_rows, csv_path, text_column,
+                              progress)
 
     with gr.Blocks(title="Reviews: topic, rating and age", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(

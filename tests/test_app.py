@@ -189,6 +189,23 @@ def test_too_many_rows_get_a_message(topic_classifier, rating_age_model, tmp_pat
     assert "has 4 rows" in message and "at most 3" in message
 
 
+def test_a_long_csv_reports_its_progress_and_gets_the_same_predictions(topic_classifier, rating_age_model, tmp_path,
+                                                                        monkeypatch):
+    rows = [{"review": f"{REVIEW} {index}"} for index in range(25)]
+    csv_path = write_csv(tmp_path / "reviews.csv", rows)
+    whole, _, _ = app.batch_endpoint(topic_classifier, rating_age_model, tmp_path / "whole", 100, str(csv_path),
+                                     "review")
+    monkeypatch.setattr(app, "PROGRESS_ROWS", 10)
+    heard = []
+    chunked, _, message = app.batch_endpoint(
+        topic_classifier, rating_age_model, tmp_path / "chunked", 100, str(csv_path), "review",
+        lambda done, desc, unit: heard.append((desc, done)))
+    assert heard == [(what, (start, 25)) for what in ("Rating and age", "Topics") for start in (0, 10, 20)]
+    assert "Predicted 25 reviews" in message
+    assert pd.read_csv(chunked)[["predicted_rating", "predicted_topic"]].equals(
+        pd.read_csv(whole)[["predicted_rating", "predicted_topic"]])
+
+
 def test_text_column_dropdown_is_filled_from_the_csv_header(tmp_path):
     csv_path = write_csv(tmp_path / "reviews.csv", [{"id": "1", "title": "x", "review": REVIEW}])
     dropdown = app.text_column_choices(str(csv_path))

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from onnx_fixtures import exported_multitask_dir  # noqa: F401 - fixture
+from onnx_fixtures import exported_multitask_dir, exported_topic_dir  # noqa: F401 - fixtures
 from tests.conftest import REPO_ROOT, SHARED_DATA, read_clothing_frame, require_shared_data
 
 pytestmark = pytest.mark.slow
@@ -359,3 +359,19 @@ def test_topic_validity_benchmark_runs_on_slices(tmp_path, tiny_encoder_dir, mon
     labeller = result["rows"]["labeller (with other)"]
     assert labeller["scored_reviews"] > labeller["reviews_with_a_category"] > 0
     assert result["targets"] and (tmp_path / "topic_validity.png").is_file()
+
+
+def test_space_load_benchmark_serves_concurrent_clients_without_errors(tmp_path, exported_multitask_dir,
+                                                                      exported_topic_dir):
+    from tests.conftest import free_port
+
+    run_benchmark("space_load", "--multitask_model", str(exported_multitask_dir), "--topic_model",
+                  str(exported_topic_dir), "--clients", "4", "--batch_clients", "1", "--csv_rows", "20",
+                  "--seconds", "4", "--port", str(free_port()), results_dir=tmp_path)
+    result = json.loads((tmp_path / "space_load.json").read_text())
+    assert result["errors"] == 0 and result["peak_rss_mb"] > 0 and result["cold_start_s"] > 0
+    for name, row in result["endpoints"].items():
+        assert row["requests"] > 0 and row["p99_ms"] >= row["p95_ms"] >= row["p50_ms"] > 0, name
+    assert result["endpoints"]["batch"]["reviews_per_s"] == pytest.approx(
+        20 * result["endpoints"]["batch"]["requests_per_s"], rel=0.01)
+    assert isinstance(result["machine"]["cpu_flags"], list)
