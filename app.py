@@ -407,9 +407,9 @@ def build_demo(
     return demo
 
 
-def launch(demo: gr.Blocks, host: str, port: int | None, **launch_options):
+def launch(demo: gr.Blocks, host: str, port: int | None, concurrency_limit: int = 1, **launch_options):
     """Queue and serve (`prevent_thread_lock=True` in launch_options returns at once, for tests)."""
-    demo.queue(max_size=QUEUE_MAX_SIZE)
+    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=concurrency_limit)
     return demo.launch(
         server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD_SIZE, theme=gr.themes.Soft(),
         css=CSS, **launch_options,
@@ -446,6 +446,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"or int8; a folder without onnx/ is served on torch. Default: {DEFAULT_BACKEND}, or torch with --bf16.",
     )
     parser.add_argument("--max-csv-rows", type=int, default=MAX_CSV_ROWS, help="Largest CSV the Batch tab takes.")
+    parser.add_argument(
+        "--concurrency-limit", type=int, default=int(os.environ.get("REVIEW_CONCURRENCY_LIMIT", 1)),
+        help="Calls each endpoint runs at once (env REVIEW_CONCURRENCY_LIMIT; default 1: 2 or 4 measured no better on "
+        "2 cores, benchmarks/space_load.py).",
+    )
     args = parser.parse_args(argv)
     if args.backend is None:
         args.backend = TORCH if args.bf16 else DEFAULT_BACKEND
@@ -466,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         **options,
     )
     demo = build_demo(topic_classifier, rating_age_model, topic_message, rating_age_message, args.max_csv_rows)
-    launch(demo, args.host, args.port)
+    launch(demo, args.host, args.port, args.concurrency_limit)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def start_server(arguments, port: int, log_path: Path) -> tuple[subprocess.Popen
     started = time.perf_counter()
     server = subprocess.Popen(
         [sys.executable, "app.py", "--multitask-model", arguments.multitask_model, "--topic-model",
-         arguments.topic_model, "--port", str(port), *(["--backend", arguments.backend] if arguments.backend else [])],
+         arguments.topic_model, "--port", str(port), "--concurrency-limit", str(arguments.concurrency_limit),
+         *(["--backend", arguments.backend] if arguments.backend else [])],
         cwd=REPO_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"),
     )
     while True:
@@ -127,6 +128,7 @@ def main():
     parser.add_argument("--csv_rows", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--port", type=int, default=7870)
+    parser.add_argument("--concurrency_limit", type=int, default=1, help="The app's --concurrency-limit")
     arguments = parser.parse_args()
     import app
 
@@ -163,7 +165,7 @@ def main():
                      "csv_rows": arguments.csv_rows, "seconds": arguments.seconds,
                      "backend": arguments.backend or app.DEFAULT_BACKEND},
         "queue": {"max_size": app.QUEUE_MAX_SIZE, "max_batch_size": app.MAX_QUEUE_BATCH,
-                  "concurrency_limit_per_endpoint": 1},
+                  "concurrency_limit_per_endpoint": arguments.concurrency_limit},
         "wall_seconds": round(elapsed, 1), "cold_start_s": round(cold_start, 1), "peak_rss_mb": peak_rss_mb,
         "endpoints": rows, "errors": sum(row["errors"] for row in rows.values()),
     })
