@@ -107,24 +107,43 @@ def export_fp32(model: nn.Module, path: Path) -> str:
     return "torchscript"
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = INT8_PER_CHANNEL) -> None:
-    """Dynamic int8: weights of MatMul/Gemm quantized once, activations per batch at run time (no calibration data).
+def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = INT8_PER_CHANNEL,
+                  agreement_texts: list[str] | None = None, tokenizer=None, output_name: str | None = None,
+                  agreement_bar: float = 0.99, decision_offsets=None) -> None:
+    """Dynamic int8: weights of MatMul/Gemm quantized once, activations per batch at run time. With
+    `agreement_texts`, the most sensitive MatMuls stay float32 until int8 agrees with float32's top-1 on
+    `agreement_bar` of them (`modeling.int8_recipe`).
 
     The graph goes through ONNX Runtime's pre-processing first (shape inference and graph optimization), as its
     quantization guide recommends, so that fused MatMuls are found and quantized."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .int8_recipe import quantize, quantize_to_agree
 
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_dynamic(
-            prepared, int8_path, op_types_to_quantize=["MatMul", "Gemm"], per_channel=per_channel,
-            weight_type=QuantType.QInt8,
-        )
+        if agreement_texts:
+            recipe = quantize_to_agree(prepared, fp32_path, int8_path, tokenizer, agreement_texts, output_name,
+                                       per_channel, agreement_bar, decision_offsets)
+            logger.info("int8 recipe: %d MatMuls kept float32, top-1 agreement %.4f on %d reviews",
+                        len(recipe["float32_nodes"]), recipe["top1_agreement"], recipe["reviews"])
+        else:
+            quantize(prepared, int8_path, per_channel)
 
 
-def export_onnx(model_dir: str | Path, quantize: bool = True, per_channel: bool = INT8_PER_CHANNEL) -> dict[str, Path]:
+def read_texts(path: str | Path, limit: int) -> list[str]:
+    """The `text` column of a csv / json / parquet file (e.g. held-out reviews), first `limit` non-empty rows."""
+    from datasets import load_dataset
+
+    suffix = next((suffix for suffix in reversed(Path(path).suffixes) if suffix in (".json", ".jsonl", ".parquet")),
+                  ".csv")
+    texts = load_dataset({".jsonl": "json"}.get(suffix, suffix[1:]), data_files=str(path), split="train")["text"]
+    return [text for text in texts if isinstance(text, str) and text.strip()][:limit]
+
+
+def export_onnx(model_dir: str | Path, quantize: bool = True, per_channel: bool = INT8_PER_CHANNEL,
+                agreement_texts: list[str] | None = None, agreement_bar: float = 0.99) -> dict[str, Path]:
     """Export the saved folder's model into `model_dir/onnx/`; returns the paths written."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -135,7 +154,14 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, per_channel: bool 
     logger.info("Wrote %s (%s exporter, %.1f MB)", paths["fp32"], exporter, paths["fp32"].stat().st_size / 1e6)
     if not quantize:
         return {"fp32": paths["fp32"]}
-    quantize_int8(paths["fp32"], paths["int8"], per_channel=per_channel)
+    tokenizer = None
+    if agreement_texts:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    quantize_int8(paths["fp32"], paths["int8"], per_channel=per_channel, agreement_texts=agreement_texts,
+                  tokenizer=tokenizer, output_name=output_names_for(model.config)[0], agreement_bar=agreement_bar,
+                  decision_offsets=getattr(model.config, "rating_logit_offsets", None))
     logger.info("Wrote %s (%.1f MB)", paths["int8"], paths["int8"].stat().st_size / 1e6)
     return paths
 
@@ -146,9 +172,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-int8", dest="quantize", action="store_false", help="Write the float32 graph only.")
     parser.add_argument("--per-tensor", dest="per_channel", action="store_false",
                         help="One int8 scale per weight matrix instead of one per output channel.")
+    parser.add_argument("--agreement-texts", type=Path,
+                        help="Held-out reviews (csv/json/parquet with a `text` column, e.g. validation): keep the "
+                        "most sensitive MatMuls float32 until int8 gives float32's top-1 on --agreement-bar of them "
+                        "(writes onnx/int8_recipe.json).")
+    parser.add_argument("--agreement-bar", type=float, default=0.99)
+    parser.add_argument("--agreement-reviews", type=int, default=600, help="Reviews of --agreement-texts to use.")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    for path in export_onnx(args.model_dir, quantize=args.quantize, per_channel=args.per_channel).values():
+    texts = read_texts(args.agreement_texts, args.agreement_reviews) if args.agreement_texts else None
+    for path in export_onnx(args.model_dir, quantize=args.quantize, per_channel=args.per_channel,
+                            agreement_texts=texts, agreement_bar=args.agreement_bar).values():
         print(path)
 
 

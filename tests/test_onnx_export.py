@@ -118,3 +118,32 @@ def test_command_line_writes_both_files_and_prints_their_paths_last(multitask_mo
     printed = capsys.readouterr().out.split()[-2:]
     assert printed == [str(folder / "onnx" / "model.onnx"), str(folder / "onnx" / "model_int8.onnx")]
     assert all(Path(path).stat().st_size > 0 for path in printed)
+
+
+def test_int8_recipe_keeps_sensitive_matmuls_float32_until_it_agrees(tmp_path, multitask_model_dir):
+    """--agreement-texts: a per-node sensitivity pass on held-out reviews, then the most sensitive MatMuls kept
+    float32 one at a time until int8 gives float32's top-1 on the bar (1.0 here: always reachable, at worst with
+    every MatMul float32); the recipe is written beside the graph."""
+    import csv
+    import json
+    import shutil
+
+    from modeling import export_onnx
+    from modeling.int8_recipe import RECIPE_FILE, padded_batches, top_classes
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "model"
+    shutil.copytree(multitask_model_dir, folder)
+    texts = ["Runs small, returned it.", "Perfect fit and soft fabric!", "The color faded after one wash.",
+             "Great dress for a wedding", "Too long for me but pretty", "Itchy.", "Love it, bought two"] * 3
+    with open(tmp_path / "held_out.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([["text"], *([text] for text in texts)])
+    export_onnx.main([str(folder), "--agreement-texts", str(tmp_path / "held_out.csv"), "--agreement-bar", "1.0",
+                      "--agreement-reviews", "21"])
+    recipe = json.loads((folder / "onnx" / RECIPE_FILE).read_text())
+    assert recipe["top1_agreement"] == 1.0 and recipe["reviews"] == 21 and recipe["agreement_output"] == "rating_logits"
+    assert recipe["quantized_nodes"] + len(recipe["float32_nodes"]) > 0 and "cpu_flags" in recipe
+    batches = padded_batches(AutoTokenizer.from_pretrained(folder), texts)
+    paths = export_onnx.onnx_paths(folder)
+    assert (top_classes(paths["int8"], batches, "rating_logits", len(texts))
+            == top_classes(paths["fp32"], batches, "rating_logits", len(texts))).all()
