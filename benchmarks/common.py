@@ -72,23 +72,10 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-# The CPU features speed figures depend on (int8 and bf16 kernels differ between AVX2, AVX-512 and AMX machines).
-SPEED_RELEVANT_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
-
-
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                return [flag for flag in SPEED_RELEVANT_CPU_FLAGS if flag in present]
-    except OSError:
-        pass
-    return []
-
-
 def machine_facts() -> dict:
     import torch
+
+    from modeling.cpu import cpu_flags
 
     return {
         "python": sys.version.split()[0],

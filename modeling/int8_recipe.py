@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cpu import cpu_flags
+
 logger = logging.getLogger(__name__)
 
 RECIPE_FILE = "int8_recipe.json"
@@ -73,17 +75,6 @@ def sensitive_nodes(prepared: Path, batches, reference: np.ndarray, output_name:
         classes = top_classes(scratch / "one.onnx", batches, output_name, len(reference), offsets)
         changed.append((node, float((classes != reference).mean())))
     return sorted(changed, key=lambda item: -item[1])
-
-
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                return sorted(present & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8"})
-    except OSError:
-        pass
-    return []
 
 
 def quantize_to_agree(prepared: Path, fp32_path: Path, int8_path: Path, tokenizer, texts: Sequence[str],

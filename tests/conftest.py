@@ -1,9 +1,14 @@
 """Shared fixtures: no network, a tiny random DistilBERT and a WordPiece tokenizer trained on real review text."""
 
+import contextlib
 import csv
 import gzip
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,6 +166,33 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def app_process(arguments: list[str], cwd: Path, environment: dict, log: Path, timeout: float = 120):
+    """`python app.py ARGUMENTS --port P` started in `cwd`; yields its URL once the port answers, and stops it like
+    Ctrl+C (Gradio closes and the app's temporary files go) afterwards."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "app.py", *arguments, "--port", str(port)], cwd=cwd, env=environment,
+                              stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"app.py in {cwd} did not serve: {log.read_text()[-3000:]}")
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,6 @@ every endpoint, per-review messages for bad input, malformed CSVs, a missing mod
 
 import csv
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +14,7 @@ from gradio_client import Client, handle_file
 import app
 import modeling
 from modeling import serving
-from tests.conftest import KITCHEN_REVIEW, MUSIC_REVIEW, NON_ENGLISH_REVIEW, TOPIC_LABELS, free_port
+from tests.conftest import KITCHEN_REVIEW, MUSIC_REVIEW, NON_ENGLISH_REVIEW, TOPIC_LABELS, app_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RATING_LABELS = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
@@ -343,32 +338,11 @@ def test_length_sorted_chunks_cover_every_review_once_longest_first():
 
 
 def test_python_app_py_serves_on_loopback(multitask_model_dir, topic_model_dir, tmp_path):
-    port = free_port()
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     environment.pop("GRADIO_SERVER_NAME", None)
-    server = subprocess.Popen(
-        [sys.executable, "app.py", "--multitask-model", str(multitask_model_dir), "--topic-model", str(topic_model_dir),
-         "--port", str(port)],
-        cwd=REPO_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "app.log", "w"),
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not serve: {(tmp_path / 'app.log').read_text()[-2000:]}")
-                time.sleep(0.3)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    arguments = ["--multitask-model", str(multitask_model_dir), "--topic-model", str(topic_model_dir)]
+    with app_process(arguments, REPO_ROOT, environment, tmp_path / "app.log", timeout=90) as url:
+        client = Client(url, verbose=False)
         _, age, _ = client.predict(REVIEW, api_name="/rating_age")
         scores, _, _ = client.predict(app.TOPIC_EXAMPLES[0], api_name="/topic")
         assert float(age) > 0 and set(confidences(scores)) == set(TOPIC_LABELS)
-    finally:
-        server.send_signal(signal.SIGINT)  # like Ctrl+C: Gradio closes and the app's temporary files go
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()

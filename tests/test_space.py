@@ -7,11 +7,8 @@ import importlib.metadata
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,7 @@ from huggingface_hub import snapshot_download
 from hub_fixtures import hub_server, loopback_hub  # noqa: F401 - fixtures
 from onnx_fixtures import exported_multitask_dir, exported_topic_dir  # noqa: F401 - fixtures
 from test_browser import ANSWER_TIMEOUT_MS, page, save_screenshot  # noqa: F401 - fixtures
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, app_process
 
 import app
 from modeling import hub, space
@@ -125,31 +122,12 @@ def space_from_the_hub(loopback_hub, tmp_path, exported_multitask_dir, exported_
         assert result.returncode == 0, result.stdout + result.stderr
     pulled = Path(snapshot_download(hub.PUBLISHED_SPACE, repo_type="space", local_dir=tmp_path / "pulled_space"))
 
-    port = free_port()
     environment = {name: value for name, value in os.environ.items()
                    if name not in ("PYTHONPATH", "TOPIC_MODEL", "MULTITASK_MODEL", "GRADIO_SERVER_NAME")}
     environment.update({"GRADIO_ANALYTICS_ENABLED": "False", "HF_HOME": str(tmp_path / "space_hf_home")})
     log = tmp_path / "space.log"
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=pulled, env=environment,
-                              stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the Space's app.py did not serve: {log.read_text()[-3000:]}")
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/", log
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with app_process([], pulled, environment, log) as url:  # no model flags: the published ids
+        yield url, log
 
 
 def test_space_pulled_from_the_hub_answers_in_every_tab(space_from_the_hub, page, tmp_path):  # noqa: F811
