@@ -91,7 +91,7 @@ def test_app_refuses_bf16_on_an_onnx_backend(capsys):
 
 def test_app_main_loads_both_models_on_the_chosen_backend(exported_multitask_dir, exported_topic_dir, monkeypatch):
     launched = {}
-    monkeypatch.setattr(app, "launch", lambda demo, host, port: launched.update(demo=demo))
+    monkeypatch.setattr(app, "launch", lambda demo, host, port, concurrency_limit: launched.update(demo=demo))
     monkeypatch.setattr(app, "build_demo", lambda topic, rating_age, *rest: (topic, rating_age))
     app.main(["--topic-model", str(exported_topic_dir), "--multitask-model", str(exported_multitask_dir),
               "--backend", "onnx-int8"])
