@@ -28,7 +28,7 @@ from modeling.evaluation_files import write_multitask_predictions
 from modeling.metrics import build_multitask_metrics, fit_logit_offsets
 from modeling.model_card import multitask_card_info, read_all_results
 from modeling.training_run import (
-    ReviewTrainingArguments, check_checkpoint, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
+    ReviewTrainingArguments, check_checkpoint, end_run, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
 )
 from modeling.trainer import MultiTaskTrainer
 
@@ -298,6 +298,7 @@ def main():
             age_std=trainer.model.config.age_std,
         )
         finish_run(training_args, card, push_requested, f"Train on {card.dataset_name}", logger)
+    end_run(training_args)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from modeling.encoders import repeated_layer_classes
 from modeling.evaluation_files import write_confusion_matrix
 from modeling.feature_cache import FEATURES_COLUMN, add_encoder_features
 from modeling.training_run import (
-    ReviewTrainingArguments, check_checkpoint, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
+    ReviewTrainingArguments, check_checkpoint, end_run, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
 )
 from modeling.metrics import build_classification_metrics
 from modeling.model_card import read_all_results, topic_card_info
@@ -320,6 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
             },
         )
         finish_run(training_args, card, push_requested, f"Train a {model_args.method} topic classifier", logger)
+    end_run(training_args)
     return results
 
 

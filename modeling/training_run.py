@@ -196,3 +196,12 @@ def finish_run(training_args: TrainingArguments, card: ModelCardInfo, push_reque
             token=training_args.hub_token, private=training_args.hub_private_repo, commit_message=commit_message,
         )
         script_logger.info("Pushed %s (commit %s)", commit.commit_url, commit.oid)
+
+
+def end_run(training_args: TrainingArguments) -> None:
+    """Wait until every rank is done, then close the process group. A rank that exits while another is still writing
+    the card or the ONNX files can abort in gloo's teardown ("terminate called without an active exception")."""
+    state = training_args.distributed_state
+    if state is not None and state.use_distributed:
+        state.wait_for_everyone()
+        state.destroy_process_group()
