@@ -9,7 +9,8 @@ through the Auto classes and pipelines `import modeling` registers; `trust_remot
 `--trust-remote-code` is given. A model that cannot be loaded leaves a warning in its tab; the rest works.
 
 Serving: the queue merges up to `MAX_QUEUE_BATCH` requests into one call, which `modeling.serving` runs in
-length-sorted, padding-tight batches, on torch (`--bf16` adds bfloat16 autocast) or on the folders' ONNX export
+length-sorted, padding-tight batches, on the backend `--backend auto` picks for this machine and model (the page's
+footer says which and why), or on the one named: torch (`--bf16` adds bfloat16 autocast) or the folders' ONNX export
 (`--backend onnx|onnx-int8`). An empty review gets a message in its own
 outputs and never fails the other requests of its batch.
 """
@@ -404,7 +405,14 @@ def build_demo(
                 predict_csv, inputs=[csv_file, text_column], outputs=[predictions_file, chart, batch_result],
                 api_name="batch",
             )
+        gr.Markdown(served_by_footer(topic_classifier, rating_age_model), elem_id="served-by")
     return demo
+
+
+def served_by_footer(topic_classifier: TopicClassifier | None, rating_age_model: RatingAgeModel | None) -> str:
+    lines = [f"{what}: {model.served_by}" for what, model in (("Topic model", topic_classifier),
+                                                              ("Rating-and-age model", rating_age_model)) if model]
+    return "<small>Served by: " + "; ".join(lines) + ".</small>" if lines else ""
 
 
 def launch(demo: gr.Blocks, host: str, port: int | None, concurrency_limit: int = 1, **launch_options):
@@ -442,8 +450,10 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--backend", choices=BACKENDS, default=os.environ.get("REVIEW_BACKEND") or None,
-        help=f"What runs the models (env REVIEW_BACKEND): torch, or the folders' onnx/ export on ONNX Runtime, float32 "
-        f"or int8; a folder without onnx/ is served on torch. Default: {DEFAULT_BACKEND}, or torch with --bf16.",
+        help=f"What runs the models (env REVIEW_BACKEND): auto (per model, the fastest that meets the agreement bars on "
+        "this machine: GPU torch, an int8 export that agrees, torch bf16 on native-bf16 CPUs, ONNX float32, torch; "
+        "logged and shown in the footer), torch, or the folders' onnx/ export on ONNX Runtime, float32 or int8; a "
+        f"folder without onnx/ is served on torch. Default: {DEFAULT_BACKEND}, or torch with --bf16.",
     )
     parser.add_argument("--max-csv-rows", type=int, default=MAX_CSV_ROWS, help="Largest CSV the Batch tab takes.")
     parser.add_argument(

@@ -26,7 +26,7 @@ from modeling import backends
 from modeling.export_onnx import onnx_paths
 from modeling.serving import RatingAgeModel, TopicClassifier
 
-AGREEMENT_BAR = 0.99
+AGREEMENT_BAR = backends.AGREEMENT_BAR
 AGE_DIFFERENCE_BAR_YEARS = 0.3
 BACKENDS = {  # name in the results -> (backend, autocast dtype)
     "torch": (backends.TORCH, None),
@@ -35,6 +35,12 @@ BACKENDS = {  # name in the results -> (backend, autocast dtype)
     "onnx_int8": (backends.ONNX_INT8, None),
 }
 REFERENCE = "torch"
+
+
+def result_name(choice: backends.BackendChoice) -> str:
+    """The results' name for what `--backend auto` chose."""
+    return next(name for name, (backend, dtype) in BACKENDS.items()
+                if (backend, dtype) == (choice.backend, choice.autocast_dtype))
 
 
 def parse_arguments() -> argparse.Namespace:

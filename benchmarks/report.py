@@ -23,8 +23,7 @@ from data_prep.topic_model import OTHER_LABEL
 START_MARKER, END_MARKER = "<!-- results:start -->", "<!-- results:end -->"
 README, RESULTS_PAGE = Path("README.md"), Path("docs") / "RESULTS.md"  # relative to the repo root
 TEMPLATES = Path(__file__).with_name("templates")
-# The app's `--backend` choices and flags for each backend the serving benchmarks measure
-APP_BACKENDS = {"torch": "torch", "onnx": "onnx", "onnx_int8": "onnx-int8"}
+# The app's flags for each backend the serving benchmarks measure
 BACKEND_FLAGS = {"torch": "--backend torch", "torch_bf16": "--backend torch --bf16", "onnx": "--backend onnx",
                  "onnx_int8": "--backend onnx-int8"}
 SERVING_TARGETS = {"throughput": 4.0, "latency_ms": 10.0, "threads": "2", "text_set": "clothing"}
@@ -135,13 +134,13 @@ def meets_agreement_bars(agreement: dict, name: str) -> bool:
     return bool(tasks) and all(task["backends"][name]["meets_bars"] for task in tasks)
 
 
-def fastest_app_backend(serving: dict, agreement: dict) -> str | None:
-    """The app's `--backend` value with the most reviews/s at batch 32 on clothing reviews with 2 threads, among
-    those that meet the agreement bars (torch is the reference and always does)."""
+def fastest_backend(serving: dict, agreement: dict) -> str | None:
+    """The backend with the most reviews/s at batch 32 on clothing reviews with 2 threads, among those that meet the
+    agreement bars (torch is the reference and always does): what `--backend auto` should pick on that machine."""
     speeds = target_serving(serving).get("throughput", {})
-    eligible = [name for name in APP_BACKENDS
+    eligible = [name for name in BACKEND_FLAGS
                 if name in speeds and (name == "torch" or meets_agreement_bars(agreement, name))]
-    return APP_BACKENDS[max(eligible, key=lambda name: speeds[name]["reviews_per_s"])] if eligible else None
+    return max(eligible, key=lambda name: speeds[name]["reviews_per_s"]) if eligible else None
 
 
 def bar_verdicts(agreement: dict) -> str:
@@ -209,7 +208,7 @@ def context(quick: bool) -> dict:
     """Everything the templates read: the results files of this mode and the verdicts drawn from them."""
     serving, agreement = common.load_result("serving_speed"), common.load_result("onnx_agreement")
     validity, selection = common.load_result("topic_validity"), common.load_result("topic_labeller_selection")
-    default_backend = fastest_app_backend(serving, agreement or {}) if target_serving(serving) else None
+    auto_choice = (serving or {}).get("auto_choice") if target_serving(serving) else None
     names = {"topic quality": "topic_quality", "training speed": "training_speed",
              "multi-task quality": "multitask_quality"}
     return {
@@ -222,8 +221,9 @@ def context(quick: bool) -> dict:
         "validity_check": lambda name: next((check for check in (validity or {}).get("targets", [])
                                              if check["target"] == name), None),
         "serving": serving, "agreement": agreement, "data_prep": common.load_result("data_prep_speed"),
-        "default_backend": default_backend, "served": target_serving(serving),
-        "default_name": next((key for key, value in APP_BACKENDS.items() if value == default_backend), None),
+        "auto_choice": auto_choice, "served": target_serving(serving),
+        "default_name": auto_choice["name"] if auto_choice else None,
+        "fastest_name": fastest_backend(serving, agreement or {}) if target_serving(serving) else None,
     }
 
 

@@ -33,9 +33,10 @@ import torch
 
 import app
 from benchmarks.common import DATA_DIR, REPO_ROOT, RESULTS_DIR, command_line, cpu_name
-from benchmarks.onnx_agreement import BACKENDS
+from benchmarks.onnx_agreement import BACKENDS, result_name
 from data_prep.clothing import DEFAULT_CACHE_DIR, fetch_widedeep_copy
 from modeling import backends
+from modeling.cpu import cpu_flags
 from modeling.export_onnx import onnx_paths
 from modeling.serving import RatingAgeModel
 
@@ -282,11 +283,13 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "command": command_line("serving_speed", sys.argv[1:] if argv is None else argv),
         "model": args.multitask_model, "batch_size": args.batch_size, "num_reviews": args.num_reviews,
-        "latency_reviews": args.latency_reviews, "cpu": cpu_name(), "cpu_cores": os.cpu_count(),
+        "latency_reviews": args.latency_reviews, "cpu": cpu_name(), "cpu_flags": cpu_flags(), "cpu_cores": os.cpu_count(),
         "torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__,
         "backends": names, "file_sizes_mb": file_sizes_mb(args.multitask_model),
         "load_average_before": os.getloadavg(), "threads": {},
     }
+    choice = backends.choose_backend(args.multitask_model, None)
+    results["auto_choice"] = {"name": result_name(choice), "reason": choice.reason}
     for threads in args.threads:
         results["threads"][str(threads)] = measure(args, names, threads)
     print(f"peak RSS per backend ({args.threads[-1]} thread(s), fresh process each):", flush=True)

@@ -3,26 +3,32 @@
 - `TorchBackend`: the loaded transformers model, optionally under bfloat16 autocast.
 - `OnnxBackend`: an exported graph (`python -m modeling.export_onnx`) on ONNX Runtime's CPU provider, float32
   (`onnx`) or dynamically quantized int8 (`onnx-int8`).
+
+`auto` (the default) picks one per model with `choose_backend`, from the machine and what the model folder carries.
 """
 
 import contextlib
+import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .cpu import cpu_flags
 from .export_onnx import INPUT_NAMES, onnx_paths
+from .int8_recipe import RECIPE_FILE
 
 logger = logging.getLogger(__name__)
 
-TORCH, ONNX_FP32, ONNX_INT8 = "torch", "onnx", "onnx-int8"
-BACKENDS = (TORCH, ONNX_FP32, ONNX_INT8)
+TORCH, ONNX_FP32, ONNX_INT8, AUTO = "torch", "onnx", "onnx-int8", "auto"
+BACKENDS = (AUTO, TORCH, ONNX_FP32, ONNX_INT8)
 ONNX_FILE_KINDS = {ONNX_FP32: "fp32", ONNX_INT8: "int8"}
-# The fastest backend whose answers meet the agreement bars against torch float32 on the trained models
-# (benchmarks/onnx_agreement.py and benchmarks/serving_speed.py; figures in docs/RESULTS.md). int8 is faster but
-# gave the fp32 rating on 98.4% of held-out clothing reviews, under the 99% bar; tests/test_benchmarks.py checks
-# this choice against the committed results.
-DEFAULT_BACKEND = ONNX_FP32
+DEFAULT_BACKEND = AUTO
+AGREEMENT_BAR = 0.99  # top-1 answers the same as torch float32's (benchmarks/onnx_agreement.py)
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni")  # without them ONNX Runtime's int8 MatMuls take another kernel (u8s8 on AVX2)
 
 
 class TorchBackend:
@@ -94,6 +100,51 @@ def find_onnx_file(repo_or_path: str, revision: str | None, backend: str) -> Pat
             return None
     path = onnx_paths(folder)[kind]
     return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str
+    autocast_dtype: torch.dtype | None
+    reason: str
+
+
+def read_int8_recipe(int8_path: Path | None) -> dict | None:
+    recipe = int8_path.parent / RECIPE_FILE if int8_path is not None else None
+    return json.loads(recipe.read_text()) if recipe is not None and recipe.is_file() else None
+
+
+def choose_backend(repo_or_path: str, revision: str | None, flags: Sequence[str] | None = None,
+                   cuda: bool | None = None) -> BackendChoice:
+    """`--backend auto`: the fastest backend whose answers meet the agreement bars, for this machine and this model
+    (speeds and agreement: benchmarks/serving_speed.py and benchmarks/onnx_agreement.py, docs/RESULTS.md).
+
+    1. A CUDA GPU: torch on it, under bf16 autocast where the GPU has bf16.
+    2. int8, where the folder's `onnx/int8_recipe.json` agreed with float32 on at least 99% of the held-out reviews
+       that chose none of its float32 nodes, on a CPU with the same int8 kernels as this one (VNNI or not): the
+       fastest CPU backend.
+    3. A CPU with native bf16 (AVX512-BF16 or AMX): torch under bf16 autocast, measured faster than ONNX float32 there
+       and within the bars. Without native bf16 it is emulated and slow, so it is never picked.
+    4. ONNX float32 where the folder has the export, else torch float32."""
+    flags = set(cpu_flags() if flags is None else flags)
+    if torch.cuda.is_available() if cuda is None else cuda:
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return BackendChoice(TORCH, torch.bfloat16 if bf16 else None, "a CUDA GPU: torch on it")
+    int8_path = find_onnx_file(repo_or_path, revision, ONNX_INT8)
+    recipe = read_int8_recipe(int8_path)
+    confirmed = (recipe or {}).get("confirmed_top1_agreement")
+    if confirmed is not None and confirmed >= AGREEMENT_BAR:
+        measured_vnni, vnni = bool(set(recipe["cpu_flags"]) & set(VNNI_FLAGS)), bool(flags & set(VNNI_FLAGS))
+        if measured_vnni == vnni:
+            return BackendChoice(ONNX_INT8, None, f"its int8 export agreed with float32 on {confirmed:.1%} of "
+                                 f"{recipe['confirmation_reviews']} held-out reviews on a CPU "
+                                 f"{'with' if vnni else 'without'} VNNI, like this one")
+    native_bf16 = sorted(flags & set(NATIVE_BF16_FLAGS))
+    if native_bf16:
+        return BackendChoice(TORCH, torch.bfloat16, f"this CPU computes bf16 natively ({', '.join(native_bf16)})")
+    if find_onnx_file(repo_or_path, revision, ONNX_FP32) is not None:
+        return BackendChoice(ONNX_FP32, None, "no native bf16 and no int8 export that agrees: ONNX float32")
+    return BackendChoice(TORCH, None, "no native bf16 and no onnx/ export: torch float32")
 
 
 def check_backend(backend: str) -> None:

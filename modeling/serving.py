@@ -16,8 +16,8 @@ import torch
 from transformers import pipeline
 
 from . import load_rating_age_pipeline
-from .backends import TORCH, OnnxBackend, TorchBackend, check_backend, find_onnx_file
-from .configuration_topic_features import OTHER_TOPIC
+from .backends import AUTO, TORCH, OnnxBackend, TorchBackend, check_backend, choose_backend, find_onnx_file
+from .configuration_topic_features import OTHER_TOPIC  # noqa: F401 - the app and its tests read it from here
 from .hub import parse_model_reference
 from .pipeline_multitask import model_max_length
 
@@ -79,11 +79,13 @@ class BatchedReviewModel(ABC):
         autocast_dtype: torch.dtype | None = None,
         onnx_path: str | Path | None = None,
         threads: int | None = None,
+        backend_reason: str = "",
     ):
         """`autocast_dtype=torch.bfloat16` runs the matrix products in bfloat16 (much faster on CPUs with AVX512-BF16
         or AMX, and on GPUs); without it the outputs are the pipeline's, to float rounding. `onnx_path` runs an
         exported graph on ONNX Runtime instead of the torch model (`threads`: its intra-op threads)."""
         self.pipeline = text_pipeline
+        self.backend_reason = backend_reason
         self.model = text_pipeline.model.eval()
         self.tokenizer = text_pipeline.tokenizer
         self.batch_size = batch_size
@@ -104,6 +106,11 @@ class BatchedReviewModel(ABC):
     @property
     def name(self) -> str:
         return getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
+
+    @property
+    def served_by(self) -> str:
+        """What runs the model and why, e.g. "torch bf16 (auto: this CPU computes bf16 natively (amx_bf16))"."""
+        return f"{self.backend.description} ({self.backend_reason})" if self.backend_reason else self.backend.description
 
     def clip_review(self, text: str) -> str:
         """Cut a huge review (say 1 MB) to a length that still holds `max_length` tokens, so tokenizing it is cheap."""
@@ -161,9 +168,8 @@ class RatingAgeModel(BatchedReviewModel):
 
     @classmethod
     def load(cls, reference: str, trust_remote_code: bool = False, backend: str = TORCH, **options) -> "RatingAgeModel":
-        check_backend(backend)
         repo_or_path, revision = parse_model_reference(reference)
-        onnx_path = resolve_onnx_file(repo_or_path, revision, backend)
+        onnx_path, options = served_backend(repo_or_path, revision, backend, options)
         text_pipeline = load_rating_age_pipeline(
             repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
             device="cpu" if onnx_path else serving_device(),
@@ -186,9 +192,8 @@ class TopicClassifier(BatchedReviewModel):
 
     @classmethod
     def load(cls, reference: str, trust_remote_code: bool = False, backend: str = TORCH, **options) -> "TopicClassifier":
-        check_backend(backend)
         repo_or_path, revision = parse_model_reference(reference)
-        onnx_path = resolve_onnx_file(repo_or_path, revision, backend)
+        onnx_path, options = served_backend(repo_or_path, revision, backend, options)
         text_pipeline = pipeline(
             "text-classification", model=repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
             device="cpu" if onnx_path else serving_device(),
@@ -226,6 +231,20 @@ class TopicClassifier(BatchedReviewModel):
             for index, review_words in zip(valid, self.topic_words_model.decision_words(clipped, labels, n=n)):
                 words[index] = list(review_words)
         return words
+
+
+def served_backend(repo_or_path: str, revision: str | None, backend: str, options: dict) -> tuple[Path | None, dict]:
+    """The ONNX file a `backend` value runs (None: torch) and the model's options with the autocast dtype and the
+    reason for the choice filled in; `auto` asks `choose_backend` (logged)."""
+    check_backend(backend)
+    if backend == AUTO:
+        choice = choose_backend(repo_or_path, revision)
+        backend, reason = choice.backend, f"auto: {choice.reason}"
+        options = {**options, "autocast_dtype": choice.autocast_dtype}
+        logger.info("%s: backend %s%s (%s)", repo_or_path, backend, " bf16" if choice.autocast_dtype else "", reason)
+    else:
+        reason = f"--backend {backend}"
+    return resolve_onnx_file(repo_or_path, revision, backend), {**options, "backend_reason": reason}
 
 
 def resolve_onnx_file(repo_or_path: str, revision: str | None, backend: str) -> Path | None:

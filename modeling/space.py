@@ -83,7 +83,8 @@ repos carry `onnx/` (torch otherwise):
   on [`{PUBLISHED_TOPIC_DATASET}`](https://huggingface.co/datasets/{PUBLISHED_TOPIC_DATASET}).
 
 Set the Space variables `TOPIC_MODEL` and `MULTITASK_MODEL` (a repo id, optionally `repo@revision`) to serve other
-models, and `REVIEW_BACKEND` (`torch`, `onnx`, `onnx-int8`) to choose what runs them.
+models, and `REVIEW_BACKEND` (`auto`, the default, or `torch`, `onnx`, `onnx-int8`) to choose what runs them; the
+page's footer says what `auto` picked on this Space's CPU and why.
 """
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine, offline: set up .venv, train the multi-task model (packaged MiniLM, the PyPI copy
 # of the clothing reviews) and, when the Amazon review files are there, a frozen-features topic classifier; then
-# export both to ONNX (the app's default backend) and serve the Gradio app on both at http://127.0.0.1:${PORT:-7860}.
+# export both to ONNX (which `--backend auto` serves on CPUs without native bf16) and serve the Gradio app on both at http://127.0.0.1:${PORT:-7860}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh

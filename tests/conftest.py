@@ -168,6 +168,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def two_process_launcher() -> list[str]:
+    """`accelerate launch` of two CPU processes, on a rendezvous port of their own: workers that reach a store left
+    listening on the default port by an earlier launch wait there for peers that never come."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+            "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+
+
+def run_command(command: list[str], environment: dict, timeout: float) -> subprocess.CompletedProcess:
+    """Run `command` in a process group of its own, output captured. On timeout the whole group is killed (killing
+    `accelerate launch` alone leaves its ranks running) and the test fails with the last output, which shows where
+    the run stopped."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+                               cwd=REPO_ROOT, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(command[:8])} ... ran over {timeout} s; its last output:\n{stdout[-3000:]}\n"
+                    f"{stderr[-5000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 @contextlib.contextmanager
 def app_process(arguments: list[str], cwd: Path, environment: dict, log: Path, timeout: float = 120):
     """`python app.py ARGUMENTS --port P` started in `cwd`; yields its URL once the port answers, and stops it like

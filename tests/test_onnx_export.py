@@ -141,7 +141,8 @@ def test_int8_recipe_keeps_sensitive_matmuls_float32_until_it_agrees(tmp_path, m
     export_onnx.main([str(folder), "--agreement-texts", str(tmp_path / "held_out.csv"), "--agreement-bar", "1.0",
                       "--agreement-reviews", "21"])
     recipe = json.loads((folder / "onnx" / RECIPE_FILE).read_text())
-    assert recipe["top1_agreement"] == 1.0 and recipe["reviews"] == 21 and recipe["agreement_output"] == "rating_logits"
+    assert recipe["top1_agreement"] == 1.0 and recipe["agreement_output"] == "rating_logits"
+    assert (recipe["reviews"], recipe["confirmation_reviews"]) == (16, 5) and 0 <= recipe["confirmed_top1_agreement"] <= 1
     assert recipe["quantized_nodes"] + len(recipe["float32_nodes"]) > 0 and "cpu_flags" in recipe
     batches = padded_batches(AutoTokenizer.from_pretrained(folder), texts)
     paths = export_onnx.onnx_paths(folder)

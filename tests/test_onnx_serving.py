@@ -69,8 +69,61 @@ def test_folder_without_onnx_export_falls_back_to_torch_with_a_log_line(multitas
 
 
 def test_unknown_backend_is_refused_by_name(multitask_model_dir):
-    with pytest.raises(ValueError, match="unknown backend 'tensorrt': choose one of torch, onnx, onnx-int8"):
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt': choose one of auto, torch, onnx, onnx-int8"):
         serving.RatingAgeModel.load(str(multitask_model_dir), backend="tensorrt")
+
+
+def folder_with_exports(tmp_path, int8_agreement=None, measured_flags=()):
+    """A model folder's onnx/ as `choose_backend` sees it: which files exist and what the int8 recipe says."""
+    import json
+
+    from modeling.export_onnx import onnx_paths
+    from modeling.int8_recipe import RECIPE_FILE
+
+    paths = onnx_paths(tmp_path)
+    paths["fp32"].parent.mkdir()
+    for path in paths.values():
+        path.write_bytes(b"")
+    if int8_agreement is not None:
+        (paths["int8"].parent / RECIPE_FILE).write_text(json.dumps(
+            {"top1_agreement": 0.996, "reviews": 600, "confirmed_top1_agreement": int8_agreement,
+             "confirmation_reviews": 200, "cpu_flags": list(measured_flags)}))
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("agreement, measured_flags, flags, cuda, expected", [
+    (None, (), ["avx2"], True, ("torch", True)),                       # a GPU: torch on it
+    (0.995, ["avx512_vnni"], ["avx2", "avx512_vnni"], False, ("onnx-int8", False)),  # int8 that agreed, same kernels
+    (0.995, ["avx512_vnni"], ["avx2"], False, ("onnx", False)),         # agreed on VNNI, this CPU has none
+    (0.985, ["avx2"], ["avx2"], False, ("onnx", False)),                # int8 under the 99% bar on unseen reviews
+    (None, (), ["avx2"], False, ("onnx", False)),                       # int8 without a recipe: no evidence
+    (None, (), ["avx2", "avx512_bf16"], False, ("torch", True)),        # native bf16: torch bf16
+    (0.985, ["amx_bf16"], ["avx2", "amx_bf16"], False, ("torch", True)),
+])
+def test_auto_backend_is_the_fastest_that_meets_the_bars_on_this_machine(tmp_path, agreement, measured_flags, flags,
+                                                                         cuda, expected):
+    import torch
+
+    folder = folder_with_exports(tmp_path, agreement, measured_flags)
+    choice = backends.choose_backend(folder, None, flags=flags, cuda=cuda)
+    bf16_expected = expected[1] and (not cuda or torch.cuda.is_available())
+    assert (choice.backend, choice.autocast_dtype == torch.bfloat16) == (expected[0], bf16_expected)
+    assert choice.reason
+
+
+def test_auto_backend_without_an_export_is_torch_float32(tmp_path):
+    choice = backends.choose_backend(str(tmp_path), None, flags=["avx2"], cuda=False)
+    assert (choice.backend, choice.autocast_dtype) == ("torch", None) and "no onnx/ export" in choice.reason
+
+
+def test_auto_backend_is_logged_and_shown_in_the_app_footer(exported_multitask_dir, monkeypatch, caplog):
+    monkeypatch.setattr(backends, "cpu_flags", lambda: ["avx2"])
+    with caplog.at_level(logging.INFO, logger="modeling.serving"):
+        served = serving.RatingAgeModel.load(str(exported_multitask_dir), backend=backends.AUTO)
+    assert isinstance(served.backend, backends.OnnxBackend) and served.backend.path.name == "model.onnx"
+    assert "backend onnx (auto: no native bf16 and no int8 export that agrees: ONNX float32)" in caplog.text
+    footer = app.served_by_footer(None, served)
+    assert footer.startswith("<small>Served by: Rating-and-age model: onnxruntime model.onnx (auto: no native bf16")
 
 
 def test_app_backend_comes_from_the_flag_then_the_space_variable_then_the_default(monkeypatch):

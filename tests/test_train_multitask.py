@@ -2,6 +2,7 @@
 predictions, reload, resume from a checkpoint, gradient accumulation, and a 2-process DDP run on CPU."""
 
 import json
+from collections.abc import Sequence
 import os
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from modeling.training_run import ReviewTrainingArguments
 from modeling.trainer import MultiTaskTrainer
 from hub_fixtures import run_outside_project
 from huggingface_hub import ModelCard
-from tests.conftest import REPO_ROOT, read_clothing_frame
+from tests.conftest import REPO_ROOT, read_clothing_frame, run_command, two_process_launcher
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +35,9 @@ def clothing_slice(tmp_path_factory, clothing_file) -> str:
     return str(path)
 
 
-def run_script(*arguments: str, launcher: tuple[str, ...] = (sys.executable,), timeout: int = 300, check: bool = True):
+def run_script(*arguments: str, launcher: Sequence[str] = (sys.executable,), timeout: int = 300, check: bool = True):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(
-        [*launcher, str(REPO_ROOT / "train_multitask.py"), *arguments],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO_ROOT,
-    )
+    result = run_command([*launcher, str(REPO_ROOT / "train_multitask.py"), *arguments], env, timeout)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
@@ -185,8 +183,7 @@ def test_gradient_accumulation_gives_the_same_step_as_one_big_batch(tmp_path):
 
 def test_two_process_ddp_run_on_cpu(tmp_path, tiny_encoder_dir, clothing_slice):
     output_dir = tmp_path / "ddp"
-    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
+    launcher = two_process_launcher()
     result = run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--do_eval",
                                           "--max_steps", "4", "--use_cpu", "--ddp_backend", "gloo"),
                         launcher=launcher)
@@ -205,8 +202,7 @@ def test_two_processes_start_over_from_an_old_checkpoint(tmp_path, tiny_encoder_
     run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--max_steps", "2",
                                  "--save_steps", "2", "--max_train_samples", "64"))
     assert (output_dir / "checkpoint-2").is_dir()
-    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
+    launcher = two_process_launcher()
     result = run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--max_steps",
                                           "2", "--save_strategy", "no", "--max_train_samples", "64",
                                           "--overwrite_output_dir", "--use_cpu", "--ddp_backend", "gloo"),

@@ -3,8 +3,6 @@ end on a slice of the real Amazon data with the tiny model, for both methods."""
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from huggingface_hub import ModelCard
 from modeling import TopicFeaturesConfig, TopicFeaturesModel
 from modeling.hub import push_model_folder
 from test_topics import write_shared_slice
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_command, two_process_launcher
 
 LABELS = {"id2label": dict(enumerate(CATEGORY_NAMES)), "label2id": {n: i for i, n in enumerate(CATEGORY_NAMES)}}
 TRAINED_LABELS = [*CATEGORY_NAMES, OTHER_LABEL]  # the topics step's classes by default
@@ -221,16 +219,13 @@ def test_two_processes_label_once_and_train(tmp_path, tiny_encoder_dir):
     gloo; --log_level_replica info shows what the second one does). Keywords, no review embedding: the ranks are the
     point here, not the encoder."""
     inputs = write_shared_slice(tmp_path, rows_per_file=120)
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    completed = subprocess.run([
-        *launcher, str(REPO_ROOT / "train_topic.py"), "--model_name_or_path", str(tiny_encoder_dir),
+    completed = run_command([
+        *two_process_launcher(), str(REPO_ROOT / "train_topic.py"), "--model_name_or_path", str(tiny_encoder_dir),
         "--train_file", *map(str, inputs), "--no_mention_filter", "--num_topics", "6", "--topic_mapping", "keywords",
         "--review_weight", "0", "--dataset_dir", str(tmp_path / "topics"), "--method", "finetune",
         "--output_dir", str(tmp_path / "model"), "--do_train", "--max_steps", "2", "--use_cpu", "--ddp_backend", "gloo",
         "--log_level_replica", "info", "--report_to", "none", "--save_strategy", "no",
-    ], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    ], {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}, 600)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-3000:]
     assert "Process rank 0" in output and "Process rank 1" in output

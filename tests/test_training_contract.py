@@ -15,11 +15,11 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertM
 
 import modeling
 from data_prep.clothing import load_clothing_reviews
-from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, TopicFeaturesConfig, TopicFeaturesModel
+from modeling import MultiTaskReviewConfig, MultiTaskReviewModel, TopicFeaturesModel
 from modeling.training_run import ReviewTrainingArguments
 from modeling.trainer import MultiTaskTrainer, ReviewTrainer
 from modeling.configuration_multitask import MODEL_SETTINGS, VALIDATED_DEFAULTS
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, two_process_launcher
 from test_train_multitask import clothing_slice, common_arguments, run_script  # noqa: F401 - fixture
 from train_multitask import ModelArguments, build_model
 
@@ -358,8 +358,7 @@ def test_task_losses_are_kept_on_the_device_between_logging_steps(tmp_path, tiny
 @pytest.mark.slow
 def test_ddp_task_losses_describe_the_same_batches_as_the_loss(tmp_path, tiny_encoder_dir, clothing_slice):
     output_dir = tmp_path / "ddp"
-    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
+    launcher = two_process_launcher()
     run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--max_steps", "6",
                                  "--use_cpu", "--ddp_backend", "gloo", "--logging_steps", "3", "--loss_weighting",
                                  "fixed", "--rating_loss_weight", "0.5", "--age_loss_weight", "1.0"), launcher=launcher)
