@@ -28,16 +28,16 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from data_prep.topic_model import OTHER_LABEL
 from data_prep.review_csv import (
     MalformedCsvError, guess_text_column, neutralize_formulas, read_csv_text, read_reviews_csv,
 )
 from modeling.backends import BACKENDS, DEFAULT_BACKEND, TORCH
 from modeling.hub import PUBLISHED_MULTITASK_MODEL, PUBLISHED_TOPIC_MODEL
-from modeling.serving import OTHER_TOPIC, BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
+from modeling.serving import BatchedReviewModel, RatingAgeModel, TopicClassifier, is_scorable
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def topic_endpoint(classifier: TopicClassifier | None, unavailable_message: str 
         scores.append(prediction["scores"])
         words.append(", ".join(review_words) if isinstance(review_words, list) else (review_words or ""))
         message = f"Topic: **{prediction['topic']}** ({prediction['scores'][prediction['topic']]:.0%})"
-        if prediction["topic"] == OTHER_TOPIC:
+        if prediction["topic"] == OTHER_LABEL:
             message += " — none of the categories this model knows"
         messages.append(message + truncation_note(prediction, classifier))
     return scores, words, messages
@@ -146,7 +146,7 @@ def rating_age_endpoint(model: RatingAgeModel | None, unavailable_message: str |
             continue
         scores.append(prediction["rating_scores"])
         ages.append(f"{prediction['age']:.1f}")
-        stars = model.model.config.id2label[prediction["rating"] - 1]
+        stars = model.config.id2label[prediction["rating"] - 1]
         message = f"Predicted **{stars}**; reviewer about **{prediction['age']:.0f}** years old"
         messages.append(message + truncation_note(prediction, model))
     return scores, ages, messages
@@ -271,7 +271,7 @@ def batch_endpoint(
     safe, neutralized = neutralize_formulas(predicted)
     safe.to_csv(output_path, index=False)
 
-    rating_names = list(rating_age_model.model.config.id2label.values()) if rating_age_model else []
+    rating_names = list(rating_age_model.config.id2label.values()) if rating_age_model else []
     chart = prediction_chart(predicted, rating_names, topic_classifier.labels if topic_classifier else [])
     empty = int((predicted["prediction_note"] != "").sum())
     message = f"Predicted {len(predicted) - empty:,} reviews from column `{text_column}` in {elapsed:.1f} s."
@@ -472,7 +472,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_arguments(argv)
-    options = {"backend": args.backend, "autocast_dtype": torch.bfloat16 if args.bf16 else None}
+    autocast_dtype = None
+    if args.bf16:
+        import torch  # only here: the ONNX backends serve without it
+
+        autocast_dtype = torch.bfloat16
+    options = {"backend": args.backend, "autocast_dtype": autocast_dtype}
     topic_classifier, topic_message = load_model_or_message(
         TopicClassifier, args.topic_model, "topic model", "--topic-model", args.trust_remote_code, **options
     )

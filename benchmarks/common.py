@@ -72,6 +72,31 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory since exec (VmHWM): ru_maxrss would carry over the peak of the forking
+    benchmark process, which Linux keeps across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def site_packages_without_torch(folder: Path) -> Path:
+    """A folder of links to this environment's packages with torch left out: on `sys.path` (python -I -S), what
+    `pip install -r` of the torch-free Space requirements gives (`python -m modeling.space FOLDER --without_torch`),
+    without a download."""
+    import re
+    import site
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in Path(site.getsitepackages()[0]).iterdir():
+        if re.split(r"[-.]", entry.name)[0] not in ("torch", "functorch", "torchgen"):
+            (folder / entry.name).symlink_to(entry)
+    return folder
+
+
 def machine_facts() -> dict:
     import torch
 

@@ -40,7 +40,7 @@ REFERENCE = "torch"
 def result_name(choice: backends.BackendChoice) -> str:
     """The results' name for what `--backend auto` chose."""
     return next(name for name, (backend, dtype) in BACKENDS.items()
-                if (backend, dtype) == (choice.backend, choice.autocast_dtype))
+                if (backend, dtype is not None) == (choice.backend, choice.bf16))
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -99,7 +99,7 @@ def rating_age_agreement(folder: Path, max_reviews: int) -> dict:
     test = test.select(range(min(max_reviews, len(test))))
     texts, true_rating, true_age = test[TEXT_COLUMN], np.array(test[RATING_COLUMN]) + 1, np.array(test[AGE_COLUMN])
     answers, agreement = answers_and_agreement(RatingAgeModel, folder, texts, "rating", "rating_scores",
-                                               lambda served: list(served.model.config.id2label.values()))
+                                               lambda served: served.labels)
     reference_age = np.array([result["age"] for result in answers[REFERENCE]])
     rows = {}
     for name, results in answers.items():

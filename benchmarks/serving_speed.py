@@ -13,18 +13,19 @@ without onnx/ is measured on the torch backends only. For each thread count and 
   quiet core would take); methods alternate within each round and the median round counts;
 - agreement with the pipeline's answers on those reviews (the agreement bars on held-out splits are
   benchmarks/onnx_agreement.py's).
-Also: each backend's peak RSS, measured in a fresh process that loads it and serves the reviews at batch 32, and the
-model file sizes. Writes `serving_speed.json` and `serving_speed.png` under --output_dir.
+Also, per backend in a fresh process: seconds from process start to the first answer and peak RSS while it serves the
+reviews at batch 32 (the ONNX backends where torch is not installed, as on a `--without_torch` Space); and the model
+file sizes. Writes `serving_speed.json` and `serving_speed.png` under --output_dir.
 """
 
 import argparse
 import json
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import pandas as pd
 import torch
 
 import app
-from benchmarks.common import DATA_DIR, REPO_ROOT, RESULTS_DIR, command_line, cpu_name
+from benchmarks.common import DATA_DIR, REPO_ROOT, RESULTS_DIR, command_line, cpu_name, site_packages_without_torch
 from benchmarks.onnx_agreement import BACKENDS, result_name
 from data_prep.clothing import DEFAULT_CACHE_DIR, fetch_widedeep_copy
 from modeling import backends
@@ -58,7 +59,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch and ONNX Runtime threads.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--memory_of", choices=list(BACKENDS) + [PIPELINE], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -87,11 +87,12 @@ def load_backends(folder: str, names: list[str], batch_size: int, threads: int) 
     for name in names:
         backend, autocast_dtype = BACKENDS[name]
         if backend == backends.TORCH:
-            served[name] = RatingAgeModel(torch_model.pipeline, batch_size=batch_size, autocast_dtype=autocast_dtype)
+            served[name] = RatingAgeModel.from_pipeline(torch_model.pipeline, batch_size=batch_size,
+                                                         autocast_dtype=autocast_dtype)
         else:
             kind = backends.ONNX_FILE_KINDS[backend]
-            served[name] = RatingAgeModel(torch_model.pipeline, batch_size=batch_size,
-                                          onnx_path=onnx_paths(folder)[kind], threads=threads)
+            served[name] = RatingAgeModel.from_pipeline(torch_model.pipeline, batch_size=batch_size,
+                                                         onnx_path=onnx_paths(folder)[kind], threads=threads)
     return served
 
 
@@ -175,44 +176,58 @@ def file_sizes_mb(folder: str) -> dict:
     return {name: round(path.stat().st_size / 1e6, 1) for name, path in paths.items() if path.is_file()}
 
 
-def serve_for_memory(args: argparse.Namespace) -> None:
-    """In a fresh process: load one backend (or the pipeline), serve the clothing reviews at batch 32, print peak RSS."""
-    torch.set_num_threads(args.threads[0])
-    reviews = real_reviews(args.data_dir, "clothing", args.num_reviews, args.seed)
-    if args.memory_of == PIPELINE:
-        model = RatingAgeModel.load(args.multitask_model)
-        model.pipeline(reviews, batch_size=args.batch_size)
-    else:
-        backend, autocast_dtype = BACKENDS[args.memory_of]
-        model = RatingAgeModel.load(args.multitask_model, batch_size=args.batch_size, threads=args.threads[0],
-                                    backend=backend, autocast_dtype=autocast_dtype)
-        for start in range(0, len(reviews), args.batch_size):
-            model.predict(reviews[start : start + args.batch_size])
-    print(f"PEAK_RSS_MB {own_peak_rss_mb():.0f}")
+# A fresh process that loads one backend (or the pipeline), answers one review, then serves the rest at batch 32. The
+# ONNX backends run where torch is not installed (this environment's packages less torch), as a Space written with
+# `python -m modeling.space FOLDER --without_torch` would: nothing there can load torch.
+FRESH_PROCESS = """
+import json, sys, time
+sys.path.insert(0, {repo!r})
+from benchmarks.common import own_peak_rss_mb
+name, folder, batch_size, threads, reviews = {name!r}, {folder!r}, {batch_size}, {threads}, json.load(open({reviews!r}))
+if name in ("pipeline", "torch", "torch_bf16"):
+    import torch
+    torch.set_num_threads(threads)
+if name == "pipeline":
+    from modeling import load_rating_age_pipeline
+    model = load_rating_age_pipeline(folder)
+    answer = lambda texts: model(texts, batch_size=batch_size)
+else:
+    from modeling.serving import RatingAgeModel
+    backend = {{"torch": "torch", "torch_bf16": "torch", "onnx": "onnx", "onnx_int8": "onnx-int8"}}[name]
+    autocast_dtype = torch.bfloat16 if name == "torch_bf16" else None
+    model = RatingAgeModel.load(folder, backend=backend, autocast_dtype=autocast_dtype, batch_size=batch_size,
+                                threads=threads)
+    answer = model.predict
+answer(reviews[:1])
+first_answer = time.time()
+for start in range(0, len(reviews), batch_size):
+    answer(reviews[start:start + batch_size])
+print("RESULT", json.dumps({{"first_answer": first_answer, "peak_rss_mb": round(own_peak_rss_mb()),
+                            "torch_loaded": "torch" in sys.modules}}))
+"""
 
 
-def own_peak_rss_mb() -> float:
-    """This process's peak resident memory since exec (VmHWM): ru_maxrss would carry over the peak of the forking
-    benchmark process, which Linux keeps across exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_rss_by_backend(args: argparse.Namespace, names: list[str]) -> dict:
-    peaks = {}
+def fresh_process_figures(args: argparse.Namespace, names: list[str], scratch: Path) -> dict:
+    """Per backend, in a fresh process: seconds from process start to the first answer, and peak RSS."""
+    reviews = scratch / "reviews.json"
+    reviews.write_text(json.dumps(real_reviews(args.data_dir, "clothing", args.num_reviews, args.seed)))
+    without_torch = site_packages_without_torch(scratch / "site-packages")
+    figures = {}
     for name in [PIPELINE, *names]:
-        command = [sys.executable, "-m", "benchmarks.serving_speed", "--multitask_model", args.multitask_model,
-                   "--data_dir", str(args.data_dir), "--num_reviews", str(args.num_reviews),
-                   "--batch_size", str(args.batch_size), "--threads", str(args.threads[-1]), "--memory_of", name]
+        code = FRESH_PROCESS.format(repo=str(REPO_ROOT), name=name, folder=str(Path(args.multitask_model).resolve()),
+                                    batch_size=args.batch_size, threads=args.threads[-1], reviews=str(reviews))
+        command = ([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(without_torch)!r})\n{code}"]
+                   if name in ONNX_BACKENDS else [sys.executable, "-c", code])
+        started = time.time()
         completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=False,
-                                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"})
+                                   env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         if completed.returncode != 0:
-            raise RuntimeError(f"measuring {name}'s memory failed:\n{completed.stderr[-3000:]}")
-        peaks[name] = int(completed.stdout.split("PEAK_RSS_MB")[-1].split()[0])
-        print(f"  peak RSS {name}: {peaks[name]} MB", flush=True)
-    return peaks
+            raise RuntimeError(f"the fresh {name} process failed:\n{completed.stderr[-3000:]}")
+        result = json.loads(completed.stdout.split("RESULT")[-1])
+        figures[name] = {"cold_start_s": round(result["first_answer"] - started, 2),
+                         "peak_rss_mb": result["peak_rss_mb"], "torch_loaded": result["torch_loaded"]}
+        print(f"  {name}: {figures[name]}", flush=True)
+    return figures
 
 
 def measure(args: argparse.Namespace, names: list[str], threads: int) -> dict:
@@ -273,9 +288,6 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    if args.memory_of:
-        serve_for_memory(args)
-        return
     names = available_backends(args.multitask_model)
     if len(names) < len(BACKENDS):
         print(f"{args.multitask_model} has no onnx/ export: measuring the torch backends only "
@@ -292,8 +304,9 @@ def main(argv: list[str] | None = None) -> None:
     results["auto_choice"] = {"name": result_name(choice), "reason": choice.reason}
     for threads in args.threads:
         results["threads"][str(threads)] = measure(args, names, threads)
-    print(f"peak RSS per backend ({args.threads[-1]} thread(s), fresh process each):", flush=True)
-    results["peak_rss_mb"] = peak_rss_by_backend(args, names)
+    print(f"cold start and peak RSS per backend ({args.threads[-1]} thread(s), fresh process each):", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        results["fresh_process"] = fresh_process_figures(args, names, Path(scratch))
     results["load_average_after"] = os.getloadavg()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "serving_speed.json").write_text(json.dumps(results, indent=1) + "\n")

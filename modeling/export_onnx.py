@@ -18,14 +18,11 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from .backends import ONNX_FOLDER, INPUT_NAMES, onnx_paths  # noqa: F401 - where the exported files go
 from .configuration_multitask import MultiTaskReviewConfig
 
 logger = logging.getLogger(__name__)
 
-ONNX_FOLDER = "onnx"
-FP32_FILE = "model.onnx"
-INT8_FILE = "model_int8.onnx"
-INPUT_NAMES = ("input_ids", "attention_mask")
 MULTITASK_OUTPUT_NAMES = ("rating_logits", "age")
 CLASSIFIER_OUTPUT_NAMES = ("logits",)
 # One weight scale per output channel: on the demo's trained multi-task model (first 1,000 clothing test reviews) int8
@@ -38,12 +35,6 @@ EXAMPLE_BATCH, EXAMPLE_LENGTH = 2, 16  # the traced example; both axes are expor
 def output_names_for(config) -> tuple[str, ...]:
     """The outputs an exported model gives, in order: the multi-task model's two heads, or a classifier's logits."""
     return MULTITASK_OUTPUT_NAMES if config.model_type == MultiTaskReviewConfig.model_type else CLASSIFIER_OUTPUT_NAMES
-
-
-def onnx_paths(model_dir: str | Path) -> dict[str, Path]:
-    """Where the exported files of a model folder live: {"fp32": .../onnx/model.onnx, "int8": .../model_int8.onnx}."""
-    folder = Path(model_dir) / ONNX_FOLDER
-    return {"fp32": folder / FP32_FILE, "int8": folder / INT8_FILE}
 
 
 def load_model_for_export(model_dir: str | Path) -> nn.Module:

@@ -1,25 +1,24 @@
-"""Batched inference for the app: a loaded pipeline's model served in length-sorted, padding-tight batches.
+"""Batched inference for the app: a model folder's tokenizer and a backend running its model, served in
+length-sorted, padding-tight batches.
 
-`RatingAgeModel` and `TopicClassifier` answer exactly what `pipeline(...)` answers for the same model (the
-pipeline's own `postprocess` makes each result), only faster: reviews are tokenized once, sorted by length and run
-in batches padded to their own longest review. A backend runs each batch (see `modeling.backends`): torch (optionally
-under bfloat16 autocast) or an exported ONNX graph, float32 or int8, on ONNX Runtime. `benchmarks/serving_speed.py`
-measures each against `transformers.pipeline`.
+`RatingAgeModel` and `TopicClassifier` answer what `pipeline(...)` answers for the same model (the same decision
+rules, in numpy: a test compares them), only faster: reviews are tokenized once, sorted by length and run in batches
+padded to their own longest review. A backend runs each batch (see `modeling.backends`): torch (optionally under
+bfloat16 autocast) or an exported ONNX graph, float32 or int8, on ONNX Runtime. The ONNX backends need only the
+tokenizer, `config.json` and the graph: they serve where torch is not installed (`requirements-serving.txt`).
+`benchmarks/serving_speed.py` measures each against `transformers.pipeline`.
 """
 
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from transformers import pipeline
+import numpy as np
 
-from . import load_rating_age_pipeline
 from .backends import AUTO, TORCH, OnnxBackend, TorchBackend, check_backend, choose_backend, find_onnx_file
-from .configuration_topic_features import OTHER_TOPIC  # noqa: F401 - the app and its tests read it from here
 from .hub import parse_model_reference
-from .pipeline_multitask import model_max_length
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +30,8 @@ FALLBACK_MAX_LENGTH = 512
 
 
 def serving_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -63,49 +64,126 @@ def length_sorted_chunks(
     return chunks
 
 
-class BatchedReviewModel(ABC):
-    """A loaded pipeline's tokenizer and a backend running its model, served in length-sorted batches.
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
-    The pipeline's own `postprocess` turns each review's outputs into its result, so the app answers exactly
-    what `pipeline(...)` answers for the same model (on the ONNX backends, to their rounding)."""
+
+@dataclass(frozen=True)
+class ServedConfig:
+    """What serving reads from a model's `config.json`: the same for a loaded torch model and an ONNX graph."""
+
+    name: str
+    id2label: dict[int, str]
+    max_position_embeddings: int | None
+    rating_logit_offsets: list[float] | None = None
+    problem_type: str | None = None
+
+    @classmethod
+    def from_dict(cls, config: dict, name: str) -> "ServedConfig":
+        encoder = config.get("encoder") or config  # the project's models keep their encoder's config in `encoder`
+        return cls(name=name, id2label={int(index): label for index, label in config.get("id2label", {}).items()},
+                   max_position_embeddings=encoder.get("max_position_embeddings"),
+                   rating_logit_offsets=config.get("rating_logit_offsets"), problem_type=config.get("problem_type"))
+
+    @classmethod
+    def from_folder(cls, repo_or_path: str, revision: str | None) -> "ServedConfig":
+        from transformers import PreTrainedConfig
+
+        config, _ = PreTrainedConfig.get_config_dict(repo_or_path, revision=revision)
+        return cls.from_dict(config, repo_or_path)
+
+
+class BatchedReviewModel(ABC):
+    """A tokenizer and a backend running the model, served in length-sorted batches; `postprocess` turns each review's
+    outputs into its result with the rule the model's pipeline applies."""
 
     output_names: tuple[str, ...] = ()
 
     def __init__(
         self,
-        text_pipeline,
+        tokenizer,
+        config: ServedConfig,
+        backend,
         batch_size: int = INFERENCE_BATCH_SIZE,
         max_padding_fraction: float | None | str = "auto",
-        autocast_dtype: torch.dtype | None = None,
-        onnx_path: str | Path | None = None,
-        threads: int | None = None,
         backend_reason: str = "",
+        text_pipeline=None,
     ):
-        """`autocast_dtype=torch.bfloat16` runs the matrix products in bfloat16 (much faster on CPUs with AVX512-BF16
-        or AMX, and on GPUs); without it the outputs are the pipeline's, to float rounding. `onnx_path` runs an
-        exported graph on ONNX Runtime instead of the torch model (`threads`: its intra-op threads)."""
-        self.pipeline = text_pipeline
+        """`backend`: a `TorchBackend` or `OnnxBackend`; `text_pipeline`: the pipeline a torch model came from
+        (kept for comparison; `from_pipeline` builds a model from one)."""
+        self.tokenizer = tokenizer
+        self.config = config
+        self.backend = backend
         self.backend_reason = backend_reason
-        self.model = text_pipeline.model.eval()
-        self.tokenizer = text_pipeline.tokenizer
+        self.pipeline = text_pipeline
         self.batch_size = batch_size
-        if onnx_path is not None:
-            self.backend = OnnxBackend(onnx_path, self.output_names, threads=threads)
-        else:
-            self.backend = TorchBackend(self.model, self.output_names, autocast_dtype=autocast_dtype)
         if max_padding_fraction == "auto":
-            max_padding_fraction = None if self.backend.device.type == "cuda" else MAX_PADDING_FRACTION_CPU
+            max_padding_fraction = None if backend.device_type == "cuda" else MAX_PADDING_FRACTION_CPU
         self.max_padding_fraction = max_padding_fraction
-        self.max_length = model_max_length(self.tokenizer, self.model)
+        limits = [tokenizer.model_max_length, config.max_position_embeddings]
+        self.max_length = min(limit for limit in limits if limit is not None and limit > 0)
         if self.max_length > UNLIKELY_MAX_LENGTH:
             logger.warning("%s states no input limit; truncating to %d tokens", self.name, FALLBACK_MAX_LENGTH)
             self.max_length = FALLBACK_MAX_LENGTH
         self.max_review_chars = self.max_length * MAX_CHARS_PER_TOKEN
-        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def from_pipeline(cls, text_pipeline, autocast_dtype=None, onnx_path: str | Path | None = None,
+                      threads: int | None = None, **options):
+        """Serve a loaded pipeline's model: on torch (`autocast_dtype=torch.bfloat16` runs the matrix products in
+        bfloat16, much faster on CPUs with AVX512-BF16 or AMX and on GPUs), or on the ONNX graph at `onnx_path`
+        (`threads`: ONNX Runtime's intra-op threads)."""
+        model = text_pipeline.model.eval()
+        backend = (OnnxBackend(onnx_path, cls.output_names, threads=threads) if onnx_path is not None
+                   else TorchBackend(model, cls.output_names, autocast_dtype=autocast_dtype))
+        config = ServedConfig.from_dict(model.config.to_dict(), model.config._name_or_path or type(model).__name__)
+        return cls(text_pipeline.tokenizer, config, backend, text_pipeline=text_pipeline, **options)
+
+    @classmethod
+    def load(cls, reference: str, trust_remote_code: bool = False, backend: str = TORCH, autocast_dtype=None,
+             threads: int | None = None, **options):
+        """A folder or Hub repo (`repo_id@revision`) on the named backend, or on the one `auto` picks. The ONNX
+        backends load the tokenizer, `config.json` and the graph only; a folder without the graph is served on
+        torch, with a log line."""
+        check_backend(backend)
+        repo_or_path, revision = parse_model_reference(reference)
+        if backend == AUTO:
+            choice = choose_backend(repo_or_path, revision)
+            backend, options["backend_reason"] = choice.backend, f"auto: {choice.reason}"
+            if choice.bf16:
+                import torch
+
+                autocast_dtype = torch.bfloat16
+            logger.info("%s: backend %s%s (%s)", repo_or_path, backend, " bf16" if choice.bf16 else "",
+                        options["backend_reason"])
+        else:
+            options.setdefault("backend_reason", f"--backend {backend}")
+        options.update(cls.load_extras(repo_or_path, revision))
+        onnx_path = resolve_onnx_file(repo_or_path, revision, backend)
+        if onnx_path is None:
+            text_pipeline = cls.load_pipeline(repo_or_path, revision, trust_remote_code, serving_device())
+            return cls.from_pipeline(text_pipeline, autocast_dtype=autocast_dtype, **options)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(repo_or_path, revision=revision, trust_remote_code=trust_remote_code)
+        return cls(tokenizer, ServedConfig.from_folder(repo_or_path, revision),
+                   OnnxBackend(onnx_path, cls.output_names, threads=threads), **options)
+
+    @classmethod
+    @abstractmethod
+    def load_pipeline(cls, repo_or_path: str, revision: str | None, trust_remote_code: bool, device: str):
+        """The model's pipeline, for the torch backend."""
+
+    @classmethod
+    def load_extras(cls, repo_or_path: str, revision: str | None) -> dict:
+        """Constructor arguments a subclass loads from the folder besides the model."""
+        return {}
 
     @property
     def name(self) -> str:
-        return getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
+        return self.config.name
 
     @property
     def served_by(self) -> str:
@@ -118,8 +196,8 @@ class BatchedReviewModel(ABC):
             return text
         return " ".join(text[: self.max_review_chars * 4].split())[: self.max_review_chars]
 
-    def run(self, texts: Sequence[str]) -> list[tuple[dict[str, torch.Tensor], bool]]:
-        """For each review: the model outputs named in `output_names` (batch dimension 1, on CPU), and whether the
+    def run(self, texts: Sequence[str]) -> list[tuple[dict[str, np.ndarray], bool]]:
+        """For each review: the model outputs named in `output_names` (numpy, batch dimension 1), and whether the
         review was truncated. Every text must be a non-empty string."""
         if not texts:
             return []
@@ -136,14 +214,14 @@ class BatchedReviewModel(ABC):
                 results[index] = (row_outputs, lengths[index] >= self.max_length)
         return results
 
-    def pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         longest = max(len(ids) for ids in sequences)
-        input_ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        input_ids = np.full((len(sequences), longest), self.pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((len(sequences), longest), dtype=np.int64)
         left = self.tokenizer.padding_side == "left"
         for row, ids in enumerate(sequences):
             span = slice(longest - len(ids), longest) if left else slice(0, len(ids))
-            input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
+            input_ids[row, span] = ids
             attention_mask[row, span] = 1
         return input_ids, attention_mask
 
@@ -155,8 +233,12 @@ class BatchedReviewModel(ABC):
             results[index] = {**self.postprocess(outputs), "truncated": truncated}
         return results
 
+    @property
+    def labels(self) -> list[str]:
+        return [self.config.id2label[index] for index in sorted(self.config.id2label)]
+
     @abstractmethod
-    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
+    def postprocess(self, outputs: dict[str, np.ndarray]) -> dict:
         """One review's result from its model outputs."""
 
 
@@ -167,17 +249,23 @@ class RatingAgeModel(BatchedReviewModel):
     output_names = ("rating_logits", "age")
 
     @classmethod
-    def load(cls, reference: str, trust_remote_code: bool = False, backend: str = TORCH, **options) -> "RatingAgeModel":
-        repo_or_path, revision = parse_model_reference(reference)
-        onnx_path, options = served_backend(repo_or_path, revision, backend, options)
-        text_pipeline = load_rating_age_pipeline(
-            repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
-            device="cpu" if onnx_path else serving_device(),
-        )
-        return cls(text_pipeline, onnx_path=onnx_path, **options)
+    def load_pipeline(cls, repo_or_path, revision, trust_remote_code, device):
+        from . import load_rating_age_pipeline
 
-    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
-        return self.pipeline.postprocess(outputs)
+        return load_rating_age_pipeline(repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
+                                        device=device)
+
+    def postprocess(self, outputs: dict[str, np.ndarray]) -> dict:
+        """`ReviewRatingAgePipeline.postprocess`: the rating decided with the config's logit offsets when it has them,
+        the scores the model's own probabilities."""
+        logits = outputs["rating_logits"][0].astype(np.float32)
+        offsets = self.config.rating_logit_offsets
+        best = int((logits + np.asarray(offsets, dtype=np.float32) if offsets else logits).argmax())
+        return {
+            "rating": best + 1,
+            "rating_scores": {self.config.id2label[index]: float(p) for index, p in enumerate(softmax(logits))},
+            "age": round(float(outputs["age"][0]), 1),
+        }
 
 
 class TopicClassifier(BatchedReviewModel):
@@ -186,31 +274,29 @@ class TopicClassifier(BatchedReviewModel):
 
     output_names = ("logits",)
 
-    def __init__(self, text_pipeline, topic_words_model=None, **options):
-        super().__init__(text_pipeline, **options)
+    def __init__(self, *arguments, topic_words_model=None, **options):
+        super().__init__(*arguments, **options)
         self.topic_words_model = topic_words_model
+        if self.config.problem_type == "multi_label_classification" or len(self.config.id2label) < 2:
+            raise ValueError(f"{self.name} is not a single-label classifier (problem_type "
+                             f"{self.config.problem_type!r}, {len(self.config.id2label)} labels)")
 
     @classmethod
-    def load(cls, reference: str, trust_remote_code: bool = False, backend: str = TORCH, **options) -> "TopicClassifier":
-        repo_or_path, revision = parse_model_reference(reference)
-        onnx_path, options = served_backend(repo_or_path, revision, backend, options)
-        text_pipeline = pipeline(
-            "text-classification", model=repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
-            device="cpu" if onnx_path else serving_device(),
-        )
-        return cls(
-            text_pipeline, topic_words_model=load_topic_words_model(repo_or_path, revision), onnx_path=onnx_path,
-            **options,
-        )
+    def load_pipeline(cls, repo_or_path, revision, trust_remote_code, device):
+        from transformers import pipeline
 
-    @property
-    def labels(self) -> list[str]:
-        id2label = self.model.config.id2label
-        return [id2label[index] for index in sorted(id2label)]
+        return pipeline("text-classification", model=repo_or_path, revision=revision,
+                        trust_remote_code=trust_remote_code, device=device)
 
-    def postprocess(self, outputs: dict[str, torch.Tensor]) -> dict:
-        ranked = self.pipeline.postprocess(outputs, top_k=None, _legacy=False)
-        return {"scores": {item["label"]: item["score"] for item in ranked}, "topic": ranked[0]["label"]}
+    @classmethod
+    def load_extras(cls, repo_or_path, revision) -> dict:
+        return {"topic_words_model": load_topic_words_model(repo_or_path, revision)}
+
+    def postprocess(self, outputs: dict[str, np.ndarray]) -> dict:
+        """The text-classification pipeline's `top_k=None` answer for a single-label classifier: softmax scores."""
+        scores = softmax(outputs["logits"][0].astype(np.float32))
+        ranked = sorted(zip(self.labels, scores.tolist()), key=lambda item: -item[1])
+        return {"scores": dict(ranked), "topic": ranked[0][0]}
 
     def topic_words(self, texts: Sequence[str], n: int = 8, topics: Sequence[str | None] | None = None
                     ) -> list[list[str] | None]:
@@ -231,20 +317,6 @@ class TopicClassifier(BatchedReviewModel):
             for index, review_words in zip(valid, self.topic_words_model.decision_words(clipped, labels, n=n)):
                 words[index] = list(review_words)
         return words
-
-
-def served_backend(repo_or_path: str, revision: str | None, backend: str, options: dict) -> tuple[Path | None, dict]:
-    """The ONNX file a `backend` value runs (None: torch) and the model's options with the autocast dtype and the
-    reason for the choice filled in; `auto` asks `choose_backend` (logged)."""
-    check_backend(backend)
-    if backend == AUTO:
-        choice = choose_backend(repo_or_path, revision)
-        backend, reason = choice.backend, f"auto: {choice.reason}"
-        options = {**options, "autocast_dtype": choice.autocast_dtype}
-        logger.info("%s: backend %s%s (%s)", repo_or_path, backend, " bf16" if choice.autocast_dtype else "", reason)
-    else:
-        reason = f"--backend {backend}"
-    return resolve_onnx_file(repo_or_path, revision, backend), {**options, "backend_reason": reason}
 
 
 def resolve_onnx_file(repo_or_path: str, revision: str | None, backend: str) -> Path | None:

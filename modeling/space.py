@@ -45,11 +45,14 @@ GITATTRIBUTES = """*.7z filter=lfs diff=lfs merge=lfs -text
 """
 
 
-def requirement_lines() -> list[str]:
-    """torch pinned to this environment's release, CPU build; the serving packages at least at the installed
-    versions' major release (within requirements.txt's ranges)."""
-    torch_release = version("torch").split("+")[0]
-    lines = [f"--extra-index-url {TORCH_CPU_INDEX}", f"torch=={torch_release}+cpu"]
+def requirement_lines(with_torch: bool = True) -> list[str]:
+    """torch pinned to this environment's release, CPU build (unless `with_torch` is off: the models then serve on
+    their ONNX export only); the serving packages at least at the installed versions' major release (within
+    requirements.txt's ranges)."""
+    lines = []
+    if with_torch:
+        torch_release = version("torch").split("+")[0]
+        lines = [f"--extra-index-url {TORCH_CPU_INDEX}", f"torch=={torch_release}+cpu"]
     for package in SERVING_PACKAGES:
         installed = version(package)
         lines.append(f"{package}>={installed},<{int(installed.split('.')[0]) + 1}")
@@ -74,8 +77,8 @@ def readme() -> str:
 
 # Review transfer
 
-Two models of the review-transfer project, served on ONNX Runtime when their
-repos carry `onnx/` (torch otherwise):
+Two models of the review-transfer project, served on the backend `--backend auto` picks for this Space's CPU (ONNX
+Runtime when their repos carry `onnx/` and torch is not installed):
 
 - [`{PUBLISHED_MULTITASK_MODEL}`](https://huggingface.co/{PUBLISHED_MULTITASK_MODEL}): the star rating and the
   reviewer's age of a clothing review (one encoder, two heads);
@@ -88,15 +91,16 @@ page's footer says what `auto` picked on this Space's CPU and why.
 """
 
 
-def write_space_folder(folder: str | Path) -> Path:
-    """Write (or refresh) the Space folder; returns it."""
+def write_space_folder(folder: str | Path, with_torch: bool = True) -> Path:
+    """Write (or refresh) the Space folder; returns it. Without torch the Space installs in a fraction of the size and
+    serves only models that carry `onnx/` (`--export_onnx` at training)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy2(PROJECT_ROOT / "app.py", folder / "app.py")
     for package in PACKAGES:
         shutil.rmtree(folder / package, ignore_errors=True)
         shutil.copytree(PROJECT_ROOT / package, folder / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (folder / "requirements.txt").write_text("\n".join(requirement_lines()) + "\n", encoding="utf-8")
+    (folder / "requirements.txt").write_text("\n".join(requirement_lines(with_torch)) + "\n", encoding="utf-8")
     (folder / "README.md").write_text(readme(), encoding="utf-8")
     (folder / ".gitattributes").write_text(GITATTRIBUTES, encoding="utf-8")
     logger.info("Wrote the Space folder %s: upload it with `hf upload %s %s . --repo-type space`", folder,
@@ -107,9 +111,12 @@ def write_space_folder(folder: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="Where to write the Space (created; the packages in it are replaced).")
+    parser.add_argument("--without_torch", action="store_true",
+                        help="Leave torch out of requirements.txt: serving on the models' onnx/ export only (the "
+                        "published models must carry it), with a smaller install, less memory and a faster start.")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    return write_space_folder(args.folder)
+    return write_space_folder(args.folder, with_torch=not args.without_torch)
 
 
 if __name__ == "__main__":

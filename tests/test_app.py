@@ -12,6 +12,7 @@ import torch
 from gradio_client import Client, handle_file
 
 import app
+from data_prep.topic_model import OTHER_LABEL
 import modeling
 from modeling import serving
 from tests.conftest import KITCHEN_REVIEW, MUSIC_REVIEW, NON_ENGLISH_REVIEW, TOPIC_LABELS, app_process
@@ -83,7 +84,7 @@ def test_app_answers_what_the_transformers_pipeline_answers(
 
 
 def test_bfloat16_autocast_stays_close_to_float32(rating_age_model):
-    faster = serving.RatingAgeModel(rating_age_model.pipeline, autocast_dtype=torch.bfloat16)
+    faster = serving.RatingAgeModel.from_pipeline(rating_age_model.pipeline, autocast_dtype=torch.bfloat16)
     texts = app.RATING_AGE_EXAMPLES
     for exact, approximate in zip(rating_age_model.predict(texts), faster.predict(texts)):
         assert approximate["rating_scores"] == pytest.approx(exact["rating_scores"], abs=1e-2)
@@ -266,7 +267,7 @@ def test_frozen_features_topic_folder_is_served_without_remote_code(tiny_encoder
     model.save_pretrained(tmp_path)
     tiny_tokenizer.save_pretrained(tmp_path)
     classifier = serving.TopicClassifier.load(str(tmp_path))  # trust_remote_code stays off
-    assert isinstance(classifier.model, modeling.TopicFeaturesModel)
+    assert isinstance(classifier.backend.model, modeling.TopicFeaturesModel)
     scores, _, message = app.topic_endpoint(classifier, None, [app.TOPIC_EXAMPLES[3], ""])
     assert set(scores[0]) == set(TOPIC_LABELS) and scores[1] is None and message[1] == app.EMPTY_REVIEW_MESSAGE
 
@@ -300,15 +301,15 @@ def test_topic_words_are_those_of_the_topic_behind_the_label_shown(topic_model_d
 def test_a_kitchen_review_and_non_english_text_are_other_with_a_plain_message(real_topic_classifier):
     scores, words, messages = app.topic_endpoint(real_topic_classifier, None, [KITCHEN_REVIEW, NON_ENGLISH_REVIEW,
                                                                                MUSIC_REVIEW])
-    assert [max(s, key=s.get) for s in scores] == [serving.OTHER_TOPIC, serving.OTHER_TOPIC, "music"]
+    assert [max(s, key=s.get) for s in scores] == [OTHER_LABEL, OTHER_LABEL, "music"]
     assert all("none of the categories" in message for message in messages[:2])
     assert words[1] == ""  # no word of the Chinese text is in the topic vocabulary
 
 
-def test_the_apps_other_label_is_the_labellers():
-    from data_prep.topic_model import OTHER_LABEL
+def test_the_models_other_class_is_the_labellers():
+    from modeling.configuration_topic_features import OTHER_TOPIC
 
-    assert serving.OTHER_TOPIC == OTHER_LABEL
+    assert OTHER_TOPIC == OTHER_LABEL
 
 
 def test_model_sources_come_from_flags_then_environment_then_hub_defaults(monkeypatch):

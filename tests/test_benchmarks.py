@@ -257,7 +257,9 @@ def test_serving_benchmark_compares_every_backend_with_the_pipeline(tmp_path, ex
         assert all(row["reviews_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"] > 0
                    for row in clothing["latency"].values())
         assert clothing["agreement_with_pipeline"]["onnx"]["max_rating_probability_difference"] < 1e-4
-    assert set(result["peak_rss_mb"]) == methods and all(peak > 0 for peak in result["peak_rss_mb"].values())
+    fresh = result["fresh_process"]
+    assert set(fresh) == methods and all(row["peak_rss_mb"] > 0 and row["cold_start_s"] > 0 for row in fresh.values())
+    assert [name for name, row in fresh.items() if not row["torch_loaded"]] == ["onnx", "onnx_int8"]
     assert set(result["file_sizes_mb"]) == {"torch", "onnx", "onnx_int8"}
     assert result["command"].startswith("python -m benchmarks.serving_speed --multitask_model")
     assert (tmp_path / "serving_speed.png").is_file()

@@ -103,7 +103,7 @@ def test_typing_a_review_and_clicking_shows_rating_and_age(page, app_url, rating
     predicted_age = float(page.locator("#age-years textarea, #age-years input").first.input_value())
     screenshot = save_screenshot(page, tmp_path, "rating_age.png")
 
-    assert predicted_stars == rating_age_model.model.config.id2label[expected["rating"] - 1]
+    assert predicted_stars == rating_age_model.config.id2label[expected["rating"] - 1]
     assert predicted_age == pytest.approx(expected["age"], abs=0.05)
     assert page.locator("#rating-scores [data-testid$='-confidence-set']").count() == 5
     assert screenshot.stat().st_size > 10_000

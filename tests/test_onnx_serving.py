@@ -1,6 +1,7 @@
 """Serving on the ONNX backends: the same answers as torch, the fallback to torch, the app's `--backend` choice, and
 `--export_onnx` at the end of training with the Hub push carrying `onnx/`."""
 
+import json
 import logging
 import os
 import subprocess
@@ -13,6 +14,7 @@ import app
 from modeling import backends, serving
 from onnx_fixtures import exported_multitask_dir, exported_topic_dir  # noqa: F401 - fixtures
 from hub_fixtures import loopback_hub  # noqa: F401 - fixture
+from benchmarks.common import site_packages_without_torch
 from tests.conftest import REPO_ROOT, read_clothing_frame
 
 REVIEWS = [
@@ -107,13 +109,13 @@ def test_auto_backend_is_the_fastest_that_meets_the_bars_on_this_machine(tmp_pat
     folder = folder_with_exports(tmp_path, agreement, measured_flags)
     choice = backends.choose_backend(folder, None, flags=flags, cuda=cuda)
     bf16_expected = expected[1] and (not cuda or torch.cuda.is_available())
-    assert (choice.backend, choice.autocast_dtype == torch.bfloat16) == (expected[0], bf16_expected)
+    assert (choice.backend, choice.bf16) == (expected[0], bf16_expected)
     assert choice.reason
 
 
 def test_auto_backend_without_an_export_is_torch_float32(tmp_path):
     choice = backends.choose_backend(str(tmp_path), None, flags=["avx2"], cuda=False)
-    assert (choice.backend, choice.autocast_dtype) == ("torch", None) and "no onnx/ export" in choice.reason
+    assert (choice.backend, choice.bf16) == ("torch", False) and "no onnx/ export" in choice.reason
 
 
 def test_auto_backend_is_logged_and_shown_in_the_app_footer(exported_multitask_dir, monkeypatch, caplog):
@@ -124,6 +126,39 @@ def test_auto_backend_is_logged_and_shown_in_the_app_footer(exported_multitask_d
     assert "backend onnx (auto: no native bf16 and no int8 export that agrees: ONNX float32)" in caplog.text
     footer = app.served_by_footer(None, served)
     assert footer.startswith("<small>Served by: Rating-and-age model: onnxruntime model.onnx (auto: no native bf16")
+
+
+def test_the_app_serves_both_onnx_models_where_torch_is_not_installed(tmp_path, exported_multitask_dir,
+                                                                      exported_topic_dir):
+    packages = site_packages_without_torch(tmp_path / "site-packages")
+    code = f"""
+import importlib.util, json, sys
+sys.path[:0] = [{str(REPO_ROOT)!r}, {str(packages)!r}]
+assert importlib.util.find_spec("torch") is None
+import app
+from modeling.serving import RatingAgeModel, TopicClassifier
+rating_age = RatingAgeModel.load({str(exported_multitask_dir)!r}, backend="auto")
+topic = TopicClassifier.load({str(exported_topic_dir)!r}, backend="auto")
+app.build_demo(topic, rating_age, None, None)
+print(json.dumps({{"rating_age": rating_age.predict({REVIEWS!r}), "topic": topic.predict({REVIEWS!r}),
+                   "served_by": [rating_age.served_by, topic.served_by], "torch_loaded": "torch" in sys.modules}}))
+"""
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["torch_loaded"] is False
+    assert all("torch is not installed" in served_by for served_by in found["served_by"]), found["served_by"]
+    for model_class, folder, key in ((serving.RatingAgeModel, exported_multitask_dir, "rating_age"),
+                                     (serving.TopicClassifier, exported_topic_dir, "topic")):
+        expected = model_class.load(str(folder), backend=backends.ONNX_FP32).predict(REVIEWS)
+        for got, want in zip(found[key], expected, strict=True):
+            assert (got is None) == (want is None)
+            if want is not None:
+                assert {k: v for k, v in got.items() if "scores" not in k} == {
+                    k: v for k, v in want.items() if "scores" not in k}
+                scores = "rating_scores" if key == "rating_age" else "scores"
+                assert got[scores] == pytest.approx(want[scores], abs=1e-6)
 
 
 def test_app_backend_comes_from_the_flag_then_the_space_variable_then_the_default(monkeypatch):

@@ -96,6 +96,21 @@ def test_space_requirements_resolve_to_a_cpu_torch_and_no_cuda(tmp_path):
     assert not set(resolved) & (TRAINING_ONLY - {"jinja2"})  # gradio's own jinja2 may come along
 
 
+def test_space_without_torch_resolves_to_no_torch(tmp_path):
+    """`python -m modeling.space FOLDER --without_torch`: nothing in its requirements pulls torch back in."""
+    folder = space.main([str(tmp_path / "space"), "--without_torch"])
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
+         str(report), "-r", str(folder / "requirements.txt")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    resolved = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert "onnxruntime" in resolved and "transformers" in resolved
+    assert not {name for name in resolved if name == "torch" or name.startswith("nvidia")}
+
+
 def test_readme_publish_commands_use_the_names_the_app_serves():
     readme = (REPO_ROOT / "README.md").read_text()
     publish = readme[readme.index("## Publish"):readme.index("<!-- results:start -->")]
