@@ -84,7 +84,7 @@ def own_peak_rss_mb() -> float:
 
 
 def site_packages_without_torch(folder: Path) -> Path:
-    """A folder of links to this environment's packages with torch left out: on `sys.path` (python -I -S), what
+    """A folder of links to this environment's packages with torch left out: on PYTHONPATH (python -s -S), what
     `pip install -r` of the torch-free Space requirements gives (`python -m modeling.space FOLDER --without_torch`),
     without a download."""
     import re

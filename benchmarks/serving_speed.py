@@ -181,7 +181,6 @@ def file_sizes_mb(folder: str) -> dict:
 # `python -m modeling.space FOLDER --without_torch` would: nothing there can load torch.
 FRESH_PROCESS = """
 import json, sys, time
-sys.path.insert(0, {repo!r})
 from benchmarks.common import own_peak_rss_mb
 name, folder, batch_size, threads, reviews = {name!r}, {folder!r}, {batch_size}, {threads}, json.load(open({reviews!r}))
 if name in ("pipeline", "torch", "torch_bf16"):
@@ -214,13 +213,15 @@ def fresh_process_figures(args: argparse.Namespace, names: list[str], scratch: P
     without_torch = site_packages_without_torch(scratch / "site-packages")
     figures = {}
     for name in [PIPELINE, *names]:
-        code = FRESH_PROCESS.format(repo=str(REPO_ROOT), name=name, folder=str(Path(args.multitask_model).resolve()),
+        code = FRESH_PROCESS.format(name=name, folder=str(Path(args.multitask_model).resolve()),
                                     batch_size=args.batch_size, threads=args.threads[-1], reviews=str(reviews))
-        command = ([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(without_torch)!r})\n{code}"]
-                   if name in ONNX_BACKENDS else [sys.executable, "-c", code])
+        # -S: no site-packages but PYTHONPATH's; for ONNX that is the packages less torch.
+        path = [str(REPO_ROOT), str(without_torch)] if name in ONNX_BACKENDS else [str(REPO_ROOT)]
+        command = [sys.executable, "-s", "-S", "-c", code] if name in ONNX_BACKENDS else [sys.executable, "-c", code]
         started = time.time()
         completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=False,
-                                   env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+                                   env={**os.environ, "TOKENIZERS_PARALLELISM": "false",
+                                        "PYTHONPATH": os.pathsep.join(path)})
         if completed.returncode != 0:
             raise RuntimeError(f"the fresh {name} process failed:\n{completed.stderr[-3000:]}")
         result = json.loads(completed.stdout.split("RESULT")[-1])

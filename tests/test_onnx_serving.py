@@ -133,7 +133,6 @@ def test_the_app_serves_both_onnx_models_where_torch_is_not_installed(tmp_path, 
     packages = site_packages_without_torch(tmp_path / "site-packages")
     code = f"""
 import importlib.util, json, sys
-sys.path[:0] = [{str(REPO_ROOT)!r}, {str(packages)!r}]
 assert importlib.util.find_spec("torch") is None
 import app
 from modeling.serving import RatingAgeModel, TopicClassifier
@@ -143,8 +142,8 @@ app.build_demo(topic, rating_age, None, None)
 print(json.dumps({{"rating_age": rating_age.predict({REVIEWS!r}), "topic": topic.predict({REVIEWS!r}),
                    "served_by": [rating_age.served_by, topic.served_by], "torch_loaded": "torch" in sys.modules}}))
 """
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
+    result = subprocess.run([sys.executable, "-s", "-S", "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(packages)])})
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["torch_loaded"] is False
