@@ -84,9 +84,10 @@ def own_peak_rss_mb() -> float:
 
 
 def site_packages_without_torch(folder: Path) -> Path:
-    """A folder of links to this environment's packages with torch left out: on PYTHONPATH (python -s -S), what
-    `pip install -r` of the torch-free Space requirements gives (`python -m modeling.space FOLDER --without_torch`),
-    without a download."""
+    """A folder of links to this environment's packages with torch left out: on PYTHONPATH (python -s -S), a stand-in
+    for the torch-free Space (`python -m modeling.space FOLDER --without_torch`) without a download. It holds more than
+    that Space installs (the whole environment less torch); the Space's own requirements are checked by a pip
+    dry-run in tests/test_space.py."""
     import re
     import site
 

@@ -4,7 +4,7 @@ it only the ONNX serving modules work: `modeling.serving`, `modeling.backends`).
 
 from transformers.utils import is_torch_available
 
-if is_torch_available():  # a serving-only install (requirements-serving.txt) has no torch: ONNX serves there
+if is_torch_available():  # a torch-free Space (python -m modeling.space --without_torch) serves ONNX only
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, pipeline
     from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -47,4 +47,4 @@ __all__ = [
     "TopicFeaturesConfig",
     "TopicFeaturesModel",
     "load_rating_age_pipeline",
-]
+] if is_torch_available() else []

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ BACKENDS = (AUTO, TORCH, ONNX_FP32, ONNX_INT8)
 ONNX_FILE_KINDS = {ONNX_FP32: "fp32", ONNX_INT8: "int8"}
 DEFAULT_BACKEND = AUTO
 AGREEMENT_BAR = 0.99  # top-1 answers the same as torch float32's (benchmarks/onnx_agreement.py)
+MIN_CONFIRMATION_REVIEWS = 200  # fewer held-out reviews say too little about a 1% disagreement rate
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")  # without them ONNX Runtime's int8 MatMuls take another kernel (u8s8 on AVX2)
 
@@ -133,19 +135,31 @@ class BackendChoice:
 
 
 def read_int8_recipe(int8_path: Path | None) -> dict | None:
+    """The int8 graph's recipe, or None where there is none or it describes another graph."""
+    from .int8_recipe import file_sha256
+
     recipe = int8_path.parent / RECIPE_FILE if int8_path is not None else None
-    return json.loads(recipe.read_text()) if recipe is not None and recipe.is_file() else None
+    if recipe is None or not recipe.is_file():
+        return None
+    found = json.loads(recipe.read_text())
+    if found.get("int8_sha256") != file_sha256(int8_path):
+        logger.warning("%s describes another int8 graph than %s: not used", recipe, int8_path.name)
+        return None
+    return found
 
 
 def choose_backend(repo_or_path: str, revision: str | None, flags: Sequence[str] | None = None,
                    cuda: bool | None = None) -> BackendChoice:
-    """`--backend auto`: the fastest backend whose answers meet the agreement bars, for this machine and this model
-    (speeds and agreement: benchmarks/serving_speed.py and benchmarks/onnx_agreement.py, docs/RESULTS.md).
+    """`--backend auto`: a rule from this machine's features and what the folder carries, meant to give the fastest
+    backend whose answers meet the agreement bars. It rests on measurements on two CPUs (benchmarks/serving_speed.py
+    and benchmarks/onnx_agreement.py, docs/RESULTS.md), not on a measurement where it runs.
 
     1. A CUDA GPU: torch on it, under bf16 autocast where the GPU has bf16.
-    2. int8, where the folder's `onnx/int8_recipe.json` agreed with float32 on at least 99% of the held-out reviews
-       that chose none of its float32 nodes, on a CPU with the same int8 kernels as this one (VNNI or not): the
-       fastest CPU backend.
+    2. int8, where the folder's `onnx/int8_recipe.json` (for this very graph) agreed with float32 on at least 99% of
+       the reviews that chose its float32 nodes and of at least 200 held-out ones that did not, measured on a CPU of
+       this architecture with the same int8 kernels (VNNI or not). On the AVX-512 EPYC int8 was the fastest backend
+       (4.95x the pipeline, torch bf16 3.46x); on the AMX Xeon torch bf16 is faster (1.96x, int8 1.78x), so there
+       this rule would trade speed for int8's smaller memory.
     3. A CPU with native bf16 (AVX512-BF16 or AMX): torch under bf16 autocast, measured faster than ONNX float32 there
        and within the bars. Without native bf16 it is emulated and slow, so it is never picked.
     4. ONNX float32 where the folder has the export, else torch float32.
@@ -155,12 +169,15 @@ def choose_backend(repo_or_path: str, revision: str | None, flags: Sequence[str]
     has_torch = torch_installed()
     gpu = has_torch and importlib.import_module("torch").cuda.is_available()
     if gpu if cuda is None else cuda:
-        return BackendChoice(TORCH, gpu and importlib.import_module("torch").cuda.is_bf16_supported(),
+        return BackendChoice(TORCH, gpu and importlib.import_module("torch").cuda.is_bf16_supported(
+                                 including_emulation=False),
                              "a CUDA GPU: torch on it")
     int8_path = find_onnx_file(repo_or_path, revision, ONNX_INT8)
     recipe = read_int8_recipe(int8_path)
     confirmed = (recipe or {}).get("confirmed_top1_agreement")
-    if confirmed is not None and confirmed >= AGREEMENT_BAR:
+    if (confirmed is not None and confirmed >= AGREEMENT_BAR and recipe["top1_agreement"] >= AGREEMENT_BAR
+            and recipe["confirmation_reviews"] >= MIN_CONFIRMATION_REVIEWS and flags and recipe["cpu_flags"]
+            and recipe.get("machine") == platform.machine()):
         measured_vnni, vnni = bool(set(recipe["cpu_flags"]) & set(VNNI_FLAGS)), bool(flags & set(VNNI_FLAGS))
         if measured_vnni == vnni:
             return BackendChoice(ONNX_INT8, False, f"its int8 export agreed with float32 on {confirmed:.1%} of "

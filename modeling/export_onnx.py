@@ -109,7 +109,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = INT8_PER
     quantization guide recommends, so that fused MatMuls are found and quantized."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .int8_recipe import quantize, quantize_to_agree
+    from .int8_recipe import RECIPE_FILE, quantize, quantize_to_agree
 
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
@@ -121,6 +121,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = INT8_PER
                         len(recipe["float32_nodes"]), recipe["top1_agreement"], recipe["reviews"])
         else:
             quantize(prepared, int8_path, per_channel)
+            (int8_path.parent / RECIPE_FILE).unlink(missing_ok=True)  # it described another int8 graph
 
 
 def read_texts(path: str | Path, limit: int) -> list[str]:
@@ -168,7 +169,9 @@ def main(argv: list[str] | None = None) -> None:
                         "most sensitive MatMuls float32 until int8 gives float32's top-1 on --agreement-bar of them "
                         "(writes onnx/int8_recipe.json).")
     parser.add_argument("--agreement-bar", type=float, default=0.99)
-    parser.add_argument("--agreement-reviews", type=int, default=600, help="Reviews of --agreement-texts to use.")
+    parser.add_argument("--agreement-reviews", type=int, default=800,
+                        help="Reviews of --agreement-texts to use (a quarter confirms the choice; --backend auto "
+                        "wants at least 200 of those).")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     texts = read_texts(args.agreement_texts, args.agreement_reviews) if args.agreement_texts else None

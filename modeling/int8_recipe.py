@@ -8,6 +8,7 @@ that choice and confirms it. The choice, both agreements and the CPU it was meas
 (README, "Serving on ONNX Runtime").
 """
 
+import hashlib
 import json
 import logging
 import platform
@@ -24,6 +25,11 @@ logger = logging.getLogger(__name__)
 RECIPE_FILE = "int8_recipe.json"
 CONFIRMATION_SHARE = 0.25  # of the agreement reviews, kept out of the node choice to confirm it
 QUANTIZED_OPS = ["MatMul", "Gemm"]
+
+
+def file_sha256(path: Path) -> str:
+    """The recipe names the graph it describes: a later plain re-export beside it must not inherit its agreement."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def quantize(prepared: Path, output: Path, per_channel: bool, exclude: Sequence[str] = ()) -> None:
@@ -115,7 +121,8 @@ def quantize_to_agree(prepared: Path, fp32_path: Path, int8_path: Path, tokenize
               "confirmed_top1_agreement": round(confirmed, 4) if confirmed is not None else None,
               "confirmation_reviews": held_out,
               "sensitivity": {node: share for node, share in ranked if share > 0},
-              "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
+              "cpu": platform.processor() or platform.machine(), "machine": platform.machine(), "cpu_flags": cpu_flags(),
+              "int8_sha256": file_sha256(int8_path),
               "onnxruntime": onnxruntime.__version__}
     (int8_path.parent / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
     return recipe

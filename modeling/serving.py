@@ -5,7 +5,8 @@ length-sorted, padding-tight batches.
 rules, in numpy: a test compares them), only faster: reviews are tokenized once, sorted by length and run in batches
 padded to their own longest review. A backend runs each batch (see `modeling.backends`): torch (optionally under
 bfloat16 autocast) or an exported ONNX graph, float32 or int8, on ONNX Runtime. The ONNX backends need only the
-tokenizer, `config.json` and the graph: they serve where torch is not installed (`requirements-serving.txt`).
+tokenizer, `config.json` and the graph: they serve where torch is not installed (`python -m modeling.space FOLDER
+--without_torch`).
 `benchmarks/serving_speed.py` measures each against `transformers.pipeline`.
 """
 
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import AUTO, TORCH, OnnxBackend, TorchBackend, check_backend, choose_backend, find_onnx_file
+from .backends import (
+    AUTO, TORCH, OnnxBackend, TorchBackend, check_backend, choose_backend, find_onnx_file, torch_installed,
+)
 from .hub import parse_model_reference
 
 logger = logging.getLogger(__name__)
@@ -162,6 +165,11 @@ class BatchedReviewModel(ABC):
             options.setdefault("backend_reason", f"--backend {backend}")
         options.update(cls.load_extras(repo_or_path, revision))
         onnx_path = resolve_onnx_file(repo_or_path, revision, backend)
+        if onnx_path is None and backend != TORCH:
+            if not torch_installed():
+                raise ValueError(f"{repo_or_path} has no onnx/ export for the {backend} backend and torch is not "
+                                 "installed: nothing can serve it (python -m modeling.export_onnx FOLDER)")
+            options["backend_reason"] = f"{options['backend_reason']}, but no onnx/ export"
         if onnx_path is None:
             text_pipeline = cls.load_pipeline(repo_or_path, revision, trust_remote_code, serving_device())
             return cls.from_pipeline(text_pipeline, autocast_dtype=autocast_dtype, **options)
@@ -277,7 +285,7 @@ class TopicClassifier(BatchedReviewModel):
     def __init__(self, *arguments, topic_words_model=None, **options):
         super().__init__(*arguments, **options)
         self.topic_words_model = topic_words_model
-        if self.config.problem_type == "multi_label_classification" or len(self.config.id2label) < 2:
+        if self.config.problem_type in ("multi_label_classification", "regression") or len(self.config.id2label) < 2:
             raise ValueError(f"{self.name} is not a single-label classifier (problem_type "
                              f"{self.config.problem_type!r}, {len(self.config.id2label)} labels)")
 

