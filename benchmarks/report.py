@@ -194,6 +194,15 @@ def multitask_results(quick: bool) -> dict | None:
     return result
 
 
+def other_encoders() -> list[dict]:
+    """The multi-task benchmark's --validated_settings results (multitask_quality_<encoder folder>.json), each with
+    its defaults row."""
+    payloads = [json.loads(path.read_text()) for path in sorted(common.RESULTS_DIR.glob("multitask_quality_*.json"))
+                if path.stem != "multitask_quality_quick"]
+    return [{"p": payload, "defaults": next((row for name, row in payload["rows"].items() if name.endswith(DEFAULTS)),
+                                            None)} for payload in payloads]
+
+
 def labeller_selection(selection: dict | None) -> dict | None:
     """The labeller's selected decision settings, their validation figures, and those of topics alone."""
     if selection is None or selection["selected_decision"] is None:
@@ -216,7 +225,8 @@ def context(quick: bool) -> dict:
         "quick": quick, "run": common.load_result("run_all_quick" if quick else "run_all"),
         "other_run": common.load_result("run_all" if quick else "run_all_quick"),
         "quick_tables": [title for title, name in names.items() if (in_mode(quick, name)[0] or "").endswith("_quick")],
-        "multitask": multitask_results(quick), "topic": dict(zip(("name", "p"), in_mode(quick, "topic_quality"))),
+        "multitask": multitask_results(quick), "encoders": [] if quick else other_encoders(),
+        "topic": dict(zip(("name", "p"), in_mode(quick, "topic_quality"))),
         "training": dict(zip(("name", "p"), in_mode(quick, "training_speed"))),
         "validity": validity, "selection": selection, "labeller": labeller_selection(selection),
         "validity_check": lambda name: next((check for check in (validity or {}).get("targets", [])

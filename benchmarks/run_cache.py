@@ -86,11 +86,16 @@ def find_kept(runs_dir: Path, key: dict) -> dict | None:
     return next((kept["result"] for _, kept in kept_files(runs_dir, key)), None)
 
 
+def kept_file_name(row: str, key: dict) -> str:
+    """`<row>_seed<seed>_<hash of the key>.json`: one name per run."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}_seed{key['seed']}_{digest}.json"
+
+
 def keep(runs_dir: Path, row: str, key: dict, result: dict) -> None:
     """Writes the run's result, replacing any kept result with the same key (one run, one file)."""
     for path, _ in list(kept_files(runs_dir, key)):
         path.unlink()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
-    path = runs_dir / f"{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}_seed{key['seed']}_{digest}.json"
+    path = runs_dir / kept_file_name(row, key)
     runs_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n")

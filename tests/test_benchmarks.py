@@ -6,6 +6,7 @@ benchmarks/results/."""
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -189,6 +190,25 @@ def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tm
     second = json.loads((tmp_path / "multitask_quality.json").read_text())
     assert second["runs_kept_from_earlier"] == kept and second["rows"] == first["rows"]
     assert (tmp_path / "multitask_quality.png").is_file() and (tmp_path / "multitask_quality_curve.png").is_file()
+
+    # Another encoder on the selected settings: no selection of its own, its own results file, beside MiniLM's speed.
+    other = tmp_path / "other-encoder"
+    shutil.copytree(tiny_encoder_dir, other)
+    encoder_arguments = ("--validated_settings", "--model_name_or_path", str(other), "--seeds", "42", "--rows",
+                         DEFAULTS, "--work_dir", str(tmp_path / "work"), "--speed_steps", "2", *arguments[-2:])
+    run_benchmark("multitask_quality", *encoder_arguments, results_dir=tmp_path)
+    encoder_result = json.loads((tmp_path / "multitask_quality_other-encoder.json").read_text())
+    row = encoder_result["rows"][f"other-encoder {DEFAULTS}"]
+    assert encoder_result["selection"] is None and row["settings"] == first["selected_settings"]
+    assert set(encoder_result["encoder_speed"]) == {"MiniLM", "other-encoder"}
+    assert all(speed["pipeline_reviews_per_second"] > 0 for speed in encoder_result["encoder_speed"].values())
+    # A run that finished in --work_dir is read back, not trained again, when its kept result is gone.
+    for path in (tmp_path / "multitask_quality_other-encoder_runs").glob("*.json"):
+        path.unlink()
+    run_benchmark("multitask_quality", *encoder_arguments, results_dir=tmp_path)
+    again = json.loads((tmp_path / "multitask_quality_other-encoder.json").read_text())["rows"][
+        f"other-encoder {DEFAULTS}"]
+    assert again["test"] == row["test"] and again["runs"][0]["resumed_from"] == "a finished run's folder"
 
 
 def test_multitask_selection_keeps_a_combination_of_winners_only_if_it_measures_better():
