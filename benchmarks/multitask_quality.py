@@ -141,9 +141,9 @@ class Runner:
         resumes from it, and one that finished there is read."""
         output_dir = self.work_dir / kept_file_name(entry["row"], key).removesuffix(".json")
         finished = output_dir / "all_results.json"
-        if finished.is_file() and {"train_runtime", "eval_loss", "test_loss"} <= set(json.loads(finished.read_text())):
+        metrics = json.loads(finished.read_text()) if finished.is_file() else {}
+        if {"train_runtime", "eval_loss", "test_loss"} <= metrics.keys():
             # trained to the end in an earlier, interrupted command (a kept work_dir): read, not trained again
-            metrics = json.loads(finished.read_text())
             result = {"metrics": metrics, "machine": machine_facts(), "resumed_from": "a finished run's folder",
                       "wall_seconds": round(sum(metrics[f"{part}_runtime"] for part in ("train", "eval", "test"))),
                       "peak_rss_mb": None}

@@ -166,6 +166,11 @@ def in_mode(quick: bool, name: str) -> tuple[str | None, dict | None]:
     return first_available(*([f"{name}_quick"] if quick else [name, f"{name}_quick"]))
 
 
+def defaults_row(rows: dict) -> dict | None:
+    """The defaults' row of a multi-task results file (named with its encoder's prefix), or None."""
+    return next((row for name, row in rows.items() if name.endswith(DEFAULTS)), None)
+
+
 def multitask_results(quick: bool) -> dict | None:
     """The multi-task payload with what the tables and targets derive from it: the defaults and TF-IDF rows."""
     name, payload = in_mode(quick, "multitask_quality")
@@ -173,7 +178,7 @@ def multitask_results(quick: bool) -> dict | None:
         return None
     rows = payload["rows"]
     result = {"name": name, "p": payload,
-              "defaults": next((row for key, row in rows.items() if key.endswith(DEFAULTS)), None),
+              "defaults": defaults_row(rows),
               "tfidf": next((row for key, row in rows.items() if key.startswith("TF-IDF +") and "stacking" not in key),
                             None),
               "combinations": sum(row["lever"] == COMBINED for row in payload["selection"].values()),
@@ -199,8 +204,7 @@ def other_encoders() -> list[dict]:
     its defaults row."""
     payloads = [json.loads(path.read_text()) for path in sorted(common.RESULTS_DIR.glob("multitask_quality_*.json"))
                 if path.stem != "multitask_quality_quick"]
-    return [{"p": payload, "defaults": next((row for name, row in payload["rows"].items() if name.endswith(DEFAULTS)),
-                                            None)} for payload in payloads]
+    return [{"p": payload, "defaults": defaults_row(payload["rows"])} for payload in payloads]
 
 
 def labeller_selection(selection: dict | None) -> dict | None:
