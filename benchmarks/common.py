@@ -1,5 +1,5 @@
 """Shared by the benchmarks: where the data and results are, the fixed clothing split, machine facts, the command
-that reruns a benchmark, JSON in and out, matplotlib without a display, and a script's wall time and peak RSS.
+that reruns a benchmark, JSON in and out, a script's wall time and peak RSS, and a process tree's peak memory.
 
 Benchmarks run as modules from the repo root (`python -m benchmarks.<name>`), which puts the root on sys.path. torch
 is imported inside the functions that need it, so the data-prep benchmark's child processes (which import this
@@ -12,6 +12,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -134,22 +135,6 @@ def load_result(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def pyplot():
-    """matplotlib.pyplot drawing to files only (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(figure, path: Path, dpi: int = 110) -> None:
-    figure.tight_layout()
-    figure.savefig(path, dpi=dpi)
-    pyplot().close(figure)
-
-
 # Runs a script as __main__ and reports the child's own peak RSS on its last stderr line.
 _MEASURED_RUN = (
     "import json, resource, runpy, sys; script = sys.argv[1]; sys.argv = sys.argv[1:]; "
@@ -169,3 +154,46 @@ def run_script_measured(script: str, arguments: list[str], timeout: float | None
         raise RuntimeError(f"{script} {' '.join(arguments)} failed:\n{completed.stderr[-4000:]}")
     peak = [line for line in completed.stderr.splitlines() if line.startswith("PEAK_RSS_MB ")]
     return {"wall_seconds": round(wall, 1), "peak_rss_mb": round(float(peak[-1].split()[1])) if peak else None}
+
+
+class PeakMemory:
+    """Peak memory of a process (default: this one) and its children (`num_proc` workers, a server's), sampled in a
+    background thread.
+
+    `rss`: resident memory, with the workers' proportional share (PSS), since forked workers share most pages with
+    their parent. `anon`: the same without file-backed pages, i.e. without the memory-mapped Arrow files, which the
+    kernel can drop and re-read at any time; this is the memory a pipeline really holds."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.05):
+        import psutil
+
+        self.process, self.interval = psutil.Process(pid), interval
+        self.peak_rss = self.peak_anon = 0
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        while self._running:
+            rss, anon = self.current()
+            self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
+            time.sleep(self.interval)
+
+    def current(self) -> tuple[int, int]:
+        info = self.process.memory_info()
+        rss, anon = info.rss, info.rss - info.shared
+        for child in self.process.children(recursive=True):
+            try:
+                child_info = child.memory_full_info()
+            except Exception:  # a worker that just exited
+                continue
+            rss += child_info.pss
+            anon += min(child_info.uss, child_info.rss - child_info.shared)
+        return rss, anon
+
+    def reset(self) -> None:
+        self.peak_rss, self.peak_anon = self.current()
+
+    def stop(self) -> None:
+        self._running = False
+        self._thread.join()

@@ -8,7 +8,7 @@ temporary folder, never in the repository); each pipeline then runs in its own p
     cleaning  transformer text + NMF text of the kept reviews (the same functions in both pipelines)
 
 Reported per stage: seconds, rows/s and peak RSS of the process tree (sampled every 50 ms, worker processes included),
-and datasets/pandas ratios. Results go to benchmarks/results/data_prep_speed.{json,png}.
+and datasets/pandas ratios. Results go to benchmarks/results/data_prep_speed.json.
 
     python -m benchmarks.data_prep_speed --rows 100000 1000000 3000000 --num_proc 2
 """
@@ -23,12 +23,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from benchmarks.common import (
-    DATA_DIR, REPO_ROOT, RESULTS_DIR, amazon_files, command_line, cpu_name, pyplot, save_figure,
+    DATA_DIR, REPO_ROOT, RESULTS_DIR, PeakMemory, amazon_files, command_line, cpu_name,
 )
 
 STAGES = ("read", "filter", "cleaning")
@@ -54,48 +53,6 @@ def write_replicated_file(rows: int, folder: Path) -> Path:
             writer.writerows(source_rows[: min(len(source_rows), rows - start)])
     partial.replace(path)
     return path
-
-
-class PeakMemory:
-    """Peak memory of this process and its children (e.g. `num_proc` workers), sampled in a background thread.
-
-    `rss`: resident memory, with the workers' proportional share (PSS), since forked workers share most pages with
-    their parent. `anon`: the same without file-backed pages, i.e. without the memory-mapped Arrow files, which the
-    kernel can drop and re-read at any time; this is the memory a pipeline really holds."""
-
-    def __init__(self, interval: float = 0.05):
-        import psutil
-
-        self.process, self.interval = psutil.Process(), interval
-        self.peak_rss = self.peak_anon = 0
-        self._running = True
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self):
-        while self._running:
-            rss, anon = self.current()
-            self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
-            time.sleep(self.interval)
-
-    def current(self) -> tuple[int, int]:
-        info = self.process.memory_info()
-        rss, anon = info.rss, info.rss - info.shared
-        for child in self.process.children(recursive=True):
-            try:
-                child_info = child.memory_full_info()
-            except Exception:  # a worker that just exited
-                continue
-            rss += child_info.pss
-            anon += min(child_info.uss, child_info.rss - child_info.shared)
-        return rss, anon
-
-    def reset(self) -> None:
-        self.peak_rss, self.peak_anon = self.current()
-
-    def stop(self) -> None:
-        self._running = False
-        self._thread.join()
 
 
 def run_stages(pipeline: str, path: str, num_proc: int) -> dict:
@@ -182,39 +139,6 @@ def ratios(ours: dict, baseline: dict) -> dict:
             "total": ratio(ours, baseline, "total_seconds")}
 
 
-def plot(results: list[dict], path: Path) -> None:
-    figure, (time_axis, memory_axis) = pyplot().subplots(1, 2, figsize=(12, 4.5))
-    sizes = [result["rows"] for result in results]
-    positions = range(len(sizes))
-    width = 0.38
-    colors = {"read": "tab:blue", "filter": "tab:orange", "cleaning": "tab:green"}
-    for offset, pipeline in zip((-width / 2, width / 2), PIPELINES):
-        bottom = [0.0] * len(sizes)
-        for name in STAGES:
-            seconds = [result[pipeline]["stages"][name]["seconds"] for result in results]
-            time_axis.bar([p + offset for p in positions], seconds, width, bottom=bottom, color=colors[name],
-                          hatch="" if pipeline == "datasets" else "//", edgecolor="black",
-                          label=f"{pipeline}: {name}")
-            bottom = [b + s for b, s in zip(bottom, seconds)]
-        memory_axis.bar([p + offset for p in positions], [result[pipeline]["peak_rss_mb"] for result in results],
-                        width, hatch="" if pipeline == "datasets" else "//", edgecolor="black",
-                        color="tab:purple" if pipeline == "datasets" else "tab:gray", label=f"{pipeline}: RSS")
-        memory_axis.scatter([p + offset for p in positions], [result[pipeline]["peak_anon_mb"] for result in results],
-                            marker="_", s=600, color="black", zorder=3,
-                            label="without file-backed pages" if pipeline == "datasets" else None)
-    labels = [f"{rows / 1e6:g}M rows" for rows in sizes]
-    time_axis.set_xticks(list(positions), labels)
-    memory_axis.set_xticks(list(positions), labels)
-    time_axis.set_ylabel("seconds (stacked: read, filter, cleaning)")
-    memory_axis.set_ylabel("peak RSS, MB (process tree)")
-    memory_axis.axhline(TARGET_RSS_MB, color="red", linestyle="--", linewidth=1, label="4 GB target")
-    time_axis.set_title("Time per stage (plain: datasets, hatched: pandas)")
-    memory_axis.set_title("Peak memory")
-    time_axis.legend(fontsize=7, ncol=2)
-    memory_axis.legend(fontsize=8)
-    save_figure(figure, path)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -270,8 +194,7 @@ def main():
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / f"{args.output_name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(results, RESULTS_DIR / f"{args.output_name}.png")
-    print(f"Wrote {RESULTS_DIR / args.output_name}.json and .png")
+    print(f"Wrote {RESULTS_DIR / args.output_name}.json")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ Stages 2 and 3 wait until stage 1 is complete.
 Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with its key (encoder, settings,
 training rows, seed, precision and a hash of the training code: benchmarks/run_cache.py); a rerun with the same key
 reuses it, so an interrupted run picks up where it stopped, and a change to the training code retrains. Changing
-multitask_defaults.json does not: no run reads it. Writes benchmarks/results/multitask_quality[_quick].json and .png
-(and _curve.png); `python -m benchmarks.run_all --report_only` turns the JSON into tables.
+multitask_defaults.json does not: no run reads it. Writes benchmarks/results/multitask_quality[_quick].json;
+`python -m benchmarks.run_all --report_only` turns the JSON into tables and figures.
 
 --validated_settings measures another encoder without a selection of its own: the test stage's rows on the settings
 the packaged MiniLM's selection chose (multitask_quality.json), written to multitask_quality_<encoder folder>.json,
@@ -49,12 +49,11 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from benchmarks.common import (
     REPO_ROOT, RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, command_line, encoder_name,
-    load_result, machine_facts, packaged_minilm, pyplot, run_script_measured, save_figure, write_json,
+    load_result, machine_facts, packaged_minilm, run_script_measured, write_json,
 )
 from benchmarks.multitask_selection import (
     BASE_SETTINGS, COMBINED, CURVE_SIZES, DEFAULTS, REPORTED, SELECTION_ROWS, SELECTION_SEED, SINGLE_AGE,
-    SINGLE_RATING, TARGETS, TEST_ROWS, TEST_SEEDS, chosen_settings, planned_runs, settings_flags, switched_off,
-    validation_change,
+    SINGLE_RATING, TEST_ROWS, TEST_SEEDS, chosen_settings, planned_runs, settings_flags, validation_change,
 )
 from benchmarks.run_cache import find_kept, keep, kept_file_name, run_key, training_code_hash
 from data_prep.clothing import RATING_NAMES, load_clothing_reviews
@@ -326,45 +325,6 @@ def encoder_speed(model_path: str, precision_flags: list[str], texts: list[str],
             "serving_reviews": len(texts)}
 
 
-def plot(test_rows: dict, curve: dict, path: Path, curve_path: Path) -> None:
-    plt = pyplot()
-    names = list(test_rows)
-    panels = (("test rating accuracy", (("rating_accuracy", "argmax"), ("rating_adjusted_accuracy", "offsets")),
-               TARGETS["rating_accuracy"]),
-              ("test rating macro-F1", (("rating_macro_f1", "argmax"), ("rating_adjusted_macro_f1", "offsets")),
-               TARGETS["rating_adjusted_macro_f1"]),
-              ("test age MAE (years, lower is better)", (("age_mae", None),), TARGETS["age_mae"]))
-    # Dots with ± one standard deviation over seeds, not bars from zero: the rows differ by hundredths.
-    figure, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len(names) + 2.5), sharey=True)
-    for axis, (title, keys, target) in zip(axes, panels):
-        for (key, label), marker, offset in zip(keys, ("o", "D"), (0.0, 0.2)):
-            shown = [(position, test_rows[name]["test"][key]) for position, name in enumerate(names)
-                     if key in test_rows[name]["test"] and key not in switched_off(test_rows[name].get("settings", {}))]
-            if shown:
-                axis.errorbar([entry["mean"] for _, entry in shown], [position + offset for position, _ in shown],
-                              xerr=[entry["std"] for _, entry in shown], fmt=marker, capsize=3, label=label)
-        axis.axvline(target, color="grey", linestyle="--", label="target")
-        axis.set_title(title)
-        axis.grid(axis="x", alpha=0.3)
-        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small")
-    axes[0].set_yticks(range(len(names)), names)
-    axes[0].invert_yaxis()
-    save_figure(figure, path)
-    if not curve:
-        return
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for axis, key, title in zip(axes, ("rating_accuracy", "rating_macro_f1", "age_mae"),
-                                ("test rating accuracy", "test rating macro-F1", "test age MAE (years)")):
-        sizes = [int(size) for size, point in curve.items() if key in point]
-        for which, label in (("single", "single-task"), ("multi", "multi-task (defaults)")):
-            axis.plot(sizes, [curve[str(size)][key][which] for size in sizes], marker="o", label=label)
-        axis.set_xscale("log")
-        axis.set_xlabel("training reviews")
-        axis.set_title(title)
-        axis.legend()
-    save_figure(figure, curve_path)
-
-
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed on 4,000 training reviews; no selection stage")
@@ -475,9 +435,7 @@ def main():
         "transformer_run_seconds": round(sum(e["result"]["wall_seconds"] for e in done)),
         "wall_seconds": round(time.perf_counter() - started, 1),
     })
-    plot(test_rows, curve, RESULTS_DIR / f"{name}.png", RESULTS_DIR / f"{name}_curve.png")
-    logger.info("Wrote %s and %s (python -m benchmarks.run_all --report_only turns them into tables)", json_path,
-                RESULTS_DIR / f"{name}.png")
+    logger.info("Wrote %s (python -m benchmarks.run_all --report_only turns it into tables and figures)", json_path)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 Multi-task fine-tuning runs kept from an earlier run with the same key are reused (benchmarks/run_cache.py); the
 time each benchmark took goes to benchmarks/results/run_all[_quick].json. The serving benchmarks measure trained
 folders with their ONNX export (`SERVING_MULTITASK_MODEL`, `SERVING_TOPIC_MODEL`: see the README's serving section).
-Each benchmark writes JSON + PNG under benchmarks/results/; benchmarks/report.py turns those files into Markdown.
+Each benchmark writes JSON + PNG under benchmarks/results/; `python -m reporting.results` turns those files into
+Markdown.
 """
 
 import argparse
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import time
 
-from benchmarks import report
 from benchmarks.common import REPO_ROOT, bf16_training_flags, command_line, load_result, write_json
 
 # The trained folders the serving benchmarks measure: scripts/demo.sh's multi-task model, and a fine-tuned topic
@@ -34,7 +34,6 @@ def benchmark_commands(quick: bool) -> list[tuple[str, list[str]]]:
         ("serving_speed", ["--multitask_model", SERVING_MULTITASK_MODEL, "--threads", "1", "2",
                            *(["--num_reviews", "128", "--rounds", "2"] if quick else [])]),
         ("training_speed", flag),
-        ("topic_quality", flag),
         ("topic_validity", []),
         ("multitask_quality", [*flag, *(["--bf16"] if bf16_training_flags() else [])]),
     ]
@@ -61,8 +60,8 @@ def main():
             "multitask_runs": quality["runs_done"],
             "multitask_runs_kept_from_earlier": quality["runs_kept_from_earlier"],
         })
-    report.write(arguments.quick)
-    print(f"Wrote the results section of {report.README} and {report.RESULTS_PAGE}")
+    subprocess.run([sys.executable, "-m", "reporting.results", *(["--quick"] if arguments.quick else [])],
+                   cwd=REPO_ROOT, check=True)
 
 
 if __name__ == "__main__":

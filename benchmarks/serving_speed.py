@@ -15,7 +15,7 @@ without onnx/ is measured on the torch backends only. For each thread count and 
   benchmarks/onnx_agreement.py's).
 Also, per backend in a fresh process: seconds from process start to the first answer and peak RSS while it serves the
 reviews at batch 32 (the ONNX backends where torch is not installed, as on a `--without_torch` Space); and the model
-file sizes. Writes `serving_speed.json` and `serving_speed.png` under --output_dir.
+file sizes. Writes `serving_speed.json` under --output_dir.
 """
 
 import argparse
@@ -257,36 +257,6 @@ def measure(args: argparse.Namespace, names: list[str], threads: int) -> dict:
     return per_set
 
 
-BAR_COLORS = {PIPELINE: "#9ca3af", "torch": "#6366f1", "torch_bf16": "#10b981", "onnx": "#f59e0b",
-              "onnx_int8": "#ef4444"}
-
-
-def plot(results: dict, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    thread_counts = list(results["threads"])
-    figure = Figure(figsize=(6 * len(thread_counts), 7), layout="constrained")
-    axes = figure.subplots(2, len(thread_counts), squeeze=False)
-    for column, threads in enumerate(thread_counts):
-        per_set = results["threads"][threads]
-        sets = list(per_set)
-        for row, (measure_name, value, title) in enumerate((
-                ("throughput", "reviews_per_s", f"reviews/s at batch {results['batch_size']} (higher is better)"),
-                ("latency", "p50_ms", "p50 ms, one review (lower is better)"))):
-            names = list(per_set[sets[0]][measure_name])
-            width = 0.8 / len(names)
-            for offset, name in enumerate(names):
-                heights = [per_set[text_set][measure_name][name][value] for text_set in sets]
-                drawn = axes[row][column].bar([index + offset * width for index in range(len(sets))], heights, width,
-                                              label=name, color=BAR_COLORS[name])
-                axes[row][column].bar_label(drawn, fmt="%.0f" if row == 0 else "%.1f", fontsize=7)
-            axes[row][column].set_xticks([index + width * (len(names) - 1) / 2 for index in range(len(sets))], sets)
-            axes[row][column].set_title(f"{threads} thread(s): {title}", fontsize=9)
-            axes[row][column].legend(fontsize=7)
-    figure.suptitle(f"{results['model']}, {results['num_reviews']} real reviews per set; {results['cpu']}", fontsize=9)
-    figure.savefig(path, dpi=80)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     names = available_backends(args.multitask_model)
@@ -311,8 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     results["load_average_after"] = os.getloadavg()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "serving_speed.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot(results, args.output_dir / "serving_speed.png")
-    print(f"wrote {args.output_dir / 'serving_speed.json'} and serving_speed.png")
+    print(f"wrote {args.output_dir / 'serving_speed.json'}")
 
 
 if __name__ == "__main__":

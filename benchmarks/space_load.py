@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import REPO_ROOT, clothing_reviews_file, command_line, write_json
+from benchmarks.common import REPO_ROOT, PeakMemory, clothing_reviews_file, command_line, write_json
 
 
 def review_texts(count: int) -> list[str]:
@@ -35,31 +35,6 @@ def review_texts(count: int) -> list[str]:
 
         texts = app.RATING_AGE_EXAMPLES + app.TOPIC_EXAMPLES
     return (texts * (count // len(texts) + 1))[:count]
-
-
-class PeakRss:
-    """The server's peak resident memory (its child processes included), sampled every 100 ms."""
-
-    def __init__(self, pid: int):
-        import psutil
-
-        self.process, self.peak, self.running = psutil.Process(pid), 0, True
-        self.thread = threading.Thread(target=self.sample, daemon=True)
-        self.thread.start()
-
-    def sample(self):
-        while self.running:
-            try:
-                rss = sum(p.memory_info().rss for p in [self.process, *self.process.children(recursive=True)])
-                self.peak = max(self.peak, rss)
-            except Exception:  # a process that just exited
-                pass
-            time.sleep(0.1)
-
-    def stop(self) -> int:
-        self.running = False
-        self.thread.join()
-        return round(self.peak / 2**20)
 
 
 def start_server(arguments, port: int, log_path: Path) -> tuple[subprocess.Popen, float]:
@@ -140,7 +115,7 @@ def main():
             writer.writerow(["review"])
             writer.writerows([text] for text in texts[: arguments.csv_rows])
         server, cold_start = start_server(arguments, arguments.port, Path(folder) / "app.log")
-        memory = PeakRss(server.pid)
+        memory = PeakMemory(server.pid, interval=0.1)
         records, lock = [], threading.Lock()
         deadline = time.perf_counter() + arguments.seconds
         url = f"http://127.0.0.1:{arguments.port}/"
@@ -154,7 +129,8 @@ def main():
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
-        peak_rss_mb = memory.stop()
+        memory.stop()
+        peak_rss_mb = round(memory.peak_rss / 2**20)
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
     rows = {name: summary(records, name, elapsed, arguments.csv_rows if name == "batch" else 1)

@@ -11,8 +11,8 @@ text passes the phrase check below.
 Runs the default labelling (`python -m data_prep.topics` as scripts/demo.sh runs it, `other` class on) and derives
 the six-class `--no_other_class` labelling from it (`data_prep.topics.without_other_class`: the same decisions),
 trains the frozen-features classifier (demo.sh's settings) and a bounded fine-tuned one on each, predicts the whole
-test split with the saved folders (the app's serving path), and writes benchmarks/results/topic_validity.json and
-.png (`python -m benchmarks.run_all --report_only` turns them into tables).
+test split with the saved folders (the app's serving path), and writes benchmarks/results/topic_validity.json
+(`python -m benchmarks.run_all --report_only` turns it into tables and a figure).
 """
 
 import argparse
@@ -29,8 +29,8 @@ import pandas as pd
 from datasets import load_from_disk
 
 from benchmarks.common import (
-    RESULTS_DIR, SPLIT_SEED, amazon_files, bf16_training_flags, command_line, encoder_name, packaged_minilm, pyplot,
-    run_script_measured, save_figure, write_json,
+    SPLIT_SEED, amazon_files, bf16_training_flags, command_line, encoder_name, packaged_minilm, run_script_measured,
+    write_json,
 )
 from data_prep import topics
 from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews
@@ -190,28 +190,6 @@ def against_targets(rows: dict) -> list[dict]:
     return checks
 
 
-def plot(payload: dict, path: Path) -> None:
-    import numpy as np
-
-    plt = pyplot()
-    rows = list(payload["rows"])
-    categories = list(EXPECTED_LABEL)
-    figure, axis = plt.subplots(figsize=(11, 4.5))
-    width = 0.8 / len(rows)
-    for index, row in enumerate(rows):
-        entries = payload["rows"][row]["categories"]
-        values = [entries[c].get("own_label_share", entries[c].get("media_label_share")) or 0 for c in categories]
-        axis.bar(np.arange(len(categories)) + index * width, values, width, label=row)
-    axis.set_xticks(np.arange(len(categories)) + 0.4 - width / 2,
-                    [f"{c}\n→ {EXPECTED_LABEL[c] or 'media (want low)'}" for c in categories], fontsize=8)
-    axis.axhline(0.8, color="grey", linestyle="--", linewidth=0.8)
-    axis.axhline(0.05, color="grey", linestyle=":", linewidth=0.8)
-    axis.set_ylabel("share of the category's test reviews")
-    axis.set_title("Topic labels against the product category (test split)")
-    axis.legend(fontsize=7)
-    save_figure(figure, path)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_name_or_path", default=None, help="Encoder (default: the packaged MiniLM)")
@@ -274,7 +252,6 @@ def main():
     }
     payload["targets"] = against_targets(rows)
     write_json("topic_validity", payload)
-    plot(payload, RESULTS_DIR / "topic_validity.png")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ metrics are reported beside the speed so "faster at equal quality" can be checke
 
     python -m benchmarks.training_speed [--quick] [--steps N] [--max_seq_length L]
 
-Writes benchmarks/results/training_speed[_quick].json and .png.
+Writes benchmarks/results/training_speed[_quick].json.
 """
 
 import argparse
@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import (
-    RESULTS_DIR, SPLIT_SEED, bf16_training_flags, clothing_reviews_file, command_line, packaged_minilm, pyplot,
-    run_script_measured, save_figure, write_json,
+    SPLIT_SEED, bf16_training_flags, clothing_reviews_file, command_line, packaged_minilm, run_script_measured,
+    write_json,
 )
 
 logger = logging.getLogger("training_speed")
@@ -80,17 +80,7 @@ def main():
         "max_seq_length": arguments.max_seq_length, "runs": runs, "speedup": round(speedup, 2),
     }
     write_json(name, payload)
-    plot(runs, RESULTS_DIR / f"{name}.png")
     print(f"dynamic padding + length grouping: {speedup:.2f}x the samples/s of padding to {arguments.max_seq_length}")
-
-
-def plot(runs: dict, path: Path) -> None:
-    figure, axis = pyplot().subplots(figsize=(8, 2.6))
-    names = list(runs)
-    axis.barh(names, [runs[name]["train_samples_per_second"] for name in names], color=["#999999", "#4c72b0", "#10b981"][: len(names)])
-    axis.set_xlabel("training samples / s")
-    axis.invert_yaxis()
-    save_figure(figure, path)
 
 
 if __name__ == "__main__":

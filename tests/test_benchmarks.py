@@ -26,6 +26,13 @@ def run_benchmark(benchmark: str, *arguments: str, results_dir) -> None:
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
 
 
+def drawn_figures(results_dir) -> set[str]:
+    """The figures the report draws from the results files a smoke run wrote (the benchmarks write JSON only)."""
+    from reporting.figures import draw_all
+
+    return {path.name for path in draw_all(results_dir) if path.is_file()}
+
+
 def test_training_speed_benchmark_runs_both_ways(tmp_path, tiny_encoder_dir):
     run_benchmark("training_speed", "--model_name_or_path", str(tiny_encoder_dir), "--steps", "2",
                   "--max_seq_length", "32", "--batch_size", "4", results_dir=tmp_path)
@@ -34,19 +41,19 @@ def test_training_speed_benchmark_runs_both_ways(tmp_path, tiny_encoder_dir):
 
     assert len(result["runs"]) == 2 + bool(bf16_training_flags()) and result["speedup"] > 0
     assert all(run["train_samples_per_second"] > 0 and run["peak_rss_mb"] > 0 for run in result["runs"].values())
-    assert (tmp_path / "training_speed.png").is_file()
+    assert drawn_figures(tmp_path) == {"training_speed.png"}
 
 
 def test_readme_results_and_docs_results_page_are_what_the_report_writes_from_the_committed_json():
-    from benchmarks import report
+    from reporting import results
 
     readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index(report.START_MARKER):readme.index(report.END_MARKER) + len(report.END_MARKER)]
-    page = (REPO_ROOT / report.RESULTS_PAGE).read_text()
+    section = readme[readme.index(results.START_MARKER):readme.index(results.END_MARKER) + len(results.END_MARKER)]
+    page = (REPO_ROOT / results.RESULTS_PAGE).read_text()
     fix = ("run `python -m benchmarks.run_all --report_only` (add --quick for quick-mode figures)")
-    modes = [quick for quick in (False, True) if section == report.readme_section(quick)]
+    modes = [quick for quick in (False, True) if section == results.readme_section(quick)]
     assert modes, f"README's results section is out of step with benchmarks/results/: {fix}"
-    assert page == report.results_page(modes[0]), f"docs/RESULTS.md is out of step with benchmarks/results/: {fix}"
+    assert page == results.results_page(modes[0]), f"docs/RESULTS.md is out of step with benchmarks/results/: {fix}"
     assert "docs/RESULTS.md" in section and "missed by" not in section + page
     for text, folder in ((section, REPO_ROOT), (page, REPO_ROOT / "docs")):  # every image a page shows is there
         for image in (part.split(")", 1)[0] for part in text.split("](")[1:] if ".png)" in part):
@@ -54,7 +61,8 @@ def test_readme_results_and_docs_results_page_are_what_the_report_writes_from_th
 
 
 def test_report_says_how_long_each_mode_took_and_what_was_reused(tmp_path, monkeypatch):
-    from benchmarks import common, report
+    from benchmarks import common
+    from reporting import results
 
     machine = {"cpu_cores": 2, "cpu": "Test CPU", "processor": "x86_64", "torch": "2.13.0", "gpu": None}
     for name, minutes, kept in (("run_all", 80, 18), ("run_all_quick", 36, 0)):
@@ -63,17 +71,17 @@ def test_report_says_how_long_each_mode_took_and_what_was_reused(tmp_path, monke
             "machine": machine}))
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
 
-    full = " ".join(report.results_page(quick=False).split())
+    full = " ".join(results.results_page(quick=False).split())
     assert "Produced by `python -m benchmarks.run_all` in 80 minutes" in full and "Test CPU" in full
     assert "18 of the multi-task table's 18 fine-tuning runs were kept" in full
     assert "`python -m benchmarks.run_all --quick` took 36 minutes" in full
-    quick = " ".join(report.results_page(quick=True).split())
+    quick = " ".join(results.results_page(quick=True).split())
     assert "--quick` in 36 minutes" in quick and "were kept" not in quick
-    assert report.readme_section(quick=False).startswith(report.START_MARKER)  # renders with no benchmark results
+    assert results.readme_section(quick=False).startswith(results.START_MARKER)  # renders with no benchmark results
 
 
 def test_report_says_plainly_whether_each_target_is_met():
-    from benchmarks.report import against
+    from reporting.results import against
 
     assert against(0.694, 0.72, True) == "0.694, short of the 0.72 target"
     assert against(0.73, 0.72, True) == "0.730, meeting the 0.72 target"
@@ -83,7 +91,7 @@ def test_report_says_plainly_whether_each_target_is_met():
 
 
 def test_report_shows_each_recorded_command_as_it_is_typed_today():
-    from benchmarks.report import current_command
+    from reporting.results import current_command
 
     assert current_command("python benchmarks/serving_speed.py --multitask-model out/multitask --num-reviews 128") == (
         "python -m benchmarks.serving_speed --multitask_model out/multitask --num_reviews 128")
@@ -92,7 +100,7 @@ def test_report_shows_each_recorded_command_as_it_is_typed_today():
 
 
 def test_benchmark_modules_import_each_other_without_a_circle():
-    """benchmarks/ is a tree of imports: the report reads the benchmarks' definitions, no benchmark reads the report."""
+    """benchmarks/ is a tree of imports, and no benchmark reads the report (reporting/): benchmarks only measure."""
     folder = REPO_ROOT / "benchmarks"
     imports = {}
     for path in folder.glob("*.py"):
@@ -111,7 +119,8 @@ def test_benchmark_modules_import_each_other_without_a_circle():
                    for other in imports[module])
 
     assert not [module for module in imports if reaches(module, module)]
-    assert {name for name, found in imports.items() if "report" in found} <= {"run_all"}  # benchmarks only measure
+    assert not [path.name for path in folder.glob("*.py") if "from reporting" in path.read_text()
+                or "import reporting" in path.read_text()]
 
 
 def test_benchmarks_run_as_modules_without_touching_sys_path():
@@ -120,7 +129,7 @@ def test_benchmarks_run_as_modules_without_touching_sys_path():
 
 
 def test_report_counts_a_win_over_a_baseline_only_past_two_standard_errors():
-    from benchmarks.report import versus_baseline
+    from reporting.results import versus_baseline
 
     # 3 seeds, std 0.0669: standard error 0.039, so 0.02 years below TF-IDF is no win
     age = {"mean": 9.14, "std": 0.0669}
@@ -130,22 +139,6 @@ def test_report_counts_a_win_over_a_baseline_only_past_two_standard_errors():
     assert versus_baseline(accuracy, {"mean": 0.661}, 3, True, 3) == ("-0.011 ± 0.001 (worse)", False)
     one_seed = versus_baseline({"mean": 0.695, "std": 0.0}, {"mean": 0.661}, 1, True, 3)
     assert one_seed == ("+0.034 (one seed: no standard error yet)", False)
-
-
-def test_topic_quality_benchmark_writes_every_row_and_the_confusion_matrices(tmp_path, tiny_encoder_dir, monkeypatch):
-    from tests.conftest import write_amazon_slices
-
-    require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
-    (tmp_path / "data").mkdir()  # slices: labelling all 92,715 reviews embeds each of them (about 18 minutes)
-    write_amazon_slices(tmp_path / "data", rows_per_file=400)
-    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
-    run_benchmark("topic_quality", "--quick", "--model_name_or_path", str(tiny_encoder_dir), results_dir=tmp_path)
-    result = json.loads((tmp_path / "topic_quality_quick.json").read_text())
-    encoder = tiny_encoder_dir.name
-    assert list(result["rows"]) == ["TF-IDF + LogisticRegression", f"{encoder} fine-tuned",
-                                    f"{encoder} frozen features + MLP"]
-    for method in ("fine_tuned", "frozen"):
-        assert (tmp_path / f"topic_quality_quick_confusion_{method}.png").is_file()
 
 
 def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tmp_path, tiny_encoder_dir, clothing_file,
@@ -189,7 +182,7 @@ def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tm
     run_benchmark("multitask_quality", *arguments, results_dir=tmp_path)
     second = json.loads((tmp_path / "multitask_quality.json").read_text())
     assert second["runs_kept_from_earlier"] == kept and second["rows"] == first["rows"]
-    assert (tmp_path / "multitask_quality.png").is_file() and (tmp_path / "multitask_quality_curve.png").is_file()
+    assert "multitask_quality.png" in drawn_figures(tmp_path) and (tmp_path / "multitask_quality_curve.png").is_file()
 
     # Another encoder on the selected settings: no selection of its own, its own results file, beside MiniLM's speed.
     other = tmp_path / "other-encoder"
@@ -282,7 +275,7 @@ def test_serving_benchmark_compares_every_backend_with_the_pipeline(tmp_path, ex
     assert [name for name, row in fresh.items() if not row["torch_loaded"]] == ["onnx", "onnx_int8"]
     assert set(result["file_sizes_mb"]) == {"torch", "onnx", "onnx_int8"}
     assert result["command"].startswith("python -m benchmarks.serving_speed --multitask_model")
-    assert (tmp_path / "serving_speed.png").is_file()
+    assert drawn_figures(tmp_path) == {"serving_speed.png"}
 
 
 def test_agreement_benchmark_scores_every_backend_against_torch_fp32(tmp_path, exported_multitask_dir):
@@ -299,7 +292,7 @@ def test_auto_backend_picked_the_fastest_meeting_the_bars_in_the_committed_resul
     """What `--backend auto` chose for the measured model on the measured CPU is the backend measured fastest there
     among those whose answers meet the agreement bars."""
     from benchmarks.common import load_result
-    from benchmarks.report import fastest_backend
+    from reporting.results import fastest_backend
     from modeling.backends import AUTO, DEFAULT_BACKEND
 
     serving, agreement = load_result("serving_speed"), load_result("onnx_agreement")
@@ -317,6 +310,7 @@ def test_data_prep_benchmark_times_both_pipelines(tmp_path):
     # Both pipelines keep the same reviews: the comparison is like for like.
     assert size["datasets"]["stages"]["filter"]["rows_out"] == size["pandas"]["stages"]["filter"]["rows_out"] > 0
     assert size["datasets_over_pandas"]["total"]["time"] > 0
+    assert drawn_figures(tmp_path) == {"data_prep_speed.png"}
 
 
 def test_kept_runs_are_keyed_by_the_training_code(tmp_path, monkeypatch):
@@ -383,7 +377,7 @@ def test_topic_validity_benchmark_runs_on_slices(tmp_path, tiny_encoder_dir, mon
         "labeller (six classes, --no_other_class)", f"{encoder} frozen features (six classes, --no_other_class)"}
     labeller = result["rows"]["labeller (with other)"]
     assert labeller["scored_reviews"] > labeller["reviews_with_a_category"] > 0
-    assert result["targets"] and (tmp_path / "topic_validity.png").is_file()
+    assert result["targets"] and drawn_figures(tmp_path) == {"topic_validity.png"}
 
 
 def test_space_load_benchmark_serves_concurrent_clients_without_errors(tmp_path, exported_multitask_dir,

@@ -1,10 +1,11 @@
 """The README's results summary and docs/RESULTS.md, written from the benchmarks' JSON under benchmarks/results/
-through the Markdown templates in benchmarks/templates/, so every figure in them traces back to a file a benchmark
+through the Markdown templates in reporting/templates/, so every figure in them traces back to a file a benchmark
 wrote. The benchmarks only measure and write JSON; the wording lives in the templates, the verdicts here.
 
-    python -m benchmarks.run_all --report_only [--quick]
+    python -m reporting.results [--quick]     # or: python -m benchmarks.run_all --report_only [--quick]
 """
 
+import argparse
 import json
 import re
 import shlex
@@ -14,6 +15,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from benchmarks import common
+from reporting import figures
 from benchmarks.multitask_selection import COMBINED, DEFAULTS, SELECTION_ROWS, settings_flags, switched_off
 from benchmarks.multitask_selection import TARGETS as QUALITY_TARGETS
 from benchmarks.topic_validity import EXPECTED_LABEL, NON_MEDIA
@@ -223,14 +225,12 @@ def context(quick: bool) -> dict:
     serving, agreement = common.load_result("serving_speed"), common.load_result("onnx_agreement")
     validity, selection = common.load_result("topic_validity"), common.load_result("topic_labeller_selection")
     auto_choice = (serving or {}).get("auto_choice") if target_serving(serving) else None
-    names = {"topic quality": "topic_quality", "training speed": "training_speed",
-             "multi-task quality": "multitask_quality"}
+    names = {"training speed": "training_speed", "multi-task quality": "multitask_quality"}
     return {
         "quick": quick, "run": common.load_result("run_all_quick" if quick else "run_all"),
         "other_run": common.load_result("run_all" if quick else "run_all_quick"),
         "quick_tables": [title for title, name in names.items() if (in_mode(quick, name)[0] or "").endswith("_quick")],
         "multitask": multitask_results(quick), "encoders": [] if quick else other_encoders(),
-        "topic": dict(zip(("name", "p"), in_mode(quick, "topic_quality"))),
         "training": dict(zip(("name", "p"), in_mode(quick, "training_speed"))),
         "validity": validity, "selection": selection, "labeller": labeller_selection(selection),
         "validity_check": lambda name: next((check for check in (validity or {}).get("targets", [])
@@ -302,10 +302,22 @@ def results_page(quick: bool) -> str:
 
 
 def write(quick: bool, root: Path = common.REPO_ROOT) -> None:
-    """Rewrites the README's results section and docs/RESULTS.md from the results files."""
+    """Redraws the figures and rewrites the README's results section and docs/RESULTS.md from the results files."""
+    figures.draw_all()
     readme = root / README
     text = readme.read_text()
     before, rest = text.split(START_MARKER, 1)
     readme.write_text(before + readme_section(quick) + rest.split(END_MARKER, 1)[1])
     (root / RESULTS_PAGE).parent.mkdir(exist_ok=True)
     (root / RESULTS_PAGE).write_text(results_page(quick))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="Prefer the benchmarks' quick-mode results files")
+    write(parser.parse_args().quick)
+    print(f"Wrote the results section of {README} and {RESULTS_PAGE}")
+
+
+if __name__ == "__main__":
+    main()
