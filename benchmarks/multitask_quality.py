@@ -20,11 +20,9 @@ Stages 2 and 3 wait until stage 1 is complete.
     python -m benchmarks.multitask_quality --bf16 --validated_settings --model_name_or_path models/all-mpnet-base-v2 \
         --seeds 42 --work_dir ~/mpnet_runs                        # another encoder on MiniLM's selected settings
 
-Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ with its key (encoder, settings,
-training rows, seed, precision and a hash of the training code: benchmarks/run_cache.py); a rerun with the same key
-reuses it, so an interrupted run picks up where it stopped, and a change to the training code retrains. Changing
-multitask_defaults.json does not: no run reads it. Writes benchmarks/results/multitask_quality[_quick].json;
-`python -m benchmarks.run_all --report_only` turns the JSON into tables and figures.
+Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ and reused by a rerun with the same
+key (benchmarks/run_cache.py); no run reads multitask_defaults.json. Writes multitask_quality[_quick].json there;
+`python -m benchmarks.run_all --report_only` turns it into tables and figures.
 
 --validated_settings measures another encoder without a selection of its own: the test stage's rows on the settings
 the packaged MiniLM's selection chose (multitask_quality.json), written to multitask_quality_<encoder folder>.json,

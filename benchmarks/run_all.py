@@ -4,11 +4,9 @@
     python -m benchmarks.run_all --quick         # fewer seeds, steps and rows: under an hour on 2 cores
     python -m benchmarks.run_all --report_only   # only rewrite the README section and docs/RESULTS.md
 
-Multi-task fine-tuning runs kept from an earlier run with the same key are reused (benchmarks/run_cache.py); the
-time each benchmark took goes to benchmarks/results/run_all[_quick].json. The serving benchmarks measure trained
-folders with their ONNX export (`SERVING_MULTITASK_MODEL`, `SERVING_TOPIC_MODEL`: see the README's serving section).
-Each benchmark writes JSON + PNG under benchmarks/results/; `python -m reporting.results` turns those files into
-Markdown.
+Kept multi-task runs with the same key are reused (benchmarks/run_cache.py); each benchmark's time goes to
+run_all[_quick].json. The serving benchmarks measure trained folders with their ONNX export (`SERVING_*` below).
+Each benchmark writes JSON under benchmarks/results/; `python -m reporting.results` turns it into Markdown and figures.
 """
 
 import argparse

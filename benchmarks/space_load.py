@@ -8,7 +8,6 @@ start to first answer). It stops by itself. Writes benchmarks/results/space_load
 
 import argparse
 import csv
-import gzip
 import os
 import signal
 import subprocess
@@ -20,20 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import REPO_ROOT, PeakMemory, clothing_reviews_file, command_line, write_json
+from benchmarks.common import REPO_ROOT, PeakMemory, clothing_texts, command_line, write_json
 
 
 def review_texts(count: int) -> list[str]:
-    """Real clothing reviews (the shared file, or the app's examples where it is not there), repeated to `count`."""
-    texts = []
-    path = clothing_reviews_file()
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
-            texts = [row["Review Text"] for row, _ in zip(csv.DictReader(handle), range(count)) if row["Review Text"]]
-    if not texts:
-        import app
-
-        texts = app.RATING_AGE_EXAMPLES + app.TOPIC_EXAMPLES
+    """Held-out clothing reviews (the clothing test split), repeated to `count`."""
+    texts = clothing_texts("test")
     return (texts * (count // len(texts) + 1))[:count]
 
 

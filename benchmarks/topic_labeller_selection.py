@@ -5,8 +5,9 @@ against the product category of the validation reviews, and the best one by a wr
 
 Fits the default topics on the train split exactly as `python -m data_prep.topics --no_mention_filter` does, embeds
 the validation reviews once, and labels them under each setting of the grid below (the review-embedding weight and
-temperature, the subject-mass and category-share thresholds). The rule: among the settings that give at most 0.05
-of the non-media reviews a media label and keep both themes' phrase precision at 0.90 or more (hard bounds), the one
+temperature, the subject-mass and category-share thresholds), with the clothing reviews of the clothing validation
+split beside them (out of domain). The rule: among the settings that give at most 0.05 of the non-media reviews and
+of the clothing reviews a media label and keep both themes' phrase precision at 0.90 or more (hard bounds), the one
 that meets most of the issue's labeller targets, then the highest accuracy against the expected label, then the
 highest media precision. The review weight stops below 1: at 1 the topics would no longer decide anything.
 `data_prep.topic_model.DEFAULT_DECISION` must equal the selected setting (a test checks it); the test split is read only
@@ -19,8 +20,10 @@ import logging
 import sys
 import time
 
-from benchmarks.common import SPLIT_SEED, amazon_files, command_line, write_json
-from benchmarks.topic_validity import TARGETS, against_targets, product_categories, score
+from benchmarks.common import SPLIT_SEED, amazon_files, clothing_texts, command_line, write_json
+from benchmarks.topic_validity import (
+    TARGETS, against_targets, media_share, product_categories, score,
+)
 from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN
 from data_prep.topic_model import DEFAULT_DECISION, OTHER_LABEL
 from data_prep.topics import TopicLabelArguments, fit_topics
@@ -30,27 +33,24 @@ logger = logging.getLogger("topic_labeller_selection")
 GRID = {
     "review_weight": [0.0, 0.3, 0.5, 0.7],
     "review_temperature": [0.02, 0.05],
-    "min_subject_mass": [0.1, 0.3],
-    "min_category_share": [0.5, 0.6],
+    "min_subject_mass": [0.1, 0.3, 0.5],
+    "min_category_share": [0.5, 0.6, 0.7],
 }
-MAX_NON_MEDIA = TARGETS["non_media_given_media_label"][1]
+MAX_NON_MEDIA, MAX_OUT_OF_DOMAIN = TARGETS["non_media_given_media_label"][1], TARGETS["out_of_domain_media_share"][1]
 MIN_THEME_PRECISION = TARGETS["theme_phrase_precision"][1]
 
 
 def grid_settings() -> list[dict]:
     """Every combination of `GRID`; the temperature only matters with a review weight, so w = 0 takes one."""
-    settings = []
-    for values in itertools.product(*GRID.values()):
-        setting = dict(zip(GRID, values))
-        if setting["review_weight"] == 0 and setting["review_temperature"] != GRID["review_temperature"][0]:
-            continue
-        settings.append(setting)
-    return settings
+    settings = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
+    return [setting for setting in settings
+            if setting["review_weight"] > 0 or setting["review_temperature"] == GRID["review_temperature"][0]]
 
 
 def eligible(result: dict) -> bool:
     themes = [entry["phrase_precision"] for entry in result["themes"].values()]
     return (result["non_media_given_media_label"] <= MAX_NON_MEDIA
+            and result.get("out_of_domain_media_share", 0.0) <= MAX_OUT_OF_DOMAIN
             and all(value is None or value >= MIN_THEME_PRECISION for value in themes))
 
 
@@ -84,31 +84,35 @@ def main():
         validation = validation.select(range(min(arguments.max_validation_reviews, len(validation))))
     texts, nmf_texts = validation[TEXT_COLUMN], validation[NMF_TEXT_COLUMN]
     embedding_started = time.perf_counter()
-    vectors = topic_model.embed_reviews(texts)
+    clothing = clothing_texts("validation")[:len(texts)]  # out of domain
+    vectors, clothing_vectors = topic_model.embed_reviews(texts), topic_model.embed_reviews(clothing)
     embedding_seconds = time.perf_counter() - embedding_started
-    logger.info("Embedded %d validation reviews in %.0f s", len(texts), embedding_seconds)
+    logger.info("Embedded %d + %d validation reviews in %.0f s", len(texts), len(clothing), embedding_seconds)
     rows = []
     for setting in grid_settings():
         topic_model.decision = setting
         decisions = topic_model.decide(texts, nmf_texts, review_vectors=vectors)
         result = score(texts, [category or OTHER_LABEL for category in decisions.categories], truth)
+        clothing_decisions = topic_model.decide(clothing, review_vectors=clothing_vectors)
+        result["out_of_domain_media_share"] = media_share(clothing_decisions.categories)
         result["targets_met"] = targets_met(result)
         rows.append({"decision": setting, "validation": result})
-        logger.info("%s: accuracy %.3f, media precision %.3f, non-media -> media %.3f, targets met %d", setting,
-                    result["accuracy_vs_expected_label"], result["media_precision"],
-                    result["non_media_given_media_label"], result["targets_met"])
+        logger.info("%s: accuracy %.3f, media precision %.3f, non-media -> media %.3f, clothing -> media %.3f, "
+                    "targets met %d", setting, result["accuracy_vs_expected_label"], result["media_precision"],
+                    result["non_media_given_media_label"], result["out_of_domain_media_share"], result["targets_met"])
     selected = select(rows)
     payload = {
         "command": command_line("topic_labeller_selection", sys.argv[1:]),
         "split": "validation",
-        "validation_reviews": len(texts),
-        "rule": f"non-media -> media <= {MAX_NON_MEDIA} and theme phrase precision >= {MIN_THEME_PRECISION}; then "
+        "validation_reviews": len(texts), "out_of_domain_reviews": len(clothing),
+        "rule": f"non-media -> media <= {MAX_NON_MEDIA}, clothing -> media <= {MAX_OUT_OF_DOMAIN} and theme phrase "
+                f"precision >= {MIN_THEME_PRECISION}; then "
                 f"the most labeller targets met, the highest accuracy vs the expected label, the highest media "
                 f"precision",
         "grid": GRID,
         "rows": rows,
         "selected_decision": selected["decision"] if selected else None,
-        "embedding_seconds_per_1000_reviews": round(1000 * embedding_seconds / max(len(texts), 1), 1),
+        "embedding_seconds_per_1000_reviews": round(1000 * embedding_seconds / max(len(texts) + len(clothing), 1), 1),
         "wall_seconds": round(time.perf_counter() - started),
     }
     if arguments.max_validation_reviews:

@@ -4,9 +4,9 @@ category of each test review, which the shared Amazon files record and the label
     python -m benchmarks.topic_validity
 
 Truth (used only here, for scoring): Books and Kindle_Store reviews should be labelled books, Digital_Music music,
-movies_tv movies, video_games games; Musical_Instruments and software reviews should get none of the four media
-labels. The two theme labels have no product truth: their precision is the share of reviews given the label whose
-text passes the phrase check below.
+movies_tv movies, video_games games; Musical_Instruments, software and (out of domain) the clothing test split's
+reviews should get none of the four media labels. The two theme labels have no product truth: their precision is the
+share of reviews given the label whose text passes the phrase check below.
 
 Runs the default labelling (`python -m data_prep.topics` as scripts/demo.sh runs it, `other` class on) and derives
 the six-class `--no_other_class` labelling from it (`data_prep.topics.without_other_class`: the same decisions),
@@ -29,8 +29,8 @@ import pandas as pd
 from datasets import load_from_disk
 
 from benchmarks.common import (
-    SPLIT_SEED, amazon_files, bf16_training_flags, command_line, encoder_name, packaged_minilm, run_script_measured,
-    write_json,
+    SPLIT_SEED, amazon_files, bf16_training_flags, clothing_texts, command_line, encoder_name, packaged_minilm,
+    run_script_measured, write_json,
 )
 from data_prep import topics
 from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews
@@ -53,6 +53,7 @@ TARGETS = {
     "media_precision": (">=", 0.95),
     "own_label_share_each_media_category": (">=", 0.80),
     "non_media_given_media_label": ("<=", 0.05),
+    "out_of_domain_media_share": ("<=", 0.05),
     "theme_phrase_precision": (">=", 0.90),
     "accuracy_fine_tuned": (">=", 0.90),
     "accuracy_frozen_features": (">=", 0.85),
@@ -76,6 +77,10 @@ def product_categories() -> tuple[dict[str, str], int]:
                 seen.setdefault(join_title_and_body(title or None, review or None), set()).add(category)
     truth = {text: next(iter(found)) for text, found in seen.items() if len(found) == 1}
     return truth, len(seen) - len(truth)
+
+
+def media_share(labels: list[str]) -> float:
+    return sum(label in MEDIA_CATEGORIES for label in labels) / len(labels)
 
 
 def full_test_split(input_files: list[str], options: TopicLabelArguments):
@@ -115,8 +120,7 @@ def score(texts: list[str], labels: list[str], truth: dict[str, str]) -> dict:
     return {
         "scored_reviews": len(texts),
         "reviews_with_a_category": sum(categories[c]["reviews"] for c in EXPECTED_LABEL),
-        "label_shares": {label: round(n / len(texts), 4)
-                                          for label, n in Counter(labels).most_common()},
+        "label_shares": {label: round(n / len(texts), 4) for label, n in Counter(labels).most_common()},
         "media_precision": media_right / media_labelled if media_labelled else None,
         "accuracy_vs_expected_label": media_right / expected_total if expected_total else None,
         "non_media_given_media_label": (sum(categories[c]["media_label_share"] * categories[c]["reviews"]
@@ -126,15 +130,14 @@ def score(texts: list[str], labels: list[str], truth: dict[str, str]) -> dict:
     }
 
 
-def labeller_labels(dataset_dir: Path, test) -> list[str]:
-    """The saved topic model's decision on every test review (`other` for those it cannot place), in the batches the
+def labeller_labels(dataset_dir: Path, texts: list[str], nmf_texts: list[str] | None = None) -> list[str]:
+    """The saved topic model's decision on every review (`other` for those it cannot place), in the batches the
     labelling used (the same embeddings to the last bit)."""
     topic_model = TopicModel.load(dataset_dir / topics.TOPIC_MODEL_FOLDER)
     labels = []
-    for start in range(0, len(test), topics.LABEL_BATCH_SIZE):
-        batch = test[start:start + topics.LABEL_BATCH_SIZE]
-        labels += [category or OTHER_LABEL
-                   for category in topic_model.decide(batch[TEXT_COLUMN], batch[NMF_TEXT_COLUMN]).categories]
+    for start in range(0, len(texts), size := topics.LABEL_BATCH_SIZE):
+        decided = topic_model.decide(texts[start:start + size], nmf_texts and nmf_texts[start:start + size])
+        labels += [category or OTHER_LABEL for category in decided.categories]
     return labels
 
 
@@ -181,6 +184,7 @@ def against_targets(rows: dict) -> list[dict]:
                 if "own_label_share" in entry:
                     check("own_label_share_each_media_category", f"{row}: {category}", entry["own_label_share"])
         check("non_media_given_media_label", row, result["non_media_given_media_label"])
+        check("out_of_domain_media_share", row, result.get("out_of_domain_media_share"))
         for theme, entry in result["themes"].items():
             check("theme_phrase_precision", f"{row}: {theme}", entry["phrase_precision"])
         if "fine-tuned" in row:
@@ -206,6 +210,7 @@ def main():
     input_files = [str(path) for path in amazon_files()]
     started = time.perf_counter()
     truth, ambiguous = product_categories()
+    clothing = clothing_texts("test")  # out of domain
     fine_tune_flags = ["--method", "finetune", "--learning_rate", "1e-4", "--num_train_epochs",
                        arguments.finetune_epochs, "--per_device_train_batch_size", "16", "--warmup_steps", "0.06",
                        "--max_train_samples", str(arguments.finetune_train_samples), "--max_eval_samples", "500",
@@ -224,12 +229,14 @@ def main():
                                           dataset_dir)
             if test is None:  # the saved topic model decides every test review, as it labelled them
                 test = full_test_split(input_files, TopicLabelArguments(mention_filter=False))
-                texts = test[TEXT_COLUMN]
-                labels = labeller_labels(dataset_dir, test)
+                texts = list(test[TEXT_COLUMN])
+                labels = labeller_labels(dataset_dir, texts, list(test[NMF_TEXT_COLUMN]))
+                clothing_media_share = media_share(labeller_labels(dataset_dir, clothing))
                 saved = load_from_disk(str(dataset_dir))["test"]
                 names = saved.features[topics.LABEL_COLUMN].names
                 assert [names[i] for i in saved[topics.LABEL_COLUMN]] == labels, "labeller and saved labels differ"
-            rows[f"labeller ({setup})"] = score(texts, labels, truth)  # the same decisions in both setups
+            rows[f"labeller ({setup})"] = {**score(texts, labels, truth),  # the same decisions in both setups
+                                           "out_of_domain_media_share": clothing_media_share}
             scored = [text for text in texts if text in truth]
             methods = [("frozen features", FROZEN_FLAGS)]
             if setup == "with other" or arguments.finetune_without_other:
@@ -238,7 +245,8 @@ def main():
                 output_dir = Path(work_dir) / f"model_{len(rows)}"
                 runs[f"{method} ({setup})"] = train(dataset_dir, output_dir, model_path, method_flags)
                 row = f"{encoder} {method} ({setup})"
-                rows[row] = score(scored, classifier_labels(output_dir, scored), truth)
+                rows[row] = {**score(scored, classifier_labels(output_dir, scored), truth),
+                             "out_of_domain_media_share": media_share(classifier_labels(output_dir, clothing))}
                 logger.info("%s: %s", row, {key: rows[row][key] for key in
                                             ("media_precision", "accuracy_vs_expected_label")})
     payload = {
@@ -246,7 +254,8 @@ def main():
         "labelling": "python -m data_prep.topics --no_mention_filter (defaults: "
                      f"{TopicLabelArguments.num_topics} topics, embedding mapping), and with --no_other_class",
         "frozen_features_flags": FROZEN_FLAGS, "fine_tuned_flags": fine_tune_flags,
-        "truth": {"expected_label": EXPECTED_LABEL, "texts_under_two_categories_left_out": ambiguous},
+        "truth": {"expected_label": EXPECTED_LABEL, "texts_under_two_categories_left_out": ambiguous,
+                  "out_of_domain": f"{len(clothing)} clothing reviews, clothing test split (seed {SPLIT_SEED})"},
         "theme_phrase_check": {theme: phrases.pattern for theme, phrases in THEME_PHRASE_CHECK.items()},
         "runs": runs, "rows": rows, "wall_seconds": round(time.perf_counter() - started),
     }

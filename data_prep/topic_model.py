@@ -57,8 +57,8 @@ ONLY_GENERIC_TOPICS = "too little subject weight (generic topics only)"
 SUBJECT_IS_NO_CATEGORY = "its subject is none of the categories"
 NO_CLEAR_CATEGORY = "no category holds enough of its subject weight"
 # Chosen on validation by benchmarks/topic_labeller_selection.py (a test keeps them equal to its selection).
-DEFAULT_DECISION = {"min_subject_mass": 0.3, "min_category_share": 0.5, "review_weight": 0.5,
-                    "review_temperature": 0.02}
+DEFAULT_DECISION = {"min_subject_mass": 0.5, "min_category_share": 0.5, "review_weight": 0.7,
+                    "review_temperature": 0.05}
 
 
 

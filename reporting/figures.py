@@ -1,5 +1,6 @@
-"""Every figure the README and docs/RESULTS.md show, drawn from a benchmark's results JSON (benchmarks/results/<name>.json
--> <name>.png): the benchmarks write JSON only, so a figure never disagrees with the table beside it."""
+"""Every figure the README and docs/RESULTS.md show, drawn from a benchmark's results JSON
+(benchmarks/results/<name>.json -> <name>.png): the benchmarks write JSON only, so a figure never disagrees with the
+table beside it."""
 
 import json
 from pathlib import Path

@@ -367,6 +367,8 @@ def test_topic_validity_benchmark_runs_on_slices(tmp_path, tiny_encoder_dir, mon
     require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
     (tmp_path / "data").mkdir()
     write_amazon_slices(tmp_path / "data", rows_per_file=400)
+    clothing = read_clothing_frame(require_shared_data(SHARED_DATA / "womens_clothing_reviews.csv.gz"), nrows=400)
+    clothing.to_csv(tmp_path / "data" / "womens_clothing_reviews.csv.gz")  # the out-of-domain reviews
     monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
     run_benchmark("topic_validity", "--model_name_or_path", str(tiny_encoder_dir), "--finetune_train_samples",
                   "64", results_dir=tmp_path)
@@ -377,6 +379,9 @@ def test_topic_validity_benchmark_runs_on_slices(tmp_path, tiny_encoder_dir, mon
         "labeller (six classes, --no_other_class)", f"{encoder} frozen features (six classes, --no_other_class)"}
     labeller = result["rows"]["labeller (with other)"]
     assert labeller["scored_reviews"] > labeller["reviews_with_a_category"] > 0
+    assert result["truth"]["out_of_domain"].startswith("39 clothing reviews")
+    assert all(0 <= row["out_of_domain_media_share"] <= 1 for row in result["rows"].values())
+    assert "out_of_domain_media_share" in {check["target"] for check in result["targets"]}
     assert result["targets"] and drawn_figures(tmp_path) == {"topic_validity.png"}
 
 
