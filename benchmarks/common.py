@@ -181,7 +181,7 @@ class PeakMemory:
         self._thread.start()
 
     def _sample(self):
-        while self._running:
+        while self._running and self.process.is_running():  # a watched server may exit first
             rss, anon = self.current()
             self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
             time.sleep(self.interval)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.run_all                 # every benchmark in full, bf16 where fast (hours on 2 cores)
     python -m benchmarks.run_all --quick         # fewer seeds, steps and rows: under an hour on 2 cores
-    python -m benchmarks.run_all --report_only   # only rewrite the README section and docs/RESULTS.md
+    python -m benchmarks.run_all --report_only   # only redraw the figures, rewrite the README section and RESULTS.md
 
 Kept multi-task runs with the same key are reused (benchmarks/run_cache.py); each benchmark's time goes to
 run_all[_quick].json. The serving benchmarks measure trained folders with their ONNX export (`SERVING_*` below).
@@ -40,7 +40,7 @@ def benchmark_commands(quick: bool) -> list[tuple[str, list[str]]]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="Every benchmark in its quick mode")
-    parser.add_argument("--report_only", action="store_true", help="Run nothing: rewrite the Markdown from the JSON")
+    parser.add_argument("--report_only", action="store_true", help="Run nothing: figures and Markdown from the JSON")
     arguments = parser.parse_args()
     if not arguments.report_only:
         started, seconds = time.perf_counter(), {}

@@ -50,7 +50,7 @@ def grid_settings() -> list[dict]:
 def eligible(result: dict) -> bool:
     themes = [entry["phrase_precision"] for entry in result["themes"].values()]
     return (result["non_media_given_media_label"] <= MAX_NON_MEDIA
-            and result.get("out_of_domain_media_share", 0.0) <= MAX_OUT_OF_DOMAIN
+            and result["out_of_domain_media_share"] <= MAX_OUT_OF_DOMAIN
             and all(value is None or value >= MIN_THEME_PRECISION for value in themes))
 
 

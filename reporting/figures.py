@@ -171,7 +171,7 @@ FIGURES = {"multitask_quality": multitask_quality, "data_prep_speed": data_prep_
 
 def draw_all(results_dir: Path | None = None) -> list[Path]:
     """Draws the figure of every results file in `results_dir` (default: the benchmarks' results folder) that has
-    one, next to it; returns the files drawn."""
+    one, next to it; returns those figures (a multi-task file's learning curve goes beside its figure as well)."""
     drawn = []
     for json_path in sorted(Path(results_dir or common.RESULTS_DIR).glob("*.json")):
         benchmark = next((name for name in FIGURES

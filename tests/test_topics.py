@@ -324,6 +324,22 @@ def test_the_default_decision_is_the_one_selected_on_validation():
     assert selection["split"] == "validation"
     assert DEFAULT_DECISION == selection["selected_decision"]
     assert TopicLabelArguments().review_weight == DEFAULT_DECISION["review_weight"]
+    chosen = next(row["validation"] for row in selection["rows"] if row["decision"] == DEFAULT_DECISION)
+    assert chosen["out_of_domain_media_share"] <= 0.05 and chosen["non_media_given_media_label"] <= 0.05
+
+
+def test_the_selection_rule_refuses_a_setting_that_labels_clothing_reviews_as_media():
+    from benchmarks.topic_labeller_selection import eligible, select
+
+    themes = {"refund-and-return": {"phrase_precision": 0.95}, "video-quality": {"phrase_precision": None}}
+    within = {"non_media_given_media_label": 0.02, "out_of_domain_media_share": 0.05, "themes": themes,
+              "targets_met": 5, "accuracy_vs_expected_label": 0.80, "media_precision": 0.95}
+    media_on_clothing = {**within, "out_of_domain_media_share": 0.06, "targets_met": 9, "accuracy_vs_expected_label": 0.9}
+    assert eligible(within) and not eligible(media_on_clothing)
+    rows = [{"decision": {"review_weight": 0.5}, "validation": media_on_clothing},
+            {"decision": {"review_weight": 0.7}, "validation": within}]
+    assert select(rows)["decision"] == {"review_weight": 0.7}
+    assert select(rows[:1]) is None
 
 
 def test_label_reviews_gives_other_or_drops_and_counts_every_reason(fitted):
