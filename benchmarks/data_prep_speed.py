@@ -109,15 +109,16 @@ def run_stages(pipeline: str, path: str, num_proc: int) -> dict:
     return stages
 
 
-def measure(pipeline: str, path: Path, num_proc: int, cache_dir: Path) -> dict:
-    """`run_stages` in a fresh process with an empty datasets cache, so nothing is read back from a previous run."""
+def measure(pipeline: str, path: Path, num_proc: int, cache_dir: Path, module: str = "data_prep_speed") -> dict:
+    """`module --child pipeline path` (its `run_stages`) in a fresh process with an empty datasets cache, so nothing
+    is read back from a previous run; its stages, their total and peaks."""
     shutil.rmtree(cache_dir, ignore_errors=True)
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache_dir), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT),
            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.data_prep_speed", "--child", pipeline, str(path), "--num_proc",
-         str(num_proc)], capture_output=True, text=True, env=env, cwd=REPO_ROOT,
+        [sys.executable, "-m", f"benchmarks.{module}", "--child", pipeline, str(path), "--num_proc", str(num_proc)],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"{pipeline} on {path} failed:\n{completed.stderr[-4000:]}")

@@ -223,6 +223,11 @@ class TopicLabelArguments:
         default=0.5, metadata={"help": "Ignore words in more documents: a fraction <= 1, or a whole number > 1."}
     )
     max_features: int | None = field(default=20000, metadata={"help": "Vocabulary size cap (most frequent words)."})
+    max_topic_fit_reviews: int | None = field(
+        default=100_000,
+        metadata={"help": "Fit TF-IDF + NMF and map topics on at most this many training reviews (a seeded sample), so "
+                  "memory stays flat as the data grows; every review is still labelled. None: all of train."},
+    )
     ignore_filler_words: bool = field(
         default=True,
         metadata={"help": "Keep review praise and filler (great, love, price, ...) out of the topic vocabulary."},
@@ -393,13 +398,25 @@ def fit_topics(
         strict=options.strict, source_args=source_args,
     )
     splits = split_reviews(reviews.dataset, options.validation_fraction, options.test_fraction, seed)
+    fit_reviews = topic_fit_sample(splits["train"], options.max_topic_fit_reviews, seed)
     topic_model = TopicModel.fit(
-        splits["train"][NMF_TEXT_COLUMN], num_topics=options.num_topics, min_df=options.min_df,
+        fit_reviews[NMF_TEXT_COLUMN], num_topics=options.num_topics, min_df=options.min_df,
         max_df=options.max_df, max_features=options.max_features, seed=seed,
         ignore_filler_words=options.ignore_filler_words,
     )
-    evidence = map_topics(topic_model, splits["train"], options)
+    evidence = map_topics(topic_model, fit_reviews, options)
     return reviews, splits, topic_model, evidence
+
+
+def topic_fit_sample(train: Dataset, limit: int | None, seed: int) -> Dataset:
+    """The training reviews the topics are fitted on: all of them, or a seeded sample of `limit` (logged)."""
+    if limit is not None and limit < 10:
+        raise ValueError(f"--max_topic_fit_reviews must be at least 10 reviews (or None for all), got {limit}")
+    if limit is None or len(train) <= limit:
+        return train
+    logger.info("Fitting topics on a seeded sample of %d of the %d training reviews (--max_topic_fit_reviews)", limit,
+                len(train))
+    return train.shuffle(seed=seed).select(range(limit))
 
 
 def build_topic_dataset(
