@@ -1,33 +1,24 @@
 """Multi-task quality on the fixed clothing split: settings chosen on validation, rows reported on test, a learning
 curve, and the baselines (majority, TF-IDF, TF-IDF + the fine-tuned encoder's features).
 
-Every run is `train_multitask.py --do_train --do_eval --do_predict` with all the tuned settings spelled out (those of
-modeling/multitask_defaults.json, the script's validated defaults), in three stages:
-1. selection (validation split, seed 42, all training reviews): BASE_SETTINGS against one-setting deviations, grouped
-   by lever (epochs, age loss, loss weights, learning rate, pooling), and the combinations of lever winners the rule
-   asks for (benchmarks/multitask_selection.py). The result is the selected settings, which multitask_defaults.json
-   must hold (a test checks it). Test metrics of these runs are never shown or used.
-2. test (3 seeds, all training reviews): the selected settings (multi-task), single-task rating and single-task age,
-   and the stacking row, each read on the test split once.
-3. curve (the same 3 rows and seeds at 1,000 and 4,000 training reviews, plus stage 2 for all): when does sharing the
-   encoder help?
-Stages 2 and 3 wait until stage 1 is complete.
+Every run is `train_multitask.py --do_train --do_eval --do_predict` with all tuned settings spelled out (no run reads
+modeling/multitask_defaults.json), in three stages; 2 and 3 wait until 1 is complete:
+1. selection (validation, seed 42): BASE_SETTINGS against one-setting deviations grouped by lever, and the
+   combinations of winners the rule asks for (multitask_selection.py); multitask_defaults.json must hold the result
+   (a test checks it). Test metrics of these runs are never shown or used.
+2. test (3 seeds): the selected settings, single-task rating, single-task age and stacking, read on test once.
+3. curve (the same rows and seeds at 1,000 and 4,000 training reviews): when does sharing the encoder help?
 
     python -m benchmarks.multitask_quality --bf16                  # all stages (hours on 2 cores)
-    python -m benchmarks.multitask_quality --bf16 --stages selection
     python -m benchmarks.multitask_quality --bf16 --kept_only       # results of the runs kept so far, training none
     python -m benchmarks.multitask_quality --quick                 # the base settings, 1 seed, 4,000 training reviews
     python -m benchmarks.multitask_quality --bf16 --validated_settings --model_name_or_path models/all-mpnet-base-v2 \
         --seeds 42 --work_dir ~/mpnet_runs                        # another encoder on MiniLM's selected settings
 
-Each finished run is kept under benchmarks/results/multitask_quality[_quick]_runs/ and reused by a rerun with the same
-key (benchmarks/run_cache.py); no run reads multitask_defaults.json. Writes multitask_quality[_quick].json there;
-`python -m benchmarks.run_all --report_only` turns it into tables and figures.
-
---validated_settings measures another encoder without a selection of its own: the test stage's rows on the settings
-the packaged MiniLM's selection chose (multitask_quality.json), written to multitask_quality_<encoder folder>.json,
-beside training samples/s and serving reviews/s of both encoders (`encoder_speed`). With --work_dir every run trains
-into a folder of its own there and checkpoints every --save_steps: an interrupted run resumes where it stopped.
+Finished runs are kept under benchmarks/results/multitask_quality[_quick]_runs/ and reused by a rerun with the same
+key (run_cache.py). --validated_settings writes multitask_quality_<encoder folder>.json with training samples/s and
+serving reviews/s of both encoders; with --work_dir each run trains in its own folder there, checkpointed every
+--save_steps, so an interrupted run resumes.
 """
 
 import argparse

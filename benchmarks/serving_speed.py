@@ -33,16 +33,15 @@ import pandas as pd
 import torch
 
 import app
-from benchmarks.common import DATA_DIR, REPO_ROOT, RESULTS_DIR, command_line, cpu_name, site_packages_without_torch
+from benchmarks.common import (
+    REPO_ROOT, RESULTS_DIR, amazon_files, clothing_texts, command_line, cpu_name, site_packages_without_torch,
+)
 from benchmarks.onnx_agreement import BACKENDS, result_name
-from data_prep.clothing import DEFAULT_CACHE_DIR, fetch_widedeep_copy
 from modeling import backends
 from modeling.cpu import cpu_flags
 from modeling.export_onnx import onnx_paths
 from modeling.serving import RatingAgeModel
 
-CLOTHING_FILE = "womens_clothing_reviews.csv.gz"
-AMAZON_FILES = ("amazon_reviews.csv.gz", "amazon_category_reviews.csv.gz", "amazon_media_reviews.csv.gz")
 ONNX_BACKENDS = ("onnx", "onnx_int8")
 PIPELINE = "pipeline"
 
@@ -50,7 +49,6 @@ PIPELINE = "pipeline"
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--multitask_model", required=True, help="Trained multi-task folder (with onnx/ for ONNX).")
-    parser.add_argument("--data_dir", type=Path, default=DATA_DIR, help="Folder with the shared review files.")
     parser.add_argument("--text_sets", nargs="+", default=["clothing", "amazon"], choices=["clothing", "amazon"])
     parser.add_argument("--num_reviews", type=int, default=256, help="Reviews per set for the throughput runs.")
     parser.add_argument("--batch_size", type=int, default=32)
@@ -62,17 +60,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def real_reviews(data_dir: Path, text_set: str, count: int, seed: int) -> list[str]:
-    """A seeded sample of non-empty review texts from the shared data files (clothing: the PyPI copy where the
-    folder has no clothing file)."""
-    if text_set == "clothing" and (data_dir / CLOTHING_FILE).exists():
-        texts = pd.read_csv(data_dir / CLOTHING_FILE, usecols=["Review Text"])["Review Text"]
-    elif text_set == "clothing":
-        texts = pd.read_parquet(fetch_widedeep_copy(DEFAULT_CACHE_DIR), columns=["Review Text"])["Review Text"]
-    else:
-        texts = pd.concat([pd.read_csv(data_dir / name, usecols=["review"])["review"] for name in AMAZON_FILES])
-    texts = [text for text in texts.dropna().astype(str) if text.strip()]
-    return random.Random(seed).sample(texts, count)
+def real_reviews(text_set: str, count: int, seed: int) -> list[str]:
+    """A seeded sample of non-empty review texts: the clothing test split, or the shared Amazon files."""
+    texts = clothing_texts("test") if text_set == "clothing" else pd.concat(
+        [pd.read_csv(path, usecols=["review"])["review"] for path in amazon_files()]).dropna().astype(str)
+    return random.Random(seed).sample([text for text in texts if text.strip()], count)
 
 
 def available_backends(folder: str) -> list[str]:
@@ -209,7 +201,7 @@ print("RESULT", json.dumps({{"first_answer": first_answer, "peak_rss_mb": round(
 def fresh_process_figures(args: argparse.Namespace, names: list[str], scratch: Path) -> dict:
     """Per backend, in a fresh process: seconds from process start to the first answer, and peak RSS."""
     reviews = scratch / "reviews.json"
-    reviews.write_text(json.dumps(real_reviews(args.data_dir, "clothing", args.num_reviews, args.seed)))
+    reviews.write_text(json.dumps(real_reviews("clothing", args.num_reviews, args.seed)))
     without_torch = site_packages_without_torch(scratch / "site-packages")
     figures = {}
     for name in [PIPELINE, *names]:
@@ -237,7 +229,7 @@ def measure(args: argparse.Namespace, names: list[str], threads: int) -> dict:
     text_pipeline = served["torch"].pipeline
     per_set = {}
     for text_set in args.text_sets:
-        reviews = real_reviews(args.data_dir, text_set, args.num_reviews, args.seed)
+        reviews = real_reviews(text_set, args.num_reviews, args.seed)
         print(f"{threads} thread(s), {text_set}: {len(reviews)} real reviews", flush=True)
         latency = single_review_latency(served, text_pipeline, reviews, args.latency_reviews)
         print("  p50 latency (ms): " + ", ".join(f"{name} {value['p50_ms']:.1f}" for name, value in latency.items()))

@@ -161,8 +161,10 @@ def label_reviews(
     })
     assigned = reviews.map(assign, batched=True, batch_size=LABEL_BATCH_SIZE, features=features, num_proc=num_proc,
                            desc="Labelling reviews")
-    no_category = Counter(reason for reason in assigned["no_category_reason"] if reason)
-    topic_counts = Counter(assigned[TOPIC_COLUMN])
+    no_category, topic_counts = Counter(), Counter()
+    for batch in assigned.select_columns(["no_category_reason", TOPIC_COLUMN]).iter(batch_size=LABEL_BATCH_SIZE):
+        no_category.update(reason for reason in batch["no_category_reason"] if reason)  # in batches: flat memory
+        topic_counts.update(batch[TOPIC_COLUMN])
     assigned = assigned.remove_columns("no_category_reason")
     return (assigned if other_class else drop_other(assigned)), no_category, topic_counts
 
