@@ -11,10 +11,12 @@ of the clothing reviews a media label and keep both themes' phrase precision at 
 that meets most of the issue's labeller targets, then the highest accuracy against the expected label, then the
 highest media precision. The review weight stops below 1: at 1 the topics would no longer decide anything.
 `data_prep.topic_model.DEFAULT_DECISION` must equal the selected setting (a test checks it); the test split is read only
-by benchmarks/topic_validity.py.
+by benchmarks/topic_validity.py. Last, the default labelling with every embedding in float32 and in bf16: the share of
+validation reviews that get the same label, and the seconds each took (`--embedding_precision auto` rests on it).
 """
 
 import argparse
+import dataclasses
 import itertools
 import logging
 import sys
@@ -25,8 +27,9 @@ from benchmarks.topic_validity import (
     TARGETS, against_targets, media_share, product_categories, score,
 )
 from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN
+from data_prep.topic_mapping import autocast_dtype, embedding_device
 from data_prep.topic_model import DEFAULT_DECISION, OTHER_LABEL
-from data_prep.topics import TopicLabelArguments, fit_topics
+from data_prep.topics import TopicLabelArguments, fit_topics, map_topics, topic_fit_sample
 
 logger = logging.getLogger("topic_labeller_selection")
 
@@ -68,6 +71,20 @@ def select(rows: list[dict]) -> dict | None:
                                             row["validation"]["media_precision"]))
 
 
+def precision_agreement(topic_model, train, options: TopicLabelArguments, texts, nmf_texts) -> dict:
+    """The default labelling with every embedding (anchors, typical reviews, reviews) in float32 and in bf16: the
+    share of the reviews given the same label, and the seconds each precision took to decide them."""
+    labels, seconds = {}, {}
+    for precision in ("fp32", "bf16"):
+        map_topics(topic_model, train, dataclasses.replace(options, embedding_precision=precision))
+        started = time.perf_counter()
+        labels[precision] = topic_model.decide(texts, nmf_texts).categories
+        seconds[precision] = round(time.perf_counter() - started, 1)
+    same = sum(fp32 == bf16 for fp32, bf16 in zip(labels["fp32"], labels["bf16"]))
+    return {"reviews": len(texts), "same_decisions": round(same / len(texts), 4), "seconds": seconds,
+            "auto_here": "bf16" if autocast_dtype("auto", embedding_device()) else "fp32"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max_validation_reviews", type=int, default=None,
@@ -101,6 +118,9 @@ def main():
                     "targets met %d", setting, result["accuracy_vs_expected_label"], result["media_precision"],
                     result["non_media_given_media_label"], result["out_of_domain_media_share"], result["targets_met"])
     selected = select(rows)
+    precision = precision_agreement(topic_model, topic_fit_sample(splits["train"], options.max_topic_fit_reviews,
+                                                                  SPLIT_SEED), options, texts, nmf_texts)
+    logger.info("float32 and bf16 embeddings: %s", precision)
     payload = {
         "command": command_line("topic_labeller_selection", sys.argv[1:]),
         "split": "validation",
@@ -112,6 +132,7 @@ def main():
         "grid": GRID,
         "rows": rows,
         "selected_decision": selected["decision"] if selected else None,
+        "embedding_precision": precision,
         "embedding_seconds_per_1000_reviews": round(1000 * embedding_seconds / max(len(texts) + len(clothing), 1), 1),
         "wall_seconds": round(time.perf_counter() - started),
     }

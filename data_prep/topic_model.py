@@ -112,6 +112,7 @@ class TopicModel:
         decision: dict | None = None,
         anchor_vectors: np.ndarray | None = None,
         sentence_encoder: str | None = None,
+        embedding_precision: str = "auto",
     ):
         self.vocabulary = list(vocabulary)
         self.components = np.asarray(components, dtype=np.float64)
@@ -120,6 +121,7 @@ class TopicModel:
         self.decision = decision
         self.anchor_vectors = None if anchor_vectors is None else np.asarray(anchor_vectors, dtype=np.float32)
         self.sentence_encoder = sentence_encoder  # None: the packaged all-MiniLM-L6-v2
+        self.embedding_precision = embedding_precision  # topic_mapping.autocast_dtype: "auto" is decided per machine
         if self.anchor_vectors is not None and len(self.anchor_vectors) != len(self.anchors):
             raise ValueError(f"{len(self.anchor_vectors)} anchor vectors for {len(self.anchors)} anchors")
         if self.components.shape[1] != len(self.vocabulary) or len(idf) != len(self.vocabulary):
@@ -230,7 +232,7 @@ class TopicModel:
 
     def embed_reviews(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, dim) sentence embeddings of raw reviews with the encoder the anchor vectors came from."""
-        return embed_texts(texts, self.sentence_encoder or default_sentence_encoder())
+        return embed_texts(texts, self.sentence_encoder or default_sentence_encoder(), precision=self.embedding_precision)
 
     def decide(self, texts: Sequence[str], nmf_texts: Sequence[str] | None = None,
                review_vectors: np.ndarray | None = None) -> TopicDecisions:
@@ -352,6 +354,7 @@ class TopicModel:
             "topic_affinities": self.topic_affinities.round(6).tolist(),
             "decision": self.decision,
             "sentence_encoder": self.sentence_encoder,
+            "embedding_precision": self.embedding_precision,
             "theme_words": {theme: words.pattern for theme, words in THEME_WORDS.items()},
             "text_cleaning": "data_prep.text.clean_for_topics",
         }
@@ -385,6 +388,7 @@ class TopicModel:
             decision={"review_weight": 0.0, **config.get("decision", {})},
             anchor_vectors=tensors.get("anchor_vectors"),
             sentence_encoder=config.get("sentence_encoder"),
+            embedding_precision=config.get("embedding_precision", "auto"),
         )
 
 

@@ -28,7 +28,9 @@ from transformers import HfArgumentParser
 from .review_source import ReviewSourceArguments
 from .amazon import DEFAULT_MENTION_PATTERN, NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews
 from .text import clean_for_topics
-from .topic_mapping import anchor_vectors, default_sentence_encoder, embedding_scores, soft_affinities
+from .topic_mapping import (
+    EMBEDDING_PRECISIONS, anchor_vectors, default_sentence_encoder, embedding_scores, soft_affinities,
+)
 from .topic_model import CATEGORY_NAMES, DEFAULT_DECISION, OTHER_LABEL, TopicModel, checked_decision
 from .topic_hub import PROJECT_VALIDITY_FIGURES, check_dataset_push, push_topic_dataset, read_validity_figures
 from .topic_report import format_topic_table, plot_topics, topic_report
@@ -225,6 +227,12 @@ class TopicLabelArguments:
         default=0.5, metadata={"help": "Ignore words in more documents: a fraction <= 1, or a whole number > 1."}
     )
     max_features: int | None = field(default=20000, metadata={"help": "Vocabulary size cap (most frequent words)."})
+    embedding_precision: str = field(
+        default="auto",
+        metadata={"help": "Precision of the sentence encoder: 'auto' is bf16 on a GPU with bf16 or a CPU with native "
+                  "bf16 (AVX512-BF16, AMX), float32 elsewhere; 'fp32' or 'bf16' force one. Saved with the topic model.",
+                  "choices": list(EMBEDDING_PRECISIONS)},
+    )
     max_topic_fit_reviews: int | None = field(
         default=100_000,
         metadata={"help": "Fit TF-IDF + NMF and map topics on at most this many training reviews (a seeded sample), so "
@@ -363,14 +371,15 @@ def map_topics(topic_model: TopicModel, train: Dataset, options: TopicLabelArgum
     evidence = TopicMappingEvidence(keyword_scores=keyword_scores(topic_model, keywords))
     if options.topic_mapping == "embedding" or options.review_weight > 0:
         encoder = options.sentence_encoder or default_sentence_encoder()
-        topic_model.anchor_vectors = anchor_vectors(CATEGORY_NAMES, encoder)
+        topic_model.embedding_precision = options.embedding_precision
+        topic_model.anchor_vectors = anchor_vectors(CATEGORY_NAMES, encoder, options.embedding_precision)
         # an absolute path travels with the saved topic model (None: the packaged encoder)
         topic_model.sentence_encoder = (str(Path(options.sentence_encoder).resolve()) if options.sentence_encoder
                                         else None)
     if options.topic_mapping == "embedding":
         texts = train[TEXT_COLUMN]
         scores, examples = embedding_scores(topic_model.topic_weights(train[NMF_TEXT_COLUMN]), texts,
-                                            topic_model.anchor_vectors, encoder)
+                                            topic_model.anchor_vectors, encoder, options.embedding_precision)
         topic_model.topic_affinities = soft_affinities(scores, options.affinity_temperature)
         evidence.embedding_scores = scores
         evidence.typical_reviews = [[texts[index] for index in indices] for indices in examples]

@@ -12,6 +12,7 @@ import shlex
 import textwrap
 from pathlib import Path
 
+import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from benchmarks import common
@@ -33,7 +34,12 @@ SERVING_TARGETS = {"throughput": 4.0, "latency_ms": 10.0, "threads": "2", "text_
 # (target, higher is better): the multi-task defaults on the test split, training speed (× padding to max length) and
 # data prep at the largest size (× pandas' time and peak memory)
 TARGETS = {**{name: (value, name != "age_mae") for name, value in QUALITY_TARGETS.items()},
-           "training_speedup": (1.5, True), "data_prep_time": (1.0, False), "data_prep_memory": (0.33, False)}
+           "training_speedup": (1.5, True), "data_prep_time": (1.0, False), "data_prep_memory": (0.33, False),
+           "labelling_minutes": (5.0, False), "labelling_memory_growth": (1.1, False)}
+# Amazon review counts the labelling projection speaks of: the shared files, the seed's Amazon-mention filter on Review
+# Full, and all of Review Full
+LABELLING_SIZES = {"the 92,715 shared reviews": 92_715, "the seed's 112,106 filtered reviews": 112_106,
+                   "all 3,000,000 reviews of Review Full": 3_000_000}
 
 
 def target_words(value: float, target: float, higher_is_better: bool, unit: str = "") -> str:
@@ -220,6 +226,25 @@ def labeller_selection(selection: dict | None) -> dict | None:
             "alone": rows.get(json.dumps(alone, sort_keys=True))}
 
 
+def duration(minutes: float) -> str:
+    return f"{minutes / 60:.1f} hours" if minutes > 120 else f"{minutes:.0f} minutes"
+
+
+def labelling_scale(payload: dict | None) -> dict | None:
+    """The labelling benchmark's projection: seconds of the whole labelling (fit + label) at LABELLING_SIZES from a
+    straight line through the measured (rows, seconds), and the growth of peak anonymous memory from the second
+    largest size measured to the largest (flat: at most TARGETS' 1.1×)."""
+    if not payload or not payload["results"]:
+        return None
+    sizes = [(size["rows"], size["labelling"]) for size in payload["results"]]
+    rows, seconds = [rows for rows, _ in sizes], [measured["total_seconds"] for _, measured in sizes]
+    slope, intercept = np.polyfit(rows, seconds, 1) if len(rows) > 1 else (seconds[0] / rows[0], 0.0)
+    largest = sizes[-1][1]
+    return {"p": payload, "minutes": {name: (intercept + slope * count) / 60 for name, count in LABELLING_SIZES.items()},
+            "label_rate": largest["stages"]["label"]["rows_per_second"], "largest": sizes[-1][0],
+            "growth": (largest["peak_anon_mb"] / sizes[-2][1]["peak_anon_mb"], sizes[-2][0]) if len(sizes) > 1 else None}
+
+
 def context(quick: bool) -> dict:
     """Everything the templates read: the results files of this mode and the verdicts drawn from them."""
     serving, agreement = common.load_result("serving_speed"), common.load_result("onnx_agreement")
@@ -236,6 +261,7 @@ def context(quick: bool) -> dict:
         "validity_check": lambda name: next((check for check in (validity or {}).get("targets", [])
                                              if check["target"] == name), None),
         "serving": serving, "agreement": agreement, "data_prep": common.load_result("data_prep_speed"),
+        "labelling": labelling_scale(in_mode(quick, "labelling_speed")[1]),
         "auto_choice": auto_choice, "served": target_serving(serving),
         "default_name": auto_choice["name"] if auto_choice else None,
         "fastest_name": fastest_backend(serving, agreement or {}) if target_serving(serving) else None,
@@ -248,7 +274,7 @@ def environment() -> Environment:
     templates.filters["fmt"] = format
     templates.filters["command"] = current_command
     templates.globals.update(
-        against=against, target=target, target_words=target_words, cell=cell, number=number, flag_value=flag_value,
+        against=against, target=target, duration=duration, target_words=target_words, cell=cell, number=number, flag_value=flag_value,
         curve_points=curve_points, single_task_verdict=single_task_verdict, selection_verdict=selection_verdict,
         method_label=method_label, bar_verdicts=bar_verdicts, COMBINED=COMBINED, OTHER_LABEL=OTHER_LABEL,
         media_categories=[category for category, label in EXPECTED_LABEL.items() if label],

@@ -313,6 +313,22 @@ def test_data_prep_benchmark_times_both_pipelines(tmp_path):
     assert drawn_figures(tmp_path) == {"data_prep_speed.png"}
 
 
+def test_labelling_benchmark_times_fit_and_labelling_of_every_review(tmp_path):
+    require_shared_data(SHARED_DATA / "amazon_reviews.csv.gz")
+    run_benchmark("data_prep_speed", "--labelling", "--rows", "800", "--work_dir", str(tmp_path / "work"),
+                  results_dir=tmp_path)
+    result = json.loads((tmp_path / "labelling_speed.json").read_text())
+    (size,) = result["results"]
+    stages = size["labelling"]["stages"]
+    assert size["rows"] == 800 and stages["label"]["rows_out"] == stages["fit"]["rows_out"] == 800
+    assert stages["label"]["rows_per_second"] > 0 and size["labelling"]["peak_anon_mb"] > 0
+    assert result["machine"]["cpu_flags"] is not None  # CPU flags beside every speed figure
+    from reporting.results import labelling_scale
+
+    scale = labelling_scale(result)
+    assert scale["minutes"]["all 3,000,000 reviews of Review Full"] > scale["minutes"]["the 92,715 shared reviews"] > 0
+
+
 def test_kept_runs_are_keyed_by_the_training_code(tmp_path, monkeypatch):
     from benchmarks import run_cache
 

@@ -36,6 +36,7 @@ from data_prep.topics import (
     map_topics_to_categories,
     read_category_keywords,
     read_topic_categories,
+    topic_fit_sample,
 )
 
 SUBJECT_WORDS = {
@@ -352,6 +353,16 @@ def test_label_reviews_gives_other_or_drops_and_counts_every_reason(fitted):
     six_class, dropped, _ = label_reviews(reviews, model, other_class=False)
     assert six_class.features["label"] == ClassLabel(names=CATEGORY_NAMES)
     assert six_class["nmf_text"] == ["album songs lyrics"] and dropped == no_category
+
+
+def test_topics_are_fitted_on_a_seeded_sample_of_at_most_max_topic_fit_reviews():
+    train = Dataset.from_dict({"nmf_text": [f"review {index}" for index in range(50)]})
+    assert topic_fit_sample(train, None, seed=0) is train and topic_fit_sample(train, 50, seed=0) is train
+    sample = topic_fit_sample(train, 20, seed=0)
+    assert len(sample) == 20 and len(set(sample["nmf_text"])) == 20
+    assert sample["nmf_text"] == topic_fit_sample(train, 20, seed=0)["nmf_text"] != train["nmf_text"][:20]
+    with pytest.raises(ValueError, match="--max_topic_fit_reviews must be at least 10"):
+        topic_fit_sample(train, 5, seed=0)
 
 
 def test_without_other_class_is_what_no_other_class_labels_and_survives_save_and_load(fitted, tmp_path):
