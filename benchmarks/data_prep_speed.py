@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import DATA_DIR, REPO_ROOT, PeakMemory, amazon_files, command_line, write_json
+from data_prep.topic_mapping import autocast_dtype
 
 STAGES = ("read", "filter", "cleaning")
 PIPELINES = ("datasets", "pandas")
@@ -58,7 +59,7 @@ def write_replicated_file(rows: int, folder: Path) -> Path:
     return path
 
 
-def run_stages(pipeline: str, path: str, num_proc: int) -> dict:
+def run_stages(pipeline: str, path: str, num_proc: int, precision: str = "auto") -> dict:
     """One pipeline over one file, in this process; seconds, rows in/out and peak RSS per stage."""
     memory = PeakMemory()
     stages = {}
@@ -88,7 +89,7 @@ def run_stages(pipeline: str, path: str, num_proc: int) -> dict:
         from data_prep.topics import TopicLabelArguments, fit_topics, label_reviews
 
         _, splits, topic_model, _ = stage("fit", lambda: fit_topics(
-            [path], TopicLabelArguments(mention_filter=False), num_proc=num_proc), 0)
+            [path], TopicLabelArguments(mention_filter=False, embedding_precision=precision), num_proc=num_proc), 0)
         reviews = sum(map(len, splits.values()))
         stages["fit"].update(rows_in=reviews, rows_out=reviews, rows_per_second=round(reviews / stages["fit"]["seconds"]))
         stage("label", lambda: concatenate_datasets([label_reviews(split, topic_model, num_proc=num_proc)[0]
@@ -123,14 +124,15 @@ def run_stages(pipeline: str, path: str, num_proc: int) -> dict:
     return stages
 
 
-def measure(pipeline: str, path: Path, num_proc: int, cache_dir: Path) -> dict:
+def measure(pipeline: str, path: Path, num_proc: int, cache_dir: Path, precision: str = "auto") -> dict:
     """`run_stages` in a fresh process with an empty datasets cache, so nothing is read back from a previous run."""
     shutil.rmtree(cache_dir, ignore_errors=True)
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache_dir), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT),
            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.data_prep_speed", "--child", pipeline, str(path), "--num_proc", str(num_proc)],
+        [sys.executable, "-m", "benchmarks.data_prep_speed", "--child", pipeline, str(path), "--num_proc", str(num_proc),
+         "--embedding_precision", precision],
         capture_output=True, text=True, env=env, cwd=REPO_ROOT,
     )
     if completed.returncode != 0:
@@ -158,6 +160,7 @@ def main():
     parser.add_argument("--rows", type=int, nargs="+", default=None, help="(default: 100000 1000000; --labelling: "
                         "10000 100000 300000)")
     parser.add_argument("--labelling", action="store_true", help="Measure topic labelling (data_prep.topics) instead.")
+    parser.add_argument("--embedding_precision", default="auto", help="The labeller's (--labelling): auto, fp32, bf16.")
     parser.add_argument("--num_proc", type=int, default=1,
                         help="Processes for the datasets map steps (1: none; 2 gained nothing on a shared 2-core box).")
     parser.add_argument("--work_dir", default=None, help="Where the replicated CSVs go (default: a temporary folder).")
@@ -168,7 +171,8 @@ def main():
     pipelines = ("labelling",) if args.labelling else PIPELINES
     rows_list = args.rows or ([10_000, 100_000, 300_000] if args.labelling else [100_000, 1_000_000])
     if args.child:
-        print(json.dumps(run_stages(args.child[0], args.child[1], args.num_proc if args.num_proc > 1 else None)))
+        print(json.dumps(run_stages(args.child[0], args.child[1], args.num_proc if args.num_proc > 1 else None,
+                                    args.embedding_precision)))
         return
 
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="amazon_speed_"))
@@ -181,7 +185,8 @@ def main():
             path = write_replicated_file(rows, work_dir)
             result = {"rows": rows, "file_mb": round(path.stat().st_size / 2**20)}
             for pipeline in pipelines:
-                result[pipeline] = measure(pipeline, path, args.num_proc, work_dir / f"cache_{pipeline}")
+                result[pipeline] = measure(pipeline, path, args.num_proc, work_dir / f"cache_{pipeline}",
+                                           args.embedding_precision)
                 print(f"{rows:>9,} rows  {pipeline:<8} " + "  ".join(
                     f"{name} {s['seconds']:6.1f}s {s['rows_per_second']:>9,}/s "
                     f"{s['peak_rss_mb']:>5}/{s['peak_anon_mb']:>5} MB" for name, s in result[pipeline]["stages"].items()
@@ -198,6 +203,9 @@ def main():
 
     path = write_json(args.output_name or ("labelling_speed" if args.labelling else "data_prep_speed"), {
         "command": command_line("data_prep_speed", sys.argv[1:]), "num_proc": args.num_proc, "results": results,
+        **({"embedding_precision": args.embedding_precision,
+            "resolved_precision": "bf16" if autocast_dtype(args.embedding_precision, "cpu") else "fp32"}
+           if args.labelling else {}),
         "input": "shared/data/amazon_*.csv.gz replicated in order, headerless rating,title,review, all fields quoted",
         "targets": {"seconds_for_shared_reviews": TARGET_LABELLING_SECONDS} if args.labelling else {
             "seconds_for_3M_filter_and_cleaning": TARGET_SECONDS_3M, "peak_rss_mb": TARGET_RSS_MB}})

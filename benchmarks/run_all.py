@@ -34,7 +34,7 @@ def benchmark_commands(quick: bool) -> list[tuple[str, list[str]]]:
         ("serving_speed", ["--multitask_model", SERVING_MULTITASK_MODEL, "--threads", "1", "2",
                            *(["--num_reviews", "128", "--rounds", "2"] if quick else [])]),
         ("training_speed", flag),
-        ("topic_validity", []),
+        ("topic_validity", ["--finetune_train_samples", "2000"] if quick else []),
         ("multitask_quality", [*flag, *(["--bf16"] if bf16_training_flags() else [])]),
     ]
 

@@ -10,7 +10,7 @@ share of reviews given the label whose text passes the phrase check below.
 
 Runs the default labelling (`python -m data_prep.topics` as scripts/demo.sh runs it, `other` class on) and derives
 the six-class `--no_other_class` labelling from it (`data_prep.topics.without_other_class`: the same decisions),
-trains the frozen-features classifier (demo.sh's settings) and a bounded fine-tuned one on each, predicts the whole
+trains the frozen-features classifier (demo.sh's settings) and a fine-tuned one (the whole training split) on each, predicts the whole
 test split with the saved folders (the app's serving path), and writes benchmarks/results/topic_validity.json
 (`python -m benchmarks.run_all --report_only` turns it into tables and a figure).
 """
@@ -197,8 +197,8 @@ def against_targets(rows: dict) -> list[dict]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_name_or_path", default=None, help="Encoder (default: the packaged MiniLM)")
-    parser.add_argument("--finetune_train_samples", type=int, default=2000,
-                        help="Training reviews for the fine-tuned classifier (CPU budget)")
+    parser.add_argument("--finetune_train_samples", type=int, default=None,
+                        help="Training reviews for the fine-tuned classifier (default: the whole training split)")
     parser.add_argument("--finetune_epochs", default="1")
     parser.add_argument("--finetune_without_other", action="store_true",
                         help="Also fine-tune on the --no_other_class labels (by default only the frozen features)")
@@ -213,7 +213,8 @@ def main():
     clothing = clothing_texts("test")  # out of domain
     fine_tune_flags = ["--method", "finetune", "--learning_rate", "1e-4", "--num_train_epochs",
                        arguments.finetune_epochs, "--per_device_train_batch_size", "16", "--warmup_steps", "0.06",
-                       "--max_train_samples", str(arguments.finetune_train_samples), "--max_eval_samples", "500",
+                       *(["--max_train_samples", str(arguments.finetune_train_samples)]
+                         if arguments.finetune_train_samples else []), "--max_eval_samples", "500",
                        *bf16_training_flags()]
     setups = ["with other"] if arguments.skip_no_other_class else ["with other", "six classes, --no_other_class"]
     rows, runs = {}, {}

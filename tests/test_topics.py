@@ -136,6 +136,7 @@ def test_save_and_load_give_the_same_assignments_and_decisions_without_pickle(tm
     fitted.set_topic_categories(["books", None, "music", "movies"])
     fitted.decision = {"min_subject_mass": 0.3, "min_category_share": 0.6, "review_weight": 0.4}
     fitted.anchor_vectors = np.random.default_rng(0).random((len(fitted.anchors), 8), dtype=np.float32)
+    fitted.embedding_precision = "fp32"
     fitted.save(tmp_path / "topic_model")
     assert sorted(path.name for path in (tmp_path / "topic_model").iterdir()) == [
         "topic_model.json", "topic_model.safetensors"
@@ -144,7 +145,7 @@ def test_save_and_load_give_the_same_assignments_and_decisions_without_pickle(tm
     texts = synthetic_reviews(60, seed=3)
     np.testing.assert_array_equal(loaded.topic_shares(texts), fitted.topic_shares(texts))
     assert loaded.topic_categories == ["books", None, "music", "movies"]
-    assert loaded.decision == fitted.decision
+    assert loaded.decision == fitted.decision and loaded.embedding_precision == "fp32"
     np.testing.assert_array_equal(loaded.anchor_vectors, fitted.anchor_vectors)
     vectors = np.random.default_rng(1).random((len(texts), 8), dtype=np.float32)
     assert (loaded.decide(texts, texts, review_vectors=vectors).categories
