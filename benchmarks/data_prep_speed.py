@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import DATA_DIR, REPO_ROOT, PeakMemory, amazon_files, command_line, write_json
-from data_prep.topic_mapping import autocast_dtype
+from data_prep.topic_mapping import EMBEDDING_PRECISIONS, autocast_dtype, embedding_device
 
 STAGES = ("read", "filter", "cleaning")
 PIPELINES = ("datasets", "pandas")
@@ -91,7 +91,8 @@ def run_stages(pipeline: str, path: str, num_proc: int, precision: str = "auto")
         _, splits, topic_model, _ = stage("fit", lambda: fit_topics(
             [path], TopicLabelArguments(mention_filter=False, embedding_precision=precision), num_proc=num_proc), 0)
         reviews = sum(map(len, splits.values()))
-        stages["fit"].update(rows_in=reviews, rows_out=reviews, rows_per_second=round(reviews / stages["fit"]["seconds"]))
+        stages["fit"].update(rows_in=reviews, rows_out=reviews,
+                             rows_per_second=round(reviews / stages["fit"]["seconds"]))
         stage("label", lambda: concatenate_datasets([label_reviews(split, topic_model, num_proc=num_proc)[0]
                                                      for split in splits.values()]), reviews)
     else:
@@ -131,8 +132,8 @@ def measure(pipeline: str, path: Path, num_proc: int, cache_dir: Path, precision
            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.data_prep_speed", "--child", pipeline, str(path), "--num_proc", str(num_proc),
-         "--embedding_precision", precision],
+        [sys.executable, "-m", "benchmarks.data_prep_speed", "--child", pipeline, str(path), "--num_proc",
+         str(num_proc), "--embedding_precision", precision],
         capture_output=True, text=True, env=env, cwd=REPO_ROOT,
     )
     if completed.returncode != 0:
@@ -160,7 +161,8 @@ def main():
     parser.add_argument("--rows", type=int, nargs="+", default=None, help="(default: 100000 1000000; --labelling: "
                         "10000 100000 300000)")
     parser.add_argument("--labelling", action="store_true", help="Measure topic labelling (data_prep.topics) instead.")
-    parser.add_argument("--embedding_precision", default="auto", help="The labeller's (--labelling): auto, fp32, bf16.")
+    parser.add_argument("--embedding_precision", default="auto", choices=EMBEDDING_PRECISIONS,
+                        help="The labeller's, for --labelling (data_prep.topics --embedding_precision).")
     parser.add_argument("--num_proc", type=int, default=1,
                         help="Processes for the datasets map steps (1: none; 2 gained nothing on a shared 2-core box).")
     parser.add_argument("--work_dir", default=None, help="Where the replicated CSVs go (default: a temporary folder).")
@@ -179,7 +181,18 @@ def main():
     work_dir.mkdir(parents=True, exist_ok=True)
     if REPO_ROOT in work_dir.resolve().parents:
         raise ValueError(f"--work_dir {work_dir} is inside the repository; the replicated data must stay outside")
-    results = []
+    import datasets
+    import pandas
+
+    payload = {
+        "command": command_line("data_prep_speed", sys.argv[1:]), "num_proc": args.num_proc, "results": [],
+        "versions": {"datasets": datasets.__version__, "pandas": pandas.__version__},
+        **({"embedding_precision": args.embedding_precision,
+            "resolved_precision": "bf16" if autocast_dtype(args.embedding_precision, embedding_device()) else "fp32"}
+           if args.labelling else {}),
+        "input": "shared/data/amazon_*.csv.gz replicated in order, headerless rating,title,review, all fields quoted",
+        "targets": {"seconds_for_shared_reviews": TARGET_LABELLING_SECONDS} if args.labelling else {
+            "seconds_for_3M_filter_and_cleaning": TARGET_SECONDS_3M, "peak_rss_mb": TARGET_RSS_MB}}
     try:
         for rows in rows_list:
             path = write_replicated_file(rows, work_dir)
@@ -194,21 +207,14 @@ def main():
             if pipelines == PIPELINES:
                 result["datasets_over_pandas"] = ratios(result["datasets"], result["pandas"])
                 print(f"{'':>9}       ratio    {json.dumps(result['datasets_over_pandas'])}", flush=True)
-            results.append(result)
+            payload["results"].append(result)
             if not args.keep_files:
                 path.unlink()
+            # after each size, so an interrupted run keeps what it measured
+            path = write_json(args.output_name or ("labelling_speed" if args.labelling else "data_prep_speed"), payload)
     finally:
         if not args.keep_files and not args.work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
-
-    path = write_json(args.output_name or ("labelling_speed" if args.labelling else "data_prep_speed"), {
-        "command": command_line("data_prep_speed", sys.argv[1:]), "num_proc": args.num_proc, "results": results,
-        **({"embedding_precision": args.embedding_precision,
-            "resolved_precision": "bf16" if autocast_dtype(args.embedding_precision, "cpu") else "fp32"}
-           if args.labelling else {}),
-        "input": "shared/data/amazon_*.csv.gz replicated in order, headerless rating,title,review, all fields quoted",
-        "targets": {"seconds_for_shared_reviews": TARGET_LABELLING_SECONDS} if args.labelling else {
-            "seconds_for_3M_filter_and_cleaning": TARGET_SECONDS_3M, "peak_rss_mb": TARGET_RSS_MB}})
     print(f"Wrote {path}")
 
 

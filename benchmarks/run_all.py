@@ -27,8 +27,8 @@ def benchmark_commands(quick: bool) -> list[tuple[str, list[str]]]:
     flag = ["--quick"] if quick else []
     return [
         ("data_prep_speed", ["--rows", "100000", "1000000", "3000000"]),
-        ("data_prep_speed", ["--labelling", "--rows", *(["10000", "--output_name", "labelling_speed_quick"] if quick
-                                                        else ["10000", "100000", "300000"])]),
+        ("data_prep_speed", ["--labelling", "--rows", *(["5000", "10000", "--output_name", "labelling_speed_quick"]
+                                                        if quick else ["10000", "100000", "300000"])]),
         ("onnx_agreement", ["--multitask_model", SERVING_MULTITASK_MODEL, "--topic_model", SERVING_TOPIC_MODEL,
                             "--topic_dataset", SERVING_TOPIC_DATASET]),
         ("serving_speed", ["--multitask_model", SERVING_MULTITASK_MODEL, "--threads", "1", "2",

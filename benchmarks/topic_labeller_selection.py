@@ -29,7 +29,8 @@ from benchmarks.topic_validity import (
 from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN
 from data_prep.topic_mapping import autocast_dtype, embedding_device
 from data_prep.topic_model import DEFAULT_DECISION, OTHER_LABEL
-from data_prep.topics import TopicLabelArguments, fit_topics, map_topics, topic_fit_sample
+from data_prep.review_splits import topic_fit_sample
+from data_prep.topics import TopicLabelArguments, fit_topics, map_topics
 
 logger = logging.getLogger("topic_labeller_selection")
 

@@ -36,7 +36,8 @@ from data_prep import topics
 from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews
 from data_prep.text import join_title_and_body
 from data_prep.topic_model import MEDIA_CATEGORIES, OTHER_LABEL, TopicModel
-from data_prep.topics import TopicLabelArguments, split_reviews
+from data_prep.review_splits import split_reviews
+from data_prep.topics import TopicLabelArguments
 
 logger = logging.getLogger("topic_validity")
 

@@ -104,26 +104,31 @@ NATIVE_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # as modeling.backends read
 
 def autocast_dtype(precision: str, device: str):
     """The dtype the sentence encoder is autocast to on `device`, or None for float32. `auto` is bf16 where the device
-    computes it natively (a GPU with bf16; a CPU with AVX512-BF16 or AMX-BF16) and float32 elsewhere, where bf16 would
-    be emulated and slower. On the measured AMX CPU bf16 labels about 2.3x as fast with 99.9% of float32's decisions
-    (benchmarks/topic_labeller_selection.py)."""
+    computes it natively (an Ampere or later GPU; a CPU with AVX512-BF16 or AMX-BF16) and float32 elsewhere, where
+    bf16 would be emulated and slower. What it costs in decisions and gains in speed on the measured CPU:
+    benchmarks/results/topic_labeller_selection.json (`embedding_precision`)."""
     import torch
 
     if precision not in EMBEDDING_PRECISIONS:
         raise ValueError(f"The embedding precision must be one of {EMBEDDING_PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        native = torch.cuda.is_bf16_supported() if device.startswith("cuda") else bool(cpu_flags() & NATIVE_BF16_CPU_FLAGS)
+        if device.startswith("cuda"):
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        else:
+            native = bool(cpu_flags() & NATIVE_BF16_CPU_FLAGS)
         precision = "bf16" if native else "fp32"
     return torch.bfloat16 if precision == "bf16" else None
 
 
-def cpu_flags() -> set[str]:
+@functools.cache
+def cpu_flags() -> frozenset[str]:
     """The flags of /proc/cpuinfo (none where it is missing)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
-    return next((set(line.split(":", 1)[1].split()) for line in text.splitlines() if line.startswith("flags")), set())
+        return frozenset()
+    return next((frozenset(line.split(":", 1)[1].split()) for line in text.splitlines() if line.startswith("flags")),
+                frozenset())
 
 
 @functools.lru_cache(maxsize=2)

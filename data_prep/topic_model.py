@@ -232,7 +232,8 @@ class TopicModel:
 
     def embed_reviews(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, dim) sentence embeddings of raw reviews with the encoder the anchor vectors came from."""
-        return embed_texts(texts, self.sentence_encoder or default_sentence_encoder(), precision=self.embedding_precision)
+        return embed_texts(texts, self.sentence_encoder or default_sentence_encoder(),
+                           precision=self.embedding_precision)
 
     def decide(self, texts: Sequence[str], nmf_texts: Sequence[str] | None = None,
                review_vectors: np.ndarray | None = None) -> TopicDecisions:
@@ -388,7 +389,7 @@ class TopicModel:
             decision={"review_weight": 0.0, **config.get("decision", {})},
             anchor_vectors=tensors.get("anchor_vectors"),
             sentence_encoder=config.get("sentence_encoder"),
-            embedding_precision=config.get("embedding_precision", "auto"),
+            embedding_precision=config.get("embedding_precision", "fp32"),  # saved before there was a choice
         )
 
 

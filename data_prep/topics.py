@@ -28,6 +28,7 @@ from transformers import HfArgumentParser
 from .review_source import ReviewSourceArguments
 from .amazon import DEFAULT_MENTION_PATTERN, NMF_TEXT_COLUMN, TEXT_COLUMN, load_amazon_reviews
 from .text import clean_for_topics
+from .review_splits import sample_splits, split_reviews, topic_fit_sample
 from .topic_mapping import (
     EMBEDDING_PRECISIONS, anchor_vectors, default_sentence_encoder, embedding_scores, soft_affinities,
 )
@@ -195,21 +196,6 @@ def without_other_class(result: "TopicDataset") -> "TopicDataset":
         logger.info("%s: dropped %d reviews that no category holds (--no_other_class)", name,
                     len(result.splits[name]) - len(split))
     return TopicDataset(splits=splits, topic_model=result.topic_model, report=report)
-
-
-def split_reviews(reviews: Dataset, validation_fraction: float, test_fraction: float, seed: int) -> DatasetDict:
-    """Random train/validation/test split, made before any topic is fitted (the labels do not exist yet)."""
-    held_out = validation_fraction + test_fraction
-    if not (0 < validation_fraction and 0 < test_fraction and held_out < 1):
-        raise ValueError(
-            f"validation_fraction and test_fraction must be positive with a sum below 1, got "
-            f"{validation_fraction} and {test_fraction}"
-        )
-    if len(reviews) < 10:
-        raise ValueError(f"Only {len(reviews)} reviews left after filtering: too few to split and fit topics")
-    first = reviews.train_test_split(test_size=held_out, seed=seed)
-    second = first["test"].train_test_split(test_size=test_fraction / held_out, seed=seed)
-    return DatasetDict({"train": first["train"], "validation": second["train"], "test": second["test"]})
 
 
 # The command -------------------------------------------------------------------------------------------------------
@@ -419,17 +405,6 @@ def fit_topics(
     return reviews, splits, topic_model, evidence
 
 
-def topic_fit_sample(train: Dataset, limit: int | None, seed: int) -> Dataset:
-    """The training reviews the topics are fitted on: all of them, or a seeded sample of `limit` (logged)."""
-    if limit is not None and limit < 10:
-        raise ValueError(f"--max_topic_fit_reviews must be at least 10 reviews (or None for all), got {limit}")
-    if limit is None or len(train) <= limit:
-        return train
-    logger.info("Fitting topics on a seeded sample of %d of the %d training reviews (--max_topic_fit_reviews)", limit,
-                len(train))
-    return train.shuffle(seed=seed).select(range(limit))
-
-
 def build_topic_dataset(
     input_files: Sequence[str | os.PathLike] | None,
     options: TopicLabelArguments,
@@ -458,22 +433,6 @@ def build_topic_dataset(
         logger.warning(warning)
     result = TopicDataset(splits=splits, topic_model=topic_model, report=report)
     return result if options.other_class else without_other_class(result)
-
-
-def sample_splits(splits: DatasetDict, total: int, seed: int) -> DatasetDict:
-    """`total` reviews drawn at random (seeded) from the splits in proportion to their sizes; the rest counted."""
-    available = sum(len(split) for split in splits.values())
-    if total <= 0:
-        raise ValueError(f"--label_sample must be a positive number of reviews, got {total}")
-    if total >= available:
-        logger.info("--label_sample %d: all %d reviews are labelled", total, available)
-        return splits
-    sampled = DatasetDict({name: split.shuffle(seed=seed).select(range(max(1, round(total * len(split) / available))))
-                           for name, split in splits.items()})
-    logger.info("--label_sample %d: labelling %s of %d reviews; %d are not labelled", total,
-                {name: len(split) for name, split in sampled.items()}, available,
-                available - sum(len(split) for split in sampled.values()))
-    return sampled
 
 
 def category_sizes(splits: DatasetDict, names: list[str]) -> dict[str, dict[str, int]]:

@@ -36,8 +36,8 @@ from data_prep.topics import (
     map_topics_to_categories,
     read_category_keywords,
     read_topic_categories,
-    topic_fit_sample,
 )
+from data_prep.review_splits import topic_fit_sample
 
 SUBJECT_WORDS = {
     "books": "book author novel chapter characters reading story pages".split(),

@@ -454,19 +454,20 @@ def test_the_labeller_embeds_on_the_gpu_when_there_is_one(monkeypatch):
     assert topic_mapping.embedding_device() == "cuda"
 
 
-def test_the_labeller_autocasts_to_bf16_only_where_the_device_computes_it_natively(monkeypatch, tiny_bert_dir):
+def test_the_labeller_autocasts_to_bf16_only_where_the_device_computes_it_natively(monkeypatch, tiny_encoder_dir):
     from data_prep import topic_mapping
 
-    assert topic_mapping.autocast_dtype("fp32", "cpu") is None and topic_mapping.autocast_dtype("bf16", "cpu") is torch.bfloat16
+    assert topic_mapping.autocast_dtype("fp32", "cpu") is None
+    assert topic_mapping.autocast_dtype("bf16", "cpu") is torch.bfloat16
     monkeypatch.setattr(topic_mapping, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})  # AVX-512, no bf16
     assert topic_mapping.autocast_dtype("auto", "cpu") is None
     monkeypatch.setattr(topic_mapping, "cpu_flags", lambda: {"avx2", "amx_bf16"})
     assert topic_mapping.autocast_dtype("auto", "cpu") is torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # a T4: fp32 on the GPU, whatever the CPU
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)  # a T4
     assert topic_mapping.autocast_dtype("auto", "cuda") is None
     with pytest.raises(ValueError, match="precision must be one of"):
         topic_mapping.autocast_dtype("fp16", "cpu")
     texts = ["a short review", "a somewhat longer review of a book and its story"]
-    fp32, bf16 = (topic_mapping.embed_texts(texts, str(tiny_bert_dir), precision=p) for p in ("fp32", "bf16"))
+    fp32, bf16 = (topic_mapping.embed_texts(texts, str(tiny_encoder_dir), precision=p) for p in ("fp32", "bf16"))
     assert fp32.dtype == bf16.dtype == np.float32 and np.allclose(np.linalg.norm(bf16, axis=1), 1, atol=1e-5)
     assert np.abs(fp32 - bf16).max() < 0.1 and not np.array_equal(fp32, bf16)
