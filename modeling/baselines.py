@@ -5,20 +5,26 @@ a fine-tuned multi-task model's review vectors).
 Used by the benchmarks; neither the training scripts nor `import modeling` load it (scikit-learn is enough here).
 """
 
-from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 
+from .stacking_heads import StackingHeads
+
 C_VALUES, ALPHA_VALUES = (0.5, 1.0, 2.0, 4.0, 8.0), (0.3, 1.0, 3.0, 10.0)
+STACKING_C_VALUES = (1.0, 4.0, 16.0)
+
+
+def tfidf_vectorizer() -> TfidfVectorizer:
+    """TF-IDF of words and word pairs (sublinear tf, terms of at least two training texts)."""
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
 
 
 def tfidf_features(train_texts: list[str], *other_texts: list[str]) -> list:
-    """TF-IDF of words and word pairs (sublinear tf, terms of at least two training texts) fitted on `train_texts`:
-    the matrix of the training texts, then one per further list of texts."""
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    """`tfidf_vectorizer` fitted on `train_texts`: the matrix of the training texts, then one per further list."""
+    vectorizer = tfidf_vectorizer()
     return [vectorizer.fit_transform(train_texts), *(vectorizer.transform(texts) for texts in other_texts)]
 
 
@@ -42,35 +48,33 @@ def age_regressor(features: dict, ages: dict, alpha_values=ALPHA_VALUES) -> tupl
                               lambda truth, predicted: -float(np.abs(predicted - truth).mean()))
 
 
-def review_vectors(model_dir: str | Path, texts_by_split: dict[str, list[str]], batch_size: int = 64) -> dict:
-    """A saved multi-task model's pooled review vectors (what its heads read), per split in the order of its texts."""
-    import torch
-    from transformers import AutoTokenizer
-
-    from modeling import MultiTaskReviewModel
-    from modeling.encoders import pool_hidden_states
-
-    model = MultiTaskReviewModel.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    vectors_by_split = {}
-    for split, texts in texts_by_split.items():
-        order = np.argsort([len(text) for text in texts])
-        vectors = np.zeros((len(texts), model.config.encoder.hidden_size), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                rows = order[start:start + batch_size]
-                batch = tokenizer([texts[row] for row in rows], truncation=True, padding=True, return_tensors="pt",
-                                  return_token_type_ids=False)
-                hidden = model.encoder(**batch).last_hidden_state
-                vectors[rows] = pool_hidden_states(hidden, batch["attention_mask"], model.config.pooling).numpy()
-        vectors_by_split[split] = vectors
-    return vectors_by_split
+def stacking_columns(vectors: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mean, std, scale) that put review vectors beside TF-IDF rows: standardized on the training split and scaled to
+    rows of about unit norm, like the TF-IDF rows."""
+    return vectors["train"].mean(axis=0), vectors["train"].std(axis=0) + 1e-6, 1.0 / np.sqrt(vectors["train"].shape[1])
 
 
 def stacked_features(lexical: dict, vectors: dict) -> dict:
-    """Per split, the TF-IDF rows beside the review vectors, standardized on the training split and scaled to rows of
-    about unit norm, like the TF-IDF rows beside them."""
-    mean, std = vectors["train"].mean(axis=0), vectors["train"].std(axis=0) + 1e-6
-    scale = 1.0 / np.sqrt(vectors["train"].shape[1])
+    """Per split, the TF-IDF rows beside the standardized, scaled review vectors (`stacking_columns`)."""
+    mean, std, scale = stacking_columns(vectors)
     return {split: sparse.hstack([lexical[split], sparse.csr_matrix((vectors[split] - mean) / std * scale)]).tocsr()
             for split in lexical}
+
+
+def fit_stacking_heads(texts: dict, vectors: dict, ratings: dict, ages: dict,
+                       c_values=STACKING_C_VALUES) -> StackingHeads:
+    """One LogisticRegression (rating) and one Ridge (age) on TF-IDF features beside a fine-tuned encoder's review
+    vectors, per split (train, validation). The encoder has seen the training reviews' labels, so its training
+    vectors fit better than new ones: C and alpha are chosen on validation, as for TF-IDF alone."""
+    vectorizer = tfidf_vectorizer()
+    lexical = {"train": vectorizer.fit_transform(texts["train"]), "validation": vectorizer.transform(texts["validation"])}
+    features = stacked_features(lexical, vectors)
+    classifier, c = rating_classifier(features, ratings, c_values)
+    regressor, alpha = age_regressor(features, ages)
+    mean, std, scale = stacking_columns(vectors)
+    return StackingHeads(
+        vocabulary=sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get), idf=vectorizer.idf_,
+        vector_mean=mean, vector_std=std, vector_scale=scale, rating_weights=classifier.coef_,
+        rating_bias=classifier.intercept_, age_weights=regressor.coef_, age_bias=float(regressor.intercept_),
+        ngram_range=vectorizer.ngram_range, token_pattern=vectorizer.token_pattern,
+        settings={"C": c, "alpha": alpha, "training_reviews": len(texts["train"])})

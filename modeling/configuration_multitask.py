@@ -32,11 +32,13 @@ class MultiTaskReviewConfig(PreTrainedConfig):
 
     `encoder` holds the encoder's own config. The age head predicts standardized age; `age_mean` / `age_std`
     (taken from the training split) turn it back into years. The loss options record how the model was trained.
+    `stacking_heads`: the folder has linear heads on TF-IDF beside the review vector (modeling/stacking_heads.py),
+    which decide instead of the model's own heads; `rating_logit_offsets` then apply to their logits.
     """
 
     model_type = "review-multitask"
     sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="distilbert")}
-    keys_to_ignore_at_inference = ["rating_loss", "age_loss"]
+    keys_to_ignore_at_inference = ["rating_loss", "age_loss", "review_vector"]
 
     encoder: PreTrainedConfig | dict | None = None
     pooling: str = VALIDATED_DEFAULTS.get("pooling")
@@ -50,6 +52,7 @@ class MultiTaskReviewConfig(PreTrainedConfig):
     huber_delta: float = 1.0
     rating_class_weights: list[float] | None = None
     rating_logit_offsets: list[float] | None = None
+    stacking_heads: bool = False
 
     def __post_init__(self, **kwargs):
         if kwargs.get("id2label") is None and self.id2label is None:

@@ -12,14 +12,11 @@ from sklearn.metrics import confusion_matrix
 logger = logging.getLogger(__name__)
 
 
-def write_multitask_predictions(test_split: Dataset, prediction, path: str, rating_logit_offsets: list[float] | None,
+def write_multitask_predictions(test_split: Dataset, rating_logits: np.ndarray, predicted_age: np.ndarray, path: str,
                                 columns: dict[str, str]) -> None:
     """One row per test review, in the split's order: the prediction's rows are in dataset order (`ReviewTrainer`).
-    The predicted rating follows the model's decision rule (its logit offsets, if any), as the pipeline does.
+    `rating_logits` and `predicted_age` are what the saved model serves (its decision rule applied to the logits).
     `columns` names the split's `text`, `rating` (class id, 0 = 1 star) and `age` columns."""
-    rating_logits, predicted_age = prediction.predictions[:2]
-    if rating_logit_offsets is not None:
-        rating_logits = rating_logits + np.asarray(rating_logit_offsets)
     table = test_split.map(
         lambda batch, indices: {
             "predicted_rating": (rating_logits[indices].argmax(-1) + 1).tolist(),

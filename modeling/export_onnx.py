@@ -3,8 +3,9 @@
     python -m modeling.export_onnx MODEL_DIR
 
 writes `MODEL_DIR/onnx/model.onnx` (float32) and `MODEL_DIR/onnx/model_int8.onnx` (dynamic int8 quantization of the
-matrix products with `onnxruntime.quantization`). Works for the multi-task model (outputs `rating_logits` and `age`
-in years), the frozen-features topic model and any fine-tuned `AutoModelForSequenceClassification` (`logits`).
+matrix products with `onnxruntime.quantization`). Works for the multi-task model (outputs `rating_logits`, `age`
+in years and the `review_vector` its stacking heads read), the frozen-features topic model and any fine-tuned
+`AutoModelForSequenceClassification` (`logits`).
 Inputs are `input_ids` and `attention_mask`, int64, with dynamic batch and sequence axes. The Hub push uploads the
 whole folder, so `onnx/` travels with the model, as in sentence-transformers repos.
 """
@@ -23,7 +24,7 @@ from .configuration_multitask import MultiTaskReviewConfig
 
 logger = logging.getLogger(__name__)
 
-MULTITASK_OUTPUT_NAMES = ("rating_logits", "age")
+MULTITASK_OUTPUT_NAMES = ("rating_logits", "age", "review_vector")  # the vector feeds stacking heads, if any
 CLASSIFIER_OUTPUT_NAMES = ("logits",)
 # One weight scale per output channel: on the demo's trained multi-task model (first 1,000 clothing test reviews) int8
 # per channel gave torch fp32's rating on 98.4% of reviews (largest probability gap 0.12, age 0.13 years off on

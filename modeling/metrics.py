@@ -39,42 +39,103 @@ def fit_logit_offsets(logits: np.ndarray, labels: np.ndarray, num_classes: int,
     post-hoc logit adjustment, by coordinate ascent over `grid`. The last class keeps 0 (only differences matter);
     a change is kept only if it raises macro-F1, so no offsets at all is where it starts."""
 
-    def macro_f1(offsets: np.ndarray) -> float:
-        return f1_score(labels, (logits + offsets).argmax(-1), labels=range(num_classes), average="macro",
-                        zero_division=0)
+    def score(offsets: np.ndarray) -> float:
+        return macro_f1(labels, (logits + offsets).argmax(-1), num_classes)
 
     offsets = np.zeros(num_classes)
-    best = macro_f1(offsets)
+    best = score(offsets)
     for _ in range(rounds):
         improved = False
         for index in range(num_classes - 1):
             for value in grid:
                 trial = offsets.copy()
                 trial[index] = value
-                if (score := macro_f1(trial)) > best + 1e-12:
-                    best, offsets, improved = score, trial, True
+                if (trial_score := score(trial)) > best + 1e-12:
+                    best, offsets, improved = trial_score, trial, True
         if not improved:
             break
     return [round(float(value), 4) for value in offsets]
 
 
-def build_multitask_metrics(rating_names: list[str], rating_logit_offsets: Callable[[], list[float] | None] = lambda: None
-                            ) -> Callable[[EvalPrediction], dict]:
-    """Rating accuracy / macro-F1 / per-class F1 and age MAE / RMSE in years, for `Trainer(compute_metrics=...)`.
-    When `rating_logit_offsets()` gives offsets (the model's decision rule), the rating metrics with them are added
-    as `rating_adjusted_*`: both with and without the rule."""
+def macro_f1(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
+    return float(f1_score(labels, predicted, labels=range(num_classes), average="macro", zero_division=0))
+
+
+def paired_bootstrap_gain(labels: np.ndarray, baseline: np.ndarray, candidate: np.ndarray, score,
+                          resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """(score(candidate) - score(baseline), its standard error): the standard deviation of that gain over
+    `resamples` bootstrap resamples of the reviews, both predictions scored on the same resample."""
+    gain = score(labels, candidate) - score(labels, baseline)
+    rows = np.random.default_rng(seed).integers(0, len(labels), size=(resamples, len(labels)))
+    gains = [score(labels[sample], candidate[sample]) - score(labels[sample], baseline[sample]) for sample in rows]
+    return float(gain), float(np.std(gains, ddof=1))
+
+
+def cross_fitted_offsets(logits: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = 5,
+                         seed: int = 0) -> dict:
+    """Whether logit offsets carry over to reviews they were not fitted on: on each of `folds` stratified folds of
+    (validation) `labels`, the offsets fitted on the other folds decide; the macro-F1 gain of these out-of-fold
+    decisions over the plain argmax and its paired-bootstrap standard error. `keep` is a gain past two standard
+    errors; `offsets` are then those fitted on all rows (else None: the model decides by argmax)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    out_of_fold = np.empty(len(labels), dtype=np.int64)
+    for fit_rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(logits, labels):
+        offsets = fit_logit_offsets(logits[fit_rows], labels[fit_rows], num_classes)
+        out_of_fold[held_out] = (logits[held_out] + np.asarray(offsets)).argmax(-1)
+    gain, standard_error = paired_bootstrap_gain(labels, logits.argmax(-1), out_of_fold,
+                                                 lambda truth, predicted: macro_f1(truth, predicted, num_classes))
+    keep = gain > 2 * standard_error
+    return {"gain": gain, "standard_error": standard_error, "keep": bool(keep),
+            "offsets": fit_logit_offsets(logits, labels, num_classes) if keep else None}
+
+
+def expected_ratings(logits: np.ndarray) -> np.ndarray:
+    """Ordinal decoding: the class nearest the expected class index under the softmax probabilities (argmax reads
+    the classes as unordered; this reads them as a scale)."""
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    expected = probabilities @ np.arange(logits.shape[-1])
+    return np.clip(np.rint(expected), 0, logits.shape[-1] - 1).astype(np.int64)
+
+
+def multitask_metrics(rating_logits: np.ndarray, predicted_age: np.ndarray, rating_labels: np.ndarray,
+                      age_labels: np.ndarray, rating_names: list[str], prefix: str = "") -> dict:
+    """Rating accuracy / macro-F1 / per-class F1 (argmax of `rating_logits`) and age MAE / RMSE in years."""
+    metrics = classification_metrics(rating_labels, rating_logits.argmax(-1), rating_names, prefix="rating_")
+    metrics.update(age_metrics(age_labels, predicted_age))
+    return {prefix + key: value for key, value in metrics.items()}
+
+
+def build_multitask_metrics(rating_names: list[str]) -> Callable[[EvalPrediction], dict]:
+    """`multitask_metrics` of the model's own heads, for `Trainer(compute_metrics=...)`, and `rating_expected_*`:
+    those of the ordinal decoding (`expected_ratings`), a lever measured in every run."""
 
     def compute_metrics(eval_prediction: EvalPrediction) -> dict:
         rating_logits, predicted_age = eval_prediction.predictions[:2]
         rating_labels, age_labels = eval_prediction.label_ids
-        metrics = classification_metrics(rating_labels, rating_logits.argmax(-1), rating_names, prefix="rating_")
-        if (offsets := rating_logit_offsets()) is not None:
-            adjusted = (rating_logits + np.asarray(offsets)).argmax(-1)
-            metrics.update(classification_metrics(rating_labels, adjusted, rating_names, prefix="rating_adjusted_"))
-        metrics.update(age_metrics(age_labels, predicted_age))
+        metrics = multitask_metrics(rating_logits, predicted_age, rating_labels, age_labels, rating_names)
+        expected = classification_metrics(rating_labels, expected_ratings(rating_logits), rating_names, "rating_expected_")
+        metrics.update({key: expected[key] for key in ("rating_expected_accuracy", "rating_expected_macro_f1")})
         return metrics
 
     return compute_metrics
+
+
+def decision_levers(rating_logits: np.ndarray, rating_labels: np.ndarray) -> dict:
+    """The two rating decision levers measured on (validation) logits against the argmax, each a gain with its
+    standard error: logit offsets cross-fitted (`cross_fitted_offsets`, whose `offsets` are None unless the gain is past
+    two standard errors) and the ordinal decoding (`expected_ratings`), on macro-F1 and accuracy."""
+    num_classes = rating_logits.shape[-1]
+    argmax, expected = rating_logits.argmax(-1), expected_ratings(rating_logits)
+    cross_fit = cross_fitted_offsets(rating_logits, rating_labels, num_classes)
+    levers = {"rating_offsets_cross_fit_gain": cross_fit["gain"],
+              "rating_offsets_cross_fit_standard_error": cross_fit["standard_error"]}
+    for name, score in (("macro_f1", lambda truth, predicted: macro_f1(truth, predicted, num_classes)),
+                        ("accuracy", lambda truth, predicted: float(np.mean(truth == predicted)))):
+        gain, standard_error = paired_bootstrap_gain(rating_labels, argmax, expected, score)
+        levers.update({f"rating_expected_{name}_gain": gain, f"rating_expected_{name}_standard_error": standard_error})
+    return {"metrics": levers, "offsets": cross_fit["offsets"]}
 
 
 def build_classification_metrics(label_names: list[str]) -> Callable[[EvalPrediction], dict]:

@@ -19,13 +19,15 @@ from .pipeline_multitask import PIPELINE_TASK, ReviewRatingAgePipeline
 
 @dataclass
 class MultiTaskReviewOutput(ModelOutput):
-    """`age` is in years. `rating_loss` and `age_loss` are the unweighted task losses (for logging)."""
+    """`age` is in years. `rating_loss` and `age_loss` are the unweighted task losses (for logging). `review_vector`
+    is the pooled encoder output the heads read (the stacking heads read it too)."""
 
     loss: torch.FloatTensor | None = None
     rating_logits: torch.FloatTensor | None = None
     age: torch.FloatTensor | None = None
     rating_loss: torch.FloatTensor | None = None
     age_loss: torch.FloatTensor | None = None
+    review_vector: torch.FloatTensor | None = None
 
 
 class MultiTaskReviewModel(PretrainedEncoderMixin, PreTrainedModel):
@@ -83,7 +85,8 @@ class MultiTaskReviewModel(PretrainedEncoderMixin, PreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden_states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = self.dropout(pool_hidden_states(hidden_states, attention_mask, self.config.pooling))
+        review_vector = pool_hidden_states(hidden_states, attention_mask, self.config.pooling)
+        pooled = self.dropout(review_vector)
         rating_logits = self.rating_head(pooled)
         # In float32 even under bf16 autocast: bf16 years near 40 come in steps of 0.25.
         with torch.autocast(device_type=pooled.device.type, enabled=False):
@@ -104,7 +107,8 @@ class MultiTaskReviewModel(PretrainedEncoderMixin, PreTrainedModel):
         if rating_loss is not None or age_loss is not None:
             loss = self.weight_task_losses(rating_loss, age_loss)
         return MultiTaskReviewOutput(
-            loss=loss, rating_logits=rating_logits, age=age, rating_loss=rating_loss, age_loss=age_loss
+            loss=loss, rating_logits=rating_logits, age=age, rating_loss=rating_loss, age_loss=age_loss,
+            review_vector=review_vector,
         )
 
     def weight_task_losses(self, rating_loss: torch.Tensor | None, age_loss: torch.Tensor | None) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """`review-rating-age` pipeline: review text -> star rating, rating distribution and age in years.
 
-This file travels with saved and pushed models (`custom_pipelines` in the config): it imports only torch and
-transformers.
+This file travels with saved and pushed models (`custom_pipelines` in the config): it imports only torch,
+transformers and its sibling stacking heads file.
 """
 
 import torch
 from transformers import Pipeline
+
+from .stacking_heads import StackingHeads
 
 PIPELINE_TASK = "review-rating-age"
 
@@ -19,7 +21,14 @@ def model_max_length(tokenizer, model) -> int:
 
 class ReviewRatingAgePipeline(Pipeline):
     """`pipeline("review-rating-age", model=...)("Great dress!")` ->
-    `{"rating": 5, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3}`. Lists are batched."""
+    `{"rating": 5, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3}`. Lists are batched. A model saved
+    with stacking heads (`config.stacking_heads`) is served by them: TF-IDF of the text beside the review vector."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = self.model.config
+        self.stacking_heads = StackingHeads.load(config._name_or_path, revision=getattr(config, "_commit_hash", None)
+                                                 ) if getattr(config, "stacking_heads", False) else None
 
     def _sanitize_parameters(self, max_length=None, **kwargs):
         if kwargs:
@@ -32,13 +41,18 @@ class ReviewRatingAgePipeline(Pipeline):
         if not isinstance(text, str):
             raise TypeError(f"review-rating-age expects review text (str), got {type(text).__name__}")
         limit = model_max_length(self.tokenizer, self.model)
-        return self.tokenizer(
-            text, truncation=True, max_length=min(max_length or limit, limit), return_tensors="pt"
-        )
+        inputs = self.tokenizer(text, truncation=True, max_length=min(max_length or limit, limit), return_tensors="pt")
+        if self.stacking_heads is not None:  # computed here, where the text is; batched as a (1, classes + 1) row
+            inputs["lexical_scores"] = torch.tensor(self.stacking_heads.lexical_scores(text)[None])
+        return inputs
 
     def _forward(self, model_inputs):
         outputs = self.model(input_ids=model_inputs["input_ids"], attention_mask=model_inputs["attention_mask"])
-        return {"rating_logits": outputs.rating_logits, "age": outputs.age}
+        if self.stacking_heads is None:
+            return {"rating_logits": outputs.rating_logits, "age": outputs.age}
+        scores = model_inputs["lexical_scores"].double() + torch.from_numpy(
+            self.stacking_heads.vector_scores(outputs.review_vector.float().cpu().numpy())).to(outputs.age.device)
+        return {"rating_logits": scores[:, :-1], "age": scores[:, -1]}
 
     def postprocess(self, model_outputs):
         logits = model_outputs["rating_logits"][0].float()

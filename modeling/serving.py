@@ -22,6 +22,7 @@ from .backends import (
     AUTO, TORCH, OnnxBackend, TorchBackend, check_backend, choose_backend, find_onnx_file, torch_installed,
 )
 from .hub import parse_model_reference
+from .stacking_heads import StackingHeads
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +82,15 @@ class ServedConfig:
     max_position_embeddings: int | None
     rating_logit_offsets: list[float] | None = None
     problem_type: str | None = None
+    stacking_heads: bool = False
 
     @classmethod
     def from_dict(cls, config: dict, name: str) -> "ServedConfig":
         encoder = config.get("encoder") or config  # the project's models keep their encoder's config in `encoder`
         return cls(name=name, id2label={int(index): label for index, label in config.get("id2label", {}).items()},
                    max_position_embeddings=encoder.get("max_position_embeddings"),
-                   rating_logit_offsets=config.get("rating_logit_offsets"), problem_type=config.get("problem_type"))
+                   rating_logit_offsets=config.get("rating_logit_offsets"), problem_type=config.get("problem_type"),
+                   stacking_heads=bool(config.get("stacking_heads")))
 
     @classmethod
     def from_folder(cls, repo_or_path: str, revision: str | None) -> "ServedConfig":
@@ -238,7 +241,7 @@ class BatchedReviewModel(ABC):
         valid = [index for index, text in enumerate(texts) if is_scorable(text)]
         results: list[dict | None] = [None] * len(texts)
         for index, (outputs, truncated) in zip(valid, self.run([texts[index] for index in valid])):
-            results[index] = {**self.postprocess(outputs), "truncated": truncated}
+            results[index] = {**self.postprocess(outputs, texts[index]), "truncated": truncated}
         return results
 
     @property
@@ -246,15 +249,21 @@ class BatchedReviewModel(ABC):
         return [self.config.id2label[index] for index in sorted(self.config.id2label)]
 
     @abstractmethod
-    def postprocess(self, outputs: dict[str, np.ndarray]) -> dict:
-        """One review's result from its model outputs."""
+    def postprocess(self, outputs: dict[str, np.ndarray], text: str) -> dict:
+        """One review's result from its model outputs and its text."""
 
 
 class RatingAgeModel(BatchedReviewModel):
     """Star rating and reviewer age:
     `{"rating": 5, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3, "truncated": False}`."""
 
-    output_names = ("rating_logits", "age")
+    output_names = ("rating_logits", "age", "review_vector")
+
+    def __init__(self, *arguments, stacking_heads: StackingHeads | None = None, **options):
+        super().__init__(*arguments, **options)
+        self.stacking_heads = stacking_heads or getattr(self.pipeline, "stacking_heads", None)
+        if self.config.stacking_heads and self.stacking_heads is None:
+            raise ValueError(f"{self.name} is served by stacking heads (config.stacking_heads) but none were loaded")
 
     @classmethod
     def load_pipeline(cls, repo_or_path, revision, trust_remote_code, device):
@@ -263,9 +272,17 @@ class RatingAgeModel(BatchedReviewModel):
         return load_rating_age_pipeline(repo_or_path, revision=revision, trust_remote_code=trust_remote_code,
                                         device=device)
 
-    def postprocess(self, outputs: dict[str, np.ndarray]) -> dict:
-        """`ReviewRatingAgePipeline.postprocess`: the rating decided with the config's logit offsets when it has them,
-        the scores the model's own probabilities."""
+    @classmethod
+    def load_extras(cls, repo_or_path, revision) -> dict:
+        served = ServedConfig.from_folder(repo_or_path, revision)
+        return {"stacking_heads": StackingHeads.load(repo_or_path, revision) if served.stacking_heads else None}
+
+    def postprocess(self, outputs: dict[str, np.ndarray], text: str) -> dict:
+        """`ReviewRatingAgePipeline.postprocess`: the model's heads or its stacking heads, the rating decided with the
+        config's logit offsets when it has them, the scores the served logits' probabilities."""
+        if self.stacking_heads is not None:
+            stacked_logits, stacked_ages = self.stacking_heads.predict([text], outputs["review_vector"])
+            outputs = {"rating_logits": stacked_logits, "age": stacked_ages}
         logits = outputs["rating_logits"][0].astype(np.float32)
         offsets = self.config.rating_logit_offsets
         best = int((logits + np.asarray(offsets, dtype=np.float32) if offsets else logits).argmax())
@@ -300,7 +317,7 @@ class TopicClassifier(BatchedReviewModel):
     def load_extras(cls, repo_or_path, revision) -> dict:
         return {"topic_words_model": load_topic_words_model(repo_or_path, revision)}
 
-    def postprocess(self, outputs: dict[str, np.ndarray]) -> dict:
+    def postprocess(self, outputs: dict[str, np.ndarray], text: str) -> dict:
         """The text-classification pipeline's `top_k=None` answer for a single-label classifier: softmax scores."""
         scores = softmax(outputs["logits"][0].astype(np.float32))
         ranked = sorted(zip(self.labels, scores.tolist()), key=lambda item: -item[1])
