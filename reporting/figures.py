@@ -36,15 +36,16 @@ def multitask_quality(payload: dict, path: Path) -> None:
     """The test rows against the targets, and (where the file has one) the learning curve as <name>_curve.png."""
     plt, test_rows, curve = pyplot(), payload["rows"], payload.get("curve") or {}
     names = list(test_rows)
-    panels = (("test rating accuracy", (("rating_accuracy", "argmax"), ("rating_adjusted_accuracy", "offsets")),
-               TARGETS["rating_accuracy"]),
-              ("test rating macro-F1", (("rating_macro_f1", "argmax"), ("rating_adjusted_macro_f1", "offsets")),
-               TARGETS["rating_adjusted_macro_f1"]),
-              ("test age MAE (years, lower is better)", (("age_mae", None),), TARGETS["age_mae"]))
+    panels = (("test rating accuracy", (("rating_accuracy", "argmax"), ("rating_expected_accuracy", "expected rating"),
+                                        ("served_rating_accuracy", "as served")), TARGETS["rating_accuracy"]),
+              ("test rating macro-F1", (("rating_macro_f1", "argmax"), ("rating_expected_macro_f1", "expected rating"),
+                                        ("served_rating_macro_f1", "as served")), TARGETS["rating_macro_f1"]),
+              ("test age MAE (years, lower is better)", (("age_mae", "age head"), ("served_age_mae", "as served")),
+               TARGETS["age_mae"]))
     # Dots with ± one standard deviation over seeds, not bars from zero: the rows differ by hundredths.
     figure, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len(names) + 2.5), sharey=True)
     for axis, (title, keys, target) in zip(axes, panels):
-        for (key, label), marker, offset in zip(keys, ("o", "D"), (0.0, 0.2)):
+        for (key, label), marker, offset in zip(keys, ("o", "D", "s"), (0.0, 0.15, 0.3)):
             shown = [(position, test_rows[name]["test"][key]) for position, name in enumerate(names)
                      if key in test_rows[name]["test"] and key not in switched_off(test_rows[name].get("settings", {}))]
             if shown:

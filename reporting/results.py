@@ -38,6 +38,9 @@ TARGETS = {**{name: (value, name != "age_mae") for name, value in QUALITY_TARGET
            "labelling_minutes": (5.0, False), "labelling_memory_growth": (1.1, False)}
 # Amazon review counts the labelling projection speaks of: the shared files, the seed's Amazon-mention filter on Review
 # Full, and all of Review Full
+# The packaged MiniLM's test stage measured again on its selected settings (`--validated_settings`): the served default
+# on the current training code
+SERVED_RESULTS = "multitask_quality_MiniLM"
 LABELLING_SIZES = {"the 92,715 shared reviews": 92_715,
                    "112,106 reviews (the seed's count after the Amazon-mention filter, without reading Review Full)": 112_106,
                    "all 3,000,000 reviews of Review Full": 3_000_000}
@@ -192,6 +195,7 @@ def multitask_results(quick: bool) -> dict | None:
                             None),
               "combinations": sum(row["lever"] == COMBINED for row in payload["selection"].values()),
               "has_stacking": any("stacking" in row for row in rows),
+              "serves_stacking": any(" as served" in row for row in rows),
               "not_kept": [f"{row} ({100 * entry['change']:+.1f}%)" for row, entry in payload["selection"].items()
                            if entry["lever"] == COMBINED and row != payload["selected_row"]],
               "peak_rss": [run["peak_rss_mb"] for row in rows.values() for run in row.get("runs", [])
@@ -209,11 +213,47 @@ def multitask_results(quick: bool) -> dict | None:
 
 
 def other_encoders() -> list[dict]:
-    """The multi-task benchmark's --validated_settings results (multitask_quality_<encoder folder>.json), each with
-    its defaults row."""
+    """The multi-task benchmark's --validated_settings results for other encoders
+    (multitask_quality_<encoder folder>.json), each with its defaults row."""
     payloads = [json.loads(path.read_text()) for path in sorted(common.RESULTS_DIR.glob("multitask_quality_*.json"))
-                if path.stem != "multitask_quality_quick"]
+                if path.stem not in ("multitask_quality_quick", SERVED_RESULTS)]
     return [{"p": payload, "defaults": defaults_row(payload["rows"])} for payload in payloads]
+
+
+def served_default(quick: bool) -> dict | None:
+    """The served default (train_multitask.py's defaults as the pipeline answers: the `... as served ...` row) from
+    the newest measurement of the packaged MiniLM: the test stage rerun on the selected settings
+    (SERVED_RESULTS.json) where there is one, else the main results file; with its model-heads row, TF-IDF, the
+    comparison with TF-IDF and the decision levers measured on validation. None where no run measured it."""
+    for name in ([] if quick else [SERVED_RESULTS]) + [in_mode(quick, "multitask_quality")[0]]:
+        payload = common.load_result(name) if name else None
+        rows = (payload or {}).get("rows", {})
+        served = next((row for key, row in rows.items() if " as served" in key), None)
+        if served is None:
+            continue
+        heads, tfidf = defaults_row(rows), next(row for key, row in rows.items() if key.startswith("TF-IDF +"))
+        seeds = served["seeds"]
+        return {"name": name, "p": payload, "row": served, "heads": heads, "tfidf": tfidf,
+                "versus_tfidf": {key: versus_baseline(served["test"][key], tfidf["test"][key], seeds,
+                                                      key != "age_mae", digits)
+                                 for key, digits in (("rating_accuracy", 3), ("rating_macro_f1", 3), ("age_mae", 2))},
+                "levers": decision_levers(heads["validation"])}
+    return None
+
+
+def decision_levers(validation: dict) -> list[dict]:
+    """Each rating decision lever measured on validation (mean over seeds of its gain over the argmax and of the gain's
+    bootstrap standard error) and the benchmark's verdict on it."""
+    names = {"rating_offsets_cross_fit": "logit offsets, cross-fitted (5 folds), macro-F1",
+             "rating_expected_macro_f1": "expected-rating decoding, macro-F1",
+             "rating_expected_accuracy": "expected-rating decoding, accuracy"}
+    levers = []
+    for key, name in names.items():
+        if f"{key}_gain" in validation:
+            gain, se = validation[f"{key}_gain"]["mean"], validation[f"{key}_standard_error"]["mean"]
+            levers.append({"name": name, "gain": gain, "standard_error": se,
+                           "verdict": difference_verdict(gain, se)})
+    return levers
 
 
 def labeller_selection(selection: dict | None) -> dict | None:
@@ -258,6 +298,7 @@ def context(quick: bool) -> dict:
         "other_run": common.load_result("run_all" if quick else "run_all_quick"),
         "quick_tables": [title for title, name in names.items() if (in_mode(quick, name)[0] or "").endswith("_quick")],
         "multitask": multitask_results(quick), "encoders": [] if quick else other_encoders(),
+        "served_default": served_default(quick),
         "training": dict(zip(("name", "p"), in_mode(quick, "training_speed"))),
         "validity": validity, "selection": selection, "labeller": labeller_selection(selection),
         "validity_check": lambda name: next((check for check in (validity or {}).get("targets", [])

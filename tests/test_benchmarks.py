@@ -158,24 +158,26 @@ def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tm
     # Selection reads validation only: the one deviation is chosen exactly when its change is below 0.
     selection = first["selection"]
     assert set(selection) == set(rows) and selection["single-task age"]["change"] is None
-    assert "test" not in selection[DEFAULTS] and "rating_adjusted_macro_f1" in selection[DEFAULTS]["validation"]
+    assert "test" not in selection[DEFAULTS] and "served_rating_macro_f1" in selection[DEFAULTS]["validation"]
+    assert "rating_offsets_cross_fit_gain" in selection[DEFAULTS]["validation"]
     mse, base = selection["MSE age loss"]["validation"], selection[DEFAULTS]["validation"]
     change = ((1 - mse["rating_accuracy"]["mean"]) / (1 - base["rating_accuracy"]["mean"]) - 1
               + mse["age_mae"]["mean"] / base["age_mae"]["mean"] - 1)
     assert selection["MSE age loss"]["change"] == pytest.approx(change)
     assert first["selected_settings"] == {**BASE_SETTINGS, **({"age_loss": "mse"} if change < 0 else {})}
-    # The test stage ran on the selected settings: validation beside test, and the stacking row.
+    # The test stage ran on the selected settings: validation beside test, and the defaults as served (stacking).
     defaults_row = first["rows"][DEFAULTS]
     assert defaults_row["seeds"] == 1 and defaults_row["settings"] == first["selected_settings"]
     assert {"rating_accuracy", "age_mae"} <= defaults_row["validation"].keys()
-    assert "rating_adjusted_macro_f1" in defaults_row["test"]
-    stacking = next(row for name, row in first["rows"].items() if "stacking" in name)
+    assert {"rating_expected_macro_f1", "served_rating_macro_f1"} <= defaults_row["test"].keys()
+    stacking = next(row for name, row in first["rows"].items() if "as served: stacking heads" in name)
+    assert stacking["test"]["rating_accuracy"] == defaults_row["test"]["served_rating_accuracy"]
     assert 0 <= stacking["test"]["rating_accuracy"]["mean"] <= 1 and stacking["test"]["age_mae"]["mean"] > 0
     assert 4000 < first["split_sizes"]["train"] < 6000  # the slice, and more than the curve's largest size
     assert "rating_accuracy" in first["curve"][str(first["split_sizes"]["train"])]  # the test stage is the curve's end
     # The curve stage was not asked for: its 6 runs (2 sizes x 3 rows, one seed) are missing, and said so. The test
     # stage reuses the 4 selection runs when the base settings win; when MSE wins, the defaults' test run is the MSE
-    # run again (rerun for the stacking row, replacing its file) and the two single-task rows are new: 6 runs.
+    # selection run, kept, and the two single-task rows are new: 6 runs.
     kept = len(list((tmp_path / "multitask_quality_runs").glob("*.json")))
     assert first["runs_done"] == kept == (4 if change >= 0 else 6) and first["runs_missing"] == 6
 

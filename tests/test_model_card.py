@@ -1,6 +1,6 @@
 """Model cards rendered from freshly trained folders say what the saved settings say: the labels (with `other` when
 the topic config has it), how the topic labels were made (the embedding labeller's saved decision), the multi-task
-losses and decision rule; re-rendered after a setting changes, the card follows it. Their metadata follows the Hub's
+losses and what the pipeline serves (stacking heads, logit offsets); re-rendered after a setting changes, the card follows it. Their metadata follows the Hub's
 conventions, checked offline with huggingface_hub: base_model (the packaged MiniLM folder is its Hub id), standard
 metric types of a Hub task in the model-index, license_link for `license: other`; the text tells of `onnx/` exactly
 when the folder has it, and its onnxruntime example gives the pipeline's answer."""
@@ -74,7 +74,7 @@ def config_labels(config: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def multitask_folder(tmp_path_factory, tiny_encoder_dir, clothing_slice):  # noqa: F811 - the imported fixture
-    """train_multitask.py with the validated defaults (offsets fitted on validation), a few steps."""
+    """train_multitask.py with the validated defaults (stacking heads served, no logit offsets), a few steps."""
     output_dir = tmp_path_factory.mktemp("card_multitask") / "model"
     run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--do_eval",
                                  "--max_steps", "4"))
@@ -96,18 +96,24 @@ def rerender_multitask_card(folder) -> str:
     return card_text(folder)
 
 
-def assert_offsets_stated(folder) -> None:
-    """The card says whether the saved model has rating logit offsets, lists them by class, and that the pipeline
-    applies them."""
+def assert_served_recipe_stated(folder) -> None:
+    """The card says whether the saved model is served by stacking heads and whether it has rating logit offsets
+    (listed by class), and its code examples apply what the config has."""
     config, text = read_config(folder), card_text(folder)
-    offsets = config["rating_logit_offsets"]
+    offsets, stacking = config.get("rating_logit_offsets"), config.get("stacking_heads")
     if offsets:
-        assert "This model has rating logit offsets (`rating_logit_offsets` in `config.json`)" in text
-        assert "The `review-rating-age` pipeline applies them" in text
+        assert "It has rating logit offsets (`rating_logit_offsets` in `config.json`)" in text
         for label, offset in zip(config_labels(config), offsets, strict=True):
             assert f"| {label} | {offset:g} |" in text
+        assert "+ model.config.rating_logit_offsets).argmax(-1)" in text
     else:
-        assert "This model has no rating logit offsets" in text and "pipeline applies them" not in text
+        assert "It has no rating logit offsets" in text and "model.config.rating_logit_offsets" not in text
+    if stacking:
+        assert "This model is served by **stacking heads** (`stacking_heads: true` in `config.json`)" in text
+        assert "TF-IDF terms" in text and re.search(r'StackingHeads\.load\("[^"]+"\)\.predict\(texts,', text)
+    else:
+        assert "The pipeline answers with the model's own heads" in text and "StackingHeads" not in text
+        assert "rating_logits, age = outputs.rating_logits.numpy(), outputs.age.numpy()" in text
 
 
 def assert_multitask_card_follows_config(folder) -> None:
@@ -130,14 +136,15 @@ def test_fresh_multitask_card_states_the_saved_losses_and_classes(multitask_fold
     assert config["age_loss"] == "l1"  # the validated default (multitask_defaults.json)
     assert_multitask_card_follows_config(multitask_folder)
     assert "| age_loss | l1 |" in text
-    assert config["rating_logit_offsets"] and "+ torch.tensor(model.config.rating_logit_offsets)).argmax(-1)" in text
-    assert_offsets_stated(folder=multitask_folder)
+    assert config["stacking_heads"] and config["rating_logit_offsets"] is None
+    assert_served_recipe_stated(folder=multitask_folder)
 
 
 @pytest.mark.parametrize("settings", [
     {"age_loss": "mse"},
     {"age_loss": "huber", "loss_weighting": "uncertainty", "rating_loss_weight": 0.5},
-    {"age_loss": "l1", "rating_logit_offsets": None},
+    {"age_loss": "l1", "stacking_heads": False},
+    {"age_loss": "l1", "rating_logit_offsets": [0.5, 0.25, 0.0, -0.5, 0.0]},
 ])
 def test_multitask_card_follows_a_changed_config(multitask_folder, tmp_path, settings):
     folder = shutil.copytree(multitask_folder, tmp_path / "model")
@@ -145,9 +152,7 @@ def test_multitask_card_follows_a_changed_config(multitask_folder, tmp_path, set
     text, config = rerender_multitask_card(folder), read_config(folder)
     assert_multitask_card_follows_config(folder)
     assert f"| age_loss | {config['age_loss']} |" in text  # the saved setting, not the one the run passed
-    if config["rating_logit_offsets"] is None:
-        assert "rating_logit_offsets" not in text and "rating = outputs.rating_logits.argmax(-1) + 1" in text
-    assert_offsets_stated(folder)
+    assert_served_recipe_stated(folder)
 
 
 def test_fresh_topic_card_states_the_other_class_and_the_embedding_labeller(topic_folder):
@@ -271,23 +276,32 @@ def test_model_index_has_only_standard_metrics_of_a_hub_task(card_folder):
         assert (result.metric_type, args) in STANDARD_METRICS, (result.metric_type, result.metric_args)
         assert not re.search(r"f1_|star|books|other", result.metric_name), result.metric_name  # per class: text only
     reported = {(result.dataset_split, result.metric_type): result.metric_value for result in results}
-    metrics, offsets = read_all_results(folder), read_config(folder).get("rating_logit_offsets")
-    prefix = ("rating_adjusted_" if offsets else "rating_") if kind == "multitask" else ""
+    metrics, served = read_all_results(folder), read_config(folder).get("stacking_heads")
+    prefix = ("served_rating_" if served else "rating_") if kind == "multitask" else ""
     assert reported[("validation", "accuracy")] == pytest.approx(metrics[f"eval_{prefix}accuracy"], abs=1e-4)
     assert reported[("validation", "f1")] == pytest.approx(metrics[f"eval_{prefix}macro_f1"], abs=1e-4)
     if kind == "multitask":
-        assert reported[("validation", "mae")] == pytest.approx(metrics["eval_age_mae"], abs=1e-4)
+        age_key = "eval_served_age_mae" if served else "eval_age_mae"
+        assert reported[("validation", "mae")] == pytest.approx(metrics[age_key], abs=1e-4)
         assert "| rating_f1_5_stars |" in card_text(folder)  # the per-class scores are in the text's table
 
 
-def test_model_index_reports_the_rating_without_offsets_when_the_model_has_none(multitask_folder, tmp_path):
+def test_model_index_reports_what_is_served_and_says_by_what(multitask_folder, tmp_path):
     folder = shutil.copytree(multitask_folder, tmp_path / "model")
-    edit_json(folder / "config.json", rating_logit_offsets=None)
-    render_card(folder, "multitask")
-    accuracy = next(result for result in model_index_results(folder)
+    metrics = read_all_results(folder)
+
+    def validation_accuracy():
+        render_card(folder, "multitask")
+        return next(result for result in model_index_results(folder)
                     if result.metric_type == "accuracy" and result.dataset_split == "validation")
-    assert accuracy.metric_value == pytest.approx(read_all_results(folder)["eval_rating_accuracy"], abs=1e-4)
-    assert "offsets" not in accuracy.metric_name
+
+    served = validation_accuracy()
+    assert served.metric_value == pytest.approx(metrics["eval_served_rating_accuracy"], abs=1e-4)
+    assert served.metric_name == "Rating accuracy (stacking heads)"
+    edit_json(folder / "config.json", stacking_heads=False)  # the model's own heads
+    heads = validation_accuracy()
+    assert heads.metric_value == pytest.approx(metrics["eval_rating_accuracy"], abs=1e-4)
+    assert heads.metric_name == "Rating accuracy"
 
 
 def test_license_other_links_to_its_terms_in_the_folder(card_folder):
@@ -340,9 +354,23 @@ def test_card_onnx_example_gives_the_pipelines_rating_and_age(multitask_folder, 
     folder = shutil.copytree(multitask_folder, tmp_path / "model")
     export_onnx(folder, quantize=False)
     render_card(folder, "multitask")
-    assert read_config(folder)["rating_logit_offsets"] and "np.array([" in onnx_example(folder)
+    assert read_config(folder)["stacking_heads"] and "StackingHeads.load(" in onnx_example(folder)
     example = {"os": os}
     exec(onnx_example(folder), example)
+    answer = modeling.load_rating_age_pipeline(str(folder))("Runs small.")
+    assert example["rating"].tolist() == [answer["rating"]]
+    assert example["age"].tolist() == pytest.approx([answer["age"]], abs=0.06)
+
+
+def test_card_model_example_gives_the_pipelines_rating_and_age(multitask_folder, tmp_path):
+    """The "How to use" example, on the local folder: the model itself with the stacking heads answers as the
+    pipeline does."""
+    folder = shutil.copytree(multitask_folder, tmp_path / "model")
+    render_card(folder, "multitask")
+    readme = (folder / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme[readme.index("## How to use"):], re.S).group(1)
+    example = {}
+    exec(code.replace('"me/rating-age"', repr(str(folder))), example)
     answer = modeling.load_rating_age_pipeline(str(folder))("Runs small.")
     assert example["rating"].tolist() == [answer["rating"]]
     assert example["age"].tolist() == pytest.approx([answer["age"]], abs=0.06)

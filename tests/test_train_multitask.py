@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -85,7 +86,7 @@ def test_train_eval_predict_writes_metrics_predictions_and_a_loadable_model(tmp_
     assert f"{results['eval_rating_accuracy']:.4f}"[:5] in card_text
     index_values = [metric["value"] for result in card.data.to_dict()["model-index"][0]["results"]
                     for metric in result["metrics"]]
-    assert any(value == pytest.approx(results["test_age_mae"], abs=1e-4) for value in index_values)
+    assert any(value == pytest.approx(results["test_served_age_mae"], abs=1e-4) for value in index_values)
 
     outside = run_outside_project(
         "import json, sys\n"
@@ -100,6 +101,24 @@ def test_train_eval_predict_writes_metrics_predictions_and_a_loadable_model(tmp_
     assert outside["class"] == "MultiTaskReviewModel"
     assert [item["rating"] for item in outside["answers"]] == [item["rating"] for item in answer]
     assert [item["age"] for item in outside["answers"]] == [item["age"] for item in answer]
+
+    # served by default: stacking heads saved without pickle, and what the pipeline answers is what was measured
+    assert model.config.stacking_heads and model.config.rating_logit_offsets is None
+    assert {"stacking_heads.safetensors", "stacking_heads.json", "stacking_heads.py"} <= {
+        path.name for path in output_dir.iterdir()}
+    for key in ("test_served_rating_accuracy", "test_served_rating_macro_f1", "test_served_age_mae",
+                "eval_rating_offsets_cross_fit_gain", "eval_rating_offsets_cross_fit_standard_error",
+                "eval_rating_expected_macro_f1_gain", "eval_rating_expected_accuracy", "test_rating_expected_macro_f1"):
+        assert key in results, key
+    served = modeling.load_rating_age_pipeline(str(output_dir))(list(test_split["text"]), batch_size=8)
+    assert [item["rating"] for item in served] == predictions["predicted_rating"].tolist()
+    assert [item["age"] for item in served] == pytest.approx(predictions["predicted_age"].tolist(), abs=0.11)
+    served_accuracy = float(np.mean([item["rating"] - 1 for item in served] == np.asarray(test_split["rating"])))
+    assert served_accuracy == pytest.approx(results["test_served_rating_accuracy"])
+    assert "stacking heads" in card_text and "stacking_heads.safetensors" in card_text
+    assert any(metric["name"] == "Rating accuracy (stacking heads)" and metric["value"] == pytest.approx(
+        results["test_served_rating_accuracy"], abs=1e-4) for result in card.data.to_dict()["model-index"][0]["results"]
+        for metric in result["metrics"])
 
 
 @pytest.mark.parametrize(

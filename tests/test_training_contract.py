@@ -421,21 +421,51 @@ def test_pipeline_decides_with_the_offsets_and_keeps_the_raw_probabilities(tmp_p
     assert adjusted["rating_scores"] == pytest.approx(plain["rating_scores"])
 
 
+def test_cross_fitted_offsets_are_kept_only_when_they_carry_over():
+    import numpy as np
+
+    from modeling.metrics import cross_fitted_offsets
+
+    generator = np.random.default_rng(0)
+    labels = generator.choice(3, size=900, p=[0.1, 0.2, 0.7])
+    skewed = generator.normal(size=(900, 3)) + np.eye(3)[labels] * 1.5 + np.array([0.0, 0.0, 2.0])  # too much for 2
+    kept = cross_fitted_offsets(skewed, labels, 3)
+    assert kept["keep"] and kept["gain"] > 2 * kept["standard_error"] and len(kept["offsets"]) == 3
+    balanced = generator.choice(3, size=900)  # unbiased logits of balanced classes: any offsets fit only noise
+    dropped = cross_fitted_offsets(generator.normal(size=(900, 3)) + np.eye(3)[balanced], balanced, 3)
+    assert not dropped["keep"] and dropped["offsets"] is None
+
+
+def test_expected_rating_decoding_reads_the_classes_as_a_scale():
+    import numpy as np
+
+    from modeling.metrics import expected_ratings
+
+    # two peaks at the ends: the argmax is an end, the expectation is the middle
+    logits = np.log(np.array([[0.45, 0.05, 0.0001, 0.05, 0.45], [0.01, 0.01, 0.01, 0.02, 0.95]]))
+    assert expected_ratings(logits).tolist() == [2, 4]
+
+
 @pytest.mark.slow
-def test_fit_rating_offsets_stores_them_and_reports_metrics_with_and_without(tmp_path, tiny_encoder_dir,
-                                                                           clothing_slice):
-    switched_off = tmp_path / "no_offsets"
-    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, switched_off, "--do_train", "--do_eval",
-                                 "--max_steps", "2", "--fit_rating_offsets", "false"))
-    assert AutoConfig.from_pretrained(switched_off).rating_logit_offsets is None
-    output_dir = tmp_path / "out"
-    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, output_dir, "--do_train", "--do_eval",
-                                 "--do_predict", "--max_steps", "12"))  # on by default
-    offsets = AutoConfig.from_pretrained(output_dir).rating_logit_offsets
-    assert len(offsets) == 5 and offsets[-1] == 0.0
-    results = json.loads((output_dir / "all_results.json").read_text())
-    assert results["eval_rating_adjusted_macro_f1"] >= results["eval_rating_macro_f1"]
-    assert {"test_rating_adjusted_accuracy", "test_rating_accuracy"} <= results.keys()
+def test_offsets_are_off_by_default_and_fitted_only_when_asked(tmp_path, tiny_encoder_dir, clothing_slice):
+    default = tmp_path / "default"
+    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, default, "--do_train", "--do_eval",
+                                 "--max_steps", "2", "--stacking_heads", "false"))
+    config = AutoConfig.from_pretrained(default)
+    assert config.rating_logit_offsets is None and not config.stacking_heads
+    assert not (default / "stacking_heads.json").exists()
+    results = json.loads((default / "all_results.json").read_text())
+    assert results["eval_served_rating_accuracy"] == results["eval_rating_accuracy"]  # the heads are served
+    asked = tmp_path / "asked"
+    run_script(*common_arguments(tiny_encoder_dir, clothing_slice, asked, "--do_train", "--do_eval",
+                                 "--max_steps", "2", "--stacking_heads", "false", "--fit_rating_offsets", "true"))
+    results = json.loads((asked / "all_results.json").read_text())
+    offsets = AutoConfig.from_pretrained(asked).rating_logit_offsets
+    # kept only past two standard errors of their out-of-fold gain
+    kept = results["eval_rating_offsets_cross_fit_gain"] > 2 * results["eval_rating_offsets_cross_fit_standard_error"]
+    assert (offsets is not None) == kept
+    if offsets is not None:
+        assert len(offsets) == 5 and offsets[-1] == 0.0
 
 
 @pytest.mark.parametrize("model_class", MODELS)
