@@ -417,5 +417,47 @@ def test_space_load_benchmark_serves_concurrent_clients_without_errors(tmp_path,
     for name, row in result["endpoints"].items():
         assert row["requests"] > 0 and row["p99_ms"] >= row["p95_ms"] >= row["p50_ms"] > 0, name
     assert result["endpoints"]["batch"]["reviews_per_s"] == pytest.approx(
-        20 * result["endpoints"]["batch"]["requests_per_s"], rel=0.01)
+        20 * result["endpoints"]["batch"]["requests_per_s"], rel=0.01, abs=0.11)  # both rounded, slow when loaded
     assert isinstance(result["machine"]["cpu_flags"], list)
+
+
+def test_report_states_the_served_default_and_each_decision_lever_against_two_standard_errors(tmp_path, monkeypatch):
+    """A rerun of MiniLM's test stage on the current code (multitask_quality_MiniLM.json): the README speaks of what
+    the pipeline serves, against TF-IDF and the targets, and of each rating lever measured on validation."""
+    from benchmarks import common
+    from benchmarks.multitask_selection import DEFAULTS
+    from reporting import results
+
+    committed = common.load_result("multitask_quality")
+    (tmp_path / "multitask_quality.json").write_text(json.dumps(committed))
+
+    def summary(values: dict, std: float = 0.004) -> dict:
+        return {key: {"mean": value, "std": std} for key, value in values.items()}
+
+    validation = summary({"rating_accuracy": 0.67, "rating_macro_f1": 0.49, "age_mae": 9.3,
+                          "rating_offsets_cross_fit_gain": 0.004, "rating_offsets_cross_fit_standard_error": 0.006,
+                          "rating_expected_macro_f1_gain": -0.03, "rating_expected_macro_f1_standard_error": 0.008,
+                          "rating_expected_accuracy_gain": 0.002, "rating_expected_accuracy_standard_error": 0.005})
+    served = summary({"rating_accuracy": 0.705, "rating_macro_f1": 0.53, "age_mae": 9.05, "age_rmse": 11.4})
+    tfidf = next(row for name, row in committed["rows"].items() if name.startswith("TF-IDF +"))
+    rerun = {**{key: committed[key] for key in ("command", "encoder", "data", "split_sizes", "precision")},
+             "command": "python -m benchmarks.multitask_quality --bf16 --validated_settings", "training_code": "abc",
+             "selected_settings": committed["selected_settings"], "runs_done": 3, "planned_runs": 3,
+             "runs_missing": 0, "rows": {
+                 "TF-IDF + LogisticRegression / Ridge": tfidf,
+                 f"MiniLM {DEFAULTS}": {"seeds": 3, "settings": committed["selected_settings"],
+                                        "validation": validation, "test": summary({"rating_accuracy": 0.69})},
+                 "MiniLM defaults as served: stacking heads": {"seeds": 3, "validation": served, "test": served}}}
+    (tmp_path / "multitask_quality_MiniLM.json").write_text(json.dumps(rerun))
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+
+    readme = " ".join(results.readme_section(quick=False).split())
+    assert "serves stacking heads" in readme and "accuracy 0.705, short of the 0.72 target" in readme
+    assert "| MiniLM defaults as served: stacking heads † | 3 | 0.705 | 0.530 | 9.05 |" in readme
+    assert "logit offsets, cross-fitted (5 folds), macro-F1 +0.004 ± 0.006 (no measurable difference)" in readme
+    assert "expected-rating decoding, macro-F1 -0.030 ± 0.008 (worse)" in readme
+    # TF-IDF's 0.661 accuracy against 0.705 ± 0.004/sqrt(3): better; its 9.16 years against 9.05: better
+    assert "accuracy +0.044 ± 0.002 (better)" in readme and "-0.11 ± 0.00 (better) years" in readme
+    page = " ".join(results.results_page(quick=False).split())
+    assert "## The served default on the current training code" in page and "(target: better on both tasks by two " \
+        "standard errors; met)" in page

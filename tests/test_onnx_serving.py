@@ -209,7 +209,7 @@ def test_training_with_export_onnx_pushes_the_onnx_folder_and_serves_it_from_the
     output_dir, repo_id = tmp_path / "out", "review-lab/tiny-onnx"
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "train_multitask.py"), "--model_name_or_path", str(tiny_encoder_dir),
-         "--train_file", str(train_file), "--output_dir", str(output_dir), "--do_train", "--max_steps", "2",
+         "--train_file", str(train_file), "--output_dir", str(output_dir), "--do_train", "--do_eval", "--max_steps", "2",
          "--per_device_train_batch_size", "8", "--max_seq_length", "64", "--report_to", "none",
          "--save_strategy", "no", "--export_onnx", "--push_to_hub", "--hub_model_id", repo_id],
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
@@ -218,10 +218,18 @@ def test_training_with_export_onnx_pushes_the_onnx_folder_and_serves_it_from_the
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert (output_dir / "onnx" / "model.onnx").is_file() and (output_dir / "onnx" / "model_int8.onnx").is_file()
     pushed = set(HfApi(endpoint=loopback_hub.url).list_repo_files(repo_id))
-    assert {"onnx/model.onnx", "onnx/model_int8.onnx", "config.json"} <= pushed
+    assert {"onnx/model.onnx", "onnx/model_int8.onnx", "config.json", "stacking_heads.safetensors",
+            "stacking_heads.json", "stacking_heads.py"} <= pushed
 
+    # served by its stacking heads (the default with --do_eval) on every backend, as the pipeline answers
     from_hub = serving.RatingAgeModel.load(repo_id, backend=backends.ONNX_FP32)
-    assert isinstance(from_hub.backend, backends.OnnxBackend)
+    assert isinstance(from_hub.backend, backends.OnnxBackend) and from_hub.stacking_heads is not None
     local = serving.RatingAgeModel.load(str(output_dir))
-    for expected, found in zip(local.predict(REVIEWS[:3]), from_hub.predict(REVIEWS[:3]), strict=True):
+    assert local.stacking_heads is not None
+    pipeline_answers = local.pipeline(REVIEWS[:3])
+    for expected, found, answer in zip(local.predict(REVIEWS[:3]), from_hub.predict(REVIEWS[:3]), pipeline_answers,
+                                       strict=True):
         assert found["rating_scores"] == pytest.approx(expected["rating_scores"], abs=1e-4)
+        assert found["rating"] == expected["rating"] == answer["rating"]
+        assert expected["rating_scores"] == pytest.approx(answer["rating_scores"], abs=1e-5)
+        assert abs(found["age"] - answer["age"]) <= 0.1 + 1e-9
