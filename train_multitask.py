@@ -175,6 +175,7 @@ def fit_stacking(trainer: MultiTaskTrainer, tokenized, splits, validation) -> St
         vectors={name: prediction.predictions[2] for name, (_, prediction) in by_split.items()},
         ratings={name: np.asarray(split[RATING_COLUMN]) for name, (split, _) in by_split.items()},
         ages={name: np.asarray(split[AGE_COLUMN], dtype=np.float64) for name, (split, _) in by_split.items()},
+        num_classes=len(RATING_NAMES),
     )
     logger.info("Stacking heads fitted on %d TF-IDF terms beside the review vectors: %s", len(heads.vocabulary),
                 heads.settings)

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import DATA_DIR, REPO_ROOT, PeakMemory, amazon_files, command_line, write_json
-from data_prep.topic_mapping import EMBEDDING_PRECISIONS, autocast_dtype, embedding_device
+from data_prep.topic_mapping import EMBEDDING_PRECISIONS, embedding_device, resolved_precision
 
 STAGES = ("read", "filter", "cleaning")
 PIPELINES = ("datasets", "pandas")
@@ -188,7 +188,7 @@ def main():
         "command": command_line("data_prep_speed", sys.argv[1:]), "num_proc": args.num_proc, "results": [],
         "versions": {"datasets": datasets.__version__, "pandas": pandas.__version__},
         **({"embedding_precision": args.embedding_precision,
-            "resolved_precision": "bf16" if autocast_dtype(args.embedding_precision, embedding_device()) else "fp32"}
+            "resolved_precision": resolved_precision(args.embedding_precision, embedding_device())}
            if args.labelling else {}),
         "input": "shared/data/amazon_*.csv.gz replicated in order, headerless rating,title,review, all fields quoted",
         "targets": {"seconds_for_shared_reviews": TARGET_LABELLING_SECONDS} if args.labelling else {

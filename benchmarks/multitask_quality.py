@@ -64,11 +64,11 @@ def split_metrics(rating_ids, predicted_ids, ages, predicted_ages) -> dict:
     return {key: metrics[key] for key in ("rating_accuracy", "rating_macro_f1", "age_mae", "age_rmse")}
 
 
-def linear_row(features: dict, splits, **c_values) -> dict:
+def linear_row(features: dict, splits) -> dict:
     """LogisticRegression (rating) and Ridge (age) on `features`, C and alpha chosen on validation: the chosen
     values and the validation and test metrics."""
     ratings, ages = ({split: np.asarray(splits[split][column]) for split in splits} for column in ("rating", "age"))
-    classifier, c = rating_classifier(features, ratings, **c_values)
+    classifier, c = rating_classifier(features, ratings)
     regressor, alpha = age_regressor(features, ages)
     return {"C": c, "alpha": alpha, **{
         split: split_metrics(ratings[split], classifier.predict(features[split]), ages[split],

@@ -27,7 +27,7 @@ from benchmarks.topic_validity import (
     TARGETS, against_targets, media_share, product_categories, score,
 )
 from data_prep.amazon import NMF_TEXT_COLUMN, TEXT_COLUMN
-from data_prep.topic_mapping import autocast_dtype, embedding_device
+from data_prep.topic_mapping import embedding_device, resolved_precision
 from data_prep.topic_model import DEFAULT_DECISION, OTHER_LABEL
 from data_prep.review_splits import topic_fit_sample
 from data_prep.topics import TopicLabelArguments, fit_topics, map_topics
@@ -83,7 +83,7 @@ def precision_agreement(topic_model, train, options: TopicLabelArguments, texts,
         seconds[precision] = round(time.perf_counter() - started, 1)
     same = sum(fp32 == bf16 for fp32, bf16 in zip(labels["fp32"], labels["bf16"]))
     return {"reviews": len(texts), "same_decisions": round(same / len(texts), 4), "seconds": seconds,
-            "auto_here": "bf16" if autocast_dtype("auto", embedding_device()) else "fp32"}
+            "auto_here": resolved_precision("auto", embedding_device())}
 
 
 def main():

@@ -102,22 +102,27 @@ EMBEDDING_PRECISIONS = ("auto", "fp32", "bf16")
 NATIVE_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # as modeling.backends reads them for serving
 
 
-def autocast_dtype(precision: str, device: str):
-    """The dtype the sentence encoder is autocast to on `device`, or None for float32. `auto` is bf16 where the device
+def resolved_precision(precision: str, device: str) -> str:
+    """"bf16" or "fp32": the precision the sentence encoder runs in on `device`. `auto` is bf16 where the device
     computes it natively (an Ampere or later GPU; a CPU with AVX512-BF16 or AMX-BF16) and float32 elsewhere, where
     bf16 would be emulated and slower. What it costs in decisions and gains in speed on the measured CPU:
     benchmarks/results/topic_labeller_selection.json (`embedding_precision`)."""
-    import torch
-
     if precision not in EMBEDDING_PRECISIONS:
         raise ValueError(f"The embedding precision must be one of {EMBEDDING_PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        if device.startswith("cuda"):
-            native = torch.cuda.is_bf16_supported(including_emulation=False)
-        else:
-            native = bool(cpu_flags() & NATIVE_BF16_CPU_FLAGS)
-        precision = "bf16" if native else "fp32"
-    return torch.bfloat16 if precision == "bf16" else None
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
+    return "bf16" if cpu_flags() & NATIVE_BF16_CPU_FLAGS else "fp32"
+
+
+def autocast_dtype(precision: str, device: str):
+    """The dtype the sentence encoder is autocast to on `device` (`resolved_precision`), or None for float32."""
+    import torch
+
+    return torch.bfloat16 if resolved_precision(precision, device) == "bf16" else None
 
 
 @functools.cache

@@ -6,6 +6,8 @@ train_multitask.py fits (TF-IDF beside a fine-tuned multi-task model's review ve
 """
 
 
+import logging
+
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -15,6 +17,9 @@ from .stacking_heads import StackingHeads
 
 C_VALUES, ALPHA_VALUES = (0.5, 1.0, 2.0, 4.0, 8.0), (0.3, 1.0, 3.0, 10.0)
 STACKING_C_VALUES = (1.0, 4.0, 16.0)
+UNSEEN_CLASS_BIAS = -1e4  # the logit of a rating no training review has: never chosen, probability 0
+
+logger = logging.getLogger(__name__)
 
 
 def tfidf_vectorizer() -> TfidfVectorizer:
@@ -61,20 +66,37 @@ def stacked_features(lexical: dict, vectors: dict) -> dict:
             for split in lexical}
 
 
-def fit_stacking_heads(texts: dict, vectors: dict, ratings: dict, ages: dict,
+def class_rows(classifier: LogisticRegression, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weights (num_classes, columns), biases): the fitted classifier's logits in class-id order, whatever ids its
+    training labels held. A class no training label has gets UNSEEN_CLASS_BIAS (logged); with two classes
+    scikit-learn fits one row, the logit of the second against the first, and the first gets zeros."""
+    classes = classifier.classes_
+    coef, intercept = classifier.coef_, classifier.intercept_
+    if len(classes) == 2:
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.append(0.0, intercept)
+    weights, biases = np.zeros((num_classes, coef.shape[1])), np.full(num_classes, UNSEEN_CLASS_BIAS)
+    weights[classes], biases[classes] = coef, intercept
+    if missing := sorted(set(range(num_classes)) - set(classes.tolist())):
+        logger.warning("No training review has rating class(es) %s: the stacking heads never give them", missing)
+    return weights, biases
+
+
+def fit_stacking_heads(texts: dict, vectors: dict, ratings: dict, ages: dict, num_classes: int,
                        c_values=STACKING_C_VALUES) -> StackingHeads:
-    """One LogisticRegression (rating) and one Ridge (age) on TF-IDF features beside a fine-tuned encoder's review
-    vectors, per split (train, validation). The encoder has seen the training reviews' labels, so its training
-    vectors fit better than new ones: C and alpha are chosen on validation, as for TF-IDF alone."""
+    """One LogisticRegression (rating, class ids 0..num_classes-1) and one Ridge (age) on TF-IDF features beside a
+    fine-tuned encoder's review vectors, per split (train, validation). The encoder has seen the training reviews'
+    labels, so its training vectors fit better than new ones: C and alpha are chosen on validation, as for TF-IDF
+    alone."""
     vectorizer = tfidf_vectorizer()
     lexical = {"train": vectorizer.fit_transform(texts["train"]), "validation": vectorizer.transform(texts["validation"])}
     features = stacked_features(lexical, vectors)
     classifier, c = rating_classifier(features, ratings, c_values)
     regressor, alpha = age_regressor(features, ages)
     mean, std, scale = stacking_columns(vectors)
+    rating_weights, rating_bias = class_rows(classifier, num_classes)
     return StackingHeads(
         vocabulary=sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get), idf=vectorizer.idf_,
-        vector_mean=mean, vector_std=std, vector_scale=scale, rating_weights=classifier.coef_,
-        rating_bias=classifier.intercept_, age_weights=regressor.coef_, age_bias=float(regressor.intercept_),
+        vector_mean=mean, vector_std=std, vector_scale=scale, rating_weights=rating_weights,
+        rating_bias=rating_bias, age_weights=regressor.coef_, age_bias=float(regressor.intercept_),
         ngram_range=vectorizer.ngram_range, token_pattern=vectorizer.token_pattern,
         settings={"C": c, "alpha": alpha, "training_reviews": len(texts["train"])})

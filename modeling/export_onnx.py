@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from .backends import ONNX_FOLDER, INPUT_NAMES, onnx_paths  # noqa: F401 - where the exported files go
 from .configuration_multitask import MultiTaskReviewConfig
+from .stacking_heads import StackingHeads
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +101,11 @@ def export_fp32(model: nn.Module, path: Path) -> str:
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = INT8_PER_CHANNEL,
-                  agreement_texts: list[str] | None = None, tokenizer=None, output_name: str | None = None,
-                  agreement_bar: float = 0.99, decision_offsets=None) -> None:
+                  agreement_texts: list[str] | None = None, tokenizer=None, decision=None,
+                  agreement_bar: float = 0.99) -> None:
     """Dynamic int8: weights of MatMul/Gemm quantized once, activations per batch at run time. With
-    `agreement_texts`, the most sensitive MatMuls stay float32 until int8 agrees with float32's top-1 on
-    `agreement_bar` of them (`modeling.int8_recipe`).
+    `agreement_texts`, the most sensitive MatMuls stay float32 until int8 gives float32's served class
+    (`decision`, a `modeling.int8_recipe.TopOneDecision`) on `agreement_bar` of them.
 
     The graph goes through ONNX Runtime's pre-processing first (shape inference and graph optimization), as its
     quantization guide recommends, so that fused MatMuls are found and quantized."""
@@ -116,8 +117,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool = INT8_PER
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         if agreement_texts:
-            recipe = quantize_to_agree(prepared, fp32_path, int8_path, tokenizer, agreement_texts, output_name,
-                                       per_channel, agreement_bar, decision_offsets)
+            recipe = quantize_to_agree(prepared, fp32_path, int8_path, tokenizer, agreement_texts, decision,
+                                       per_channel, agreement_bar)
             logger.info("int8 recipe: %d MatMuls kept float32, top-1 agreement %.4f on %d reviews",
                         len(recipe["float32_nodes"]), recipe["top1_agreement"], recipe["reviews"])
         else:
@@ -147,14 +148,18 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, per_channel: bool 
     logger.info("Wrote %s (%s exporter, %.1f MB)", paths["fp32"], exporter, paths["fp32"].stat().st_size / 1e6)
     if not quantize:
         return {"fp32": paths["fp32"]}
-    tokenizer = None
+    tokenizer = decision = None
     if agreement_texts:
         from transformers import AutoTokenizer
 
+        from .int8_recipe import TopOneDecision
+
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        config = model.config
+        heads = StackingHeads.load(str(model_dir)) if getattr(config, "stacking_heads", False) else None
+        decision = TopOneDecision(output_names_for(config)[0], getattr(config, "rating_logit_offsets", None), heads)
     quantize_int8(paths["fp32"], paths["int8"], per_channel=per_channel, agreement_texts=agreement_texts,
-                  tokenizer=tokenizer, output_name=output_names_for(model.config)[0], agreement_bar=agreement_bar,
-                  decision_offsets=getattr(model.config, "rating_logit_offsets", None))
+                  tokenizer=tokenizer, decision=decision, agreement_bar=agreement_bar)
     logger.info("Wrote %s (%.1f MB)", paths["int8"], paths["int8"].stat().st_size / 1e6)
     return paths
 

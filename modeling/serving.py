@@ -142,9 +142,10 @@ class BatchedReviewModel(ABC):
         bfloat16, much faster on CPUs with AVX512-BF16 or AMX and on GPUs), or on the ONNX graph at `onnx_path`
         (`threads`: ONNX Runtime's intra-op threads)."""
         model = text_pipeline.model.eval()
-        backend = (OnnxBackend(onnx_path, cls.output_names, threads=threads) if onnx_path is not None
-                   else TorchBackend(model, cls.output_names, autocast_dtype=autocast_dtype))
         config = ServedConfig.from_dict(model.config.to_dict(), model.config._name_or_path or type(model).__name__)
+        outputs = cls.model_outputs(config)
+        backend = (OnnxBackend(onnx_path, outputs, threads=threads) if onnx_path is not None
+                   else TorchBackend(model, outputs, autocast_dtype=autocast_dtype))
         return cls(text_pipeline.tokenizer, config, backend, text_pipeline=text_pipeline, **options)
 
     @classmethod
@@ -166,8 +167,8 @@ class BatchedReviewModel(ABC):
                         options["backend_reason"])
         else:
             options.setdefault("backend_reason", f"--backend {backend}")
-        options.update(cls.load_extras(repo_or_path, revision))
         onnx_path = resolve_onnx_file(repo_or_path, revision, backend)
+        options.update(cls.load_extras(repo_or_path, revision, from_pipeline=onnx_path is None))
         if onnx_path is None and backend != TORCH:
             if not torch_installed():
                 raise ValueError(f"{repo_or_path} has no onnx/ export for the {backend} backend and torch is not "
@@ -179,8 +180,8 @@ class BatchedReviewModel(ABC):
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(repo_or_path, revision=revision, trust_remote_code=trust_remote_code)
-        return cls(tokenizer, ServedConfig.from_folder(repo_or_path, revision),
-                   OnnxBackend(onnx_path, cls.output_names, threads=threads), **options)
+        config = ServedConfig.from_folder(repo_or_path, revision)
+        return cls(tokenizer, config, OnnxBackend(onnx_path, cls.model_outputs(config), threads=threads), **options)
 
     @classmethod
     @abstractmethod
@@ -188,8 +189,14 @@ class BatchedReviewModel(ABC):
         """The model's pipeline, for the torch backend."""
 
     @classmethod
-    def load_extras(cls, repo_or_path: str, revision: str | None) -> dict:
-        """Constructor arguments a subclass loads from the folder besides the model."""
+    def model_outputs(cls, config: ServedConfig) -> tuple[str, ...]:
+        """The model outputs `postprocess` reads, for a model with this config."""
+        return cls.output_names
+
+    @classmethod
+    def load_extras(cls, repo_or_path: str, revision: str | None, from_pipeline: bool) -> dict:
+        """Constructor arguments a subclass loads from the folder besides the model (`from_pipeline`: torch serves
+        the model through its pipeline, which may load some of them itself)."""
         return {}
 
     @property
@@ -208,8 +215,8 @@ class BatchedReviewModel(ABC):
         return " ".join(text[: self.max_review_chars * 4].split())[: self.max_review_chars]
 
     def run(self, texts: Sequence[str]) -> list[tuple[dict[str, np.ndarray], bool]]:
-        """For each review: the model outputs named in `output_names` (numpy, batch dimension 1), and whether the
-        review was truncated. Every text must be a non-empty string."""
+        """For each review: the model outputs named in `model_outputs(config)` (numpy, batch dimension 1), and whether
+        the review was truncated. Every text must be a non-empty string."""
         if not texts:
             return []
         encoded = self.tokenizer(
@@ -257,13 +264,19 @@ class RatingAgeModel(BatchedReviewModel):
     """Star rating and reviewer age:
     `{"rating": 5, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3, "truncated": False}`."""
 
-    output_names = ("rating_logits", "age", "review_vector")
+    output_names = ("rating_logits", "age")
 
     def __init__(self, *arguments, stacking_heads: StackingHeads | None = None, **options):
         super().__init__(*arguments, **options)
         self.stacking_heads = stacking_heads or getattr(self.pipeline, "stacking_heads", None)
         if self.config.stacking_heads and self.stacking_heads is None:
             raise ValueError(f"{self.name} is served by stacking heads (config.stacking_heads) but none were loaded")
+
+    @classmethod
+    def model_outputs(cls, config):
+        """The stacking heads read the review vector too: a graph exported without it (before they existed) still
+        serves a model without them."""
+        return (*cls.output_names, "review_vector") if config.stacking_heads else cls.output_names
 
     @classmethod
     def load_pipeline(cls, repo_or_path, revision, trust_remote_code, device):
@@ -273,9 +286,11 @@ class RatingAgeModel(BatchedReviewModel):
                                         device=device)
 
     @classmethod
-    def load_extras(cls, repo_or_path, revision) -> dict:
-        served = ServedConfig.from_folder(repo_or_path, revision)
-        return {"stacking_heads": StackingHeads.load(repo_or_path, revision) if served.stacking_heads else None}
+    def load_extras(cls, repo_or_path, revision, from_pipeline) -> dict:
+        """The stacking heads, for ONNX; on torch the pipeline loads them."""
+        if from_pipeline or not ServedConfig.from_folder(repo_or_path, revision).stacking_heads:
+            return {}
+        return {"stacking_heads": StackingHeads.load(repo_or_path, revision)}
 
     def postprocess(self, outputs: dict[str, np.ndarray], text: str) -> dict:
         """`ReviewRatingAgePipeline.postprocess`: the model's heads or its stacking heads, the rating decided with the
@@ -314,7 +329,7 @@ class TopicClassifier(BatchedReviewModel):
                         trust_remote_code=trust_remote_code, device=device)
 
     @classmethod
-    def load_extras(cls, repo_or_path, revision) -> dict:
+    def load_extras(cls, repo_or_path, revision, from_pipeline) -> dict:
         return {"topic_words_model": load_topic_words_model(repo_or_path, revision)}
 
     def postprocess(self, outputs: dict[str, np.ndarray], text: str) -> dict:

@@ -26,38 +26,47 @@ def pyplot():
     return plt
 
 
-def save_figure(figure, path: Path, dpi: int = 110) -> None:
-    figure.tight_layout()
+def save_figure(figure, path: Path, dpi: int = 110, rect=(0, 0, 1, 1)) -> None:
+    figure.tight_layout(rect=rect)
     figure.savefig(path, dpi=dpi)
     pyplot().close(figure)
+
+
+# How each kind of answer is drawn in every panel: marker, vertical offset within the row, colour, legend label.
+ANSWER_STYLES = {"heads": ("o", 0.0, "C0", "the row's prediction (argmax)"),
+                 "expected": ("D", 0.15, "C1", "expected rating"),
+                 "served": ("s", 0.3, "C2", "as served")}
 
 
 def multitask_quality(payload: dict, path: Path) -> None:
     """The test rows against the targets, and (where the file has one) the learning curve as <name>_curve.png."""
     plt, test_rows, curve = pyplot(), payload["rows"], payload.get("curve") or {}
     names = list(test_rows)
-    panels = (("test rating accuracy", (("rating_accuracy", "argmax"), ("rating_expected_accuracy", "expected rating"),
-                                        ("served_rating_accuracy", "as served")), TARGETS["rating_accuracy"]),
-              ("test rating macro-F1", (("rating_macro_f1", "argmax"), ("rating_expected_macro_f1", "expected rating"),
-                                        ("served_rating_macro_f1", "as served")), TARGETS["rating_macro_f1"]),
-              ("test age MAE (years, lower is better)", (("age_mae", "age head"), ("served_age_mae", "as served")),
+    panels = (("test rating accuracy", {"heads": "rating_accuracy", "expected": "rating_expected_accuracy",
+                                        "served": "served_rating_accuracy"}, TARGETS["rating_accuracy"]),
+              ("test rating macro-F1", {"heads": "rating_macro_f1", "expected": "rating_expected_macro_f1",
+                                        "served": "served_rating_macro_f1"}, TARGETS["rating_macro_f1"]),
+              ("test age MAE (years, lower is better)", {"heads": "age_mae", "served": "served_age_mae"},
                TARGETS["age_mae"]))
     # Dots with ± one standard deviation over seeds, not bars from zero: the rows differ by hundredths.
     figure, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len(names) + 2.5), sharey=True)
     for axis, (title, keys, target) in zip(axes, panels):
-        for (key, label), marker, offset in zip(keys, ("o", "D", "s"), (0.0, 0.15, 0.3)):
+        for kind, key in keys.items():
+            marker, offset, color, label = ANSWER_STYLES[kind]
             shown = [(position, test_rows[name]["test"][key]) for position, name in enumerate(names)
                      if key in test_rows[name]["test"] and key not in switched_off(test_rows[name].get("settings", {}))]
             if shown:
                 axis.errorbar([entry["mean"] for _, entry in shown], [position + offset for position, _ in shown],
-                              xerr=[entry["std"] for _, entry in shown], fmt=marker, capsize=3, label=label)
+                              xerr=[entry["std"] for _, entry in shown], fmt=marker, color=color, capsize=3,
+                              label=label)
         axis.axvline(target, color="grey", linestyle="--", label="target")
         axis.set_title(title)
         axis.grid(axis="x", alpha=0.3)
-        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small")
+    legend = {label: handle for axis in axes for handle, label in zip(*axis.get_legend_handles_labels())}
+    figure.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize="small")
     axes[0].set_yticks(range(len(names)), names)
     axes[0].invert_yaxis()
-    save_figure(figure, path)
+    save_figure(figure, path, rect=(0, 0.4 / (0.45 * len(names) + 2.5), 1, 1))  # 0.4 inch for the legend's row
     if not curve:
         return
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))

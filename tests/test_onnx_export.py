@@ -129,7 +129,7 @@ def test_int8_recipe_keeps_sensitive_matmuls_float32_until_it_agrees(tmp_path, m
     import shutil
 
     from modeling import export_onnx
-    from modeling.int8_recipe import RECIPE_FILE, padded_batches, top_classes
+    from modeling.int8_recipe import RECIPE_FILE, TopOneDecision, padded_batches, top_classes
     from transformers import AutoTokenizer
 
     folder = tmp_path / "model"
@@ -142,9 +142,29 @@ def test_int8_recipe_keeps_sensitive_matmuls_float32_until_it_agrees(tmp_path, m
                       "--agreement-reviews", "21"])
     recipe = json.loads((folder / "onnx" / RECIPE_FILE).read_text())
     assert recipe["top1_agreement"] == 1.0 and recipe["agreement_output"] == "rating_logits"
+    assert recipe["stacking_heads"] is False  # no stacking heads: the model's own rating logits decide
     assert (recipe["reviews"], recipe["confirmation_reviews"]) == (16, 5) and 0 <= recipe["confirmed_top1_agreement"] <= 1
     assert recipe["quantized_nodes"] + len(recipe["float32_nodes"]) > 0 and "cpu_flags" in recipe
     batches = padded_batches(AutoTokenizer.from_pretrained(folder), texts)
     paths = export_onnx.onnx_paths(folder)
-    assert (top_classes(paths["int8"], batches, "rating_logits", len(texts))
-            == top_classes(paths["fp32"], batches, "rating_logits", len(texts))).all()
+    decision = TopOneDecision("rating_logits")
+    assert (top_classes(paths["int8"], batches, texts, decision) == top_classes(paths["fp32"], batches, texts, decision)
+            ).all()
+
+
+def test_int8_agreement_counts_the_answer_served_by_stacking_heads():
+    """For a model served by stacking heads the recipe compares the heads' answer on the review's text and review
+    vector (then the offsets), not the argmax of the model's own rating logits."""
+    from modeling.int8_recipe import TopOneDecision
+    from modeling.stacking_heads import StackingHeads
+
+    heads = StackingHeads(vocabulary=["great", "awful"], idf=np.ones(2), vector_mean=np.zeros(1), vector_std=np.ones(1),
+                          vector_scale=1.0, rating_weights=np.array([[0.0, 5.0, 0.0], [5.0, 0.0, 0.0]]),
+                          rating_bias=np.zeros(2), age_weights=np.zeros(3), age_bias=40.0)
+    outputs = {"rating_logits": np.array([[9.0, 0.0], [9.0, 0.0]]), "review_vector": np.zeros((2, 1))}
+    texts = ["great dress", "awful zipper"]
+    assert TopOneDecision("rating_logits").classes(outputs, texts).tolist() == [0, 0]
+    stacked = TopOneDecision("rating_logits", stacking_heads=heads)
+    assert stacked.outputs == ("rating_logits", "review_vector")
+    assert stacked.classes(outputs, texts).tolist() == [1, 0]
+    assert TopOneDecision("rating_logits", [10.0, 0.0], heads).classes(outputs, texts).tolist() == [0, 0]

@@ -4,14 +4,17 @@
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 from huggingface_hub import HfApi
 
 import app
 from modeling import backends, serving
+from modeling.stacking_heads import StackingHeads
 from onnx_fixtures import exported_multitask_dir, exported_topic_dir  # noqa: F401 - fixtures
 from hub_fixtures import loopback_hub  # noqa: F401 - fixture
 from benchmarks.common import site_packages_without_torch
@@ -37,6 +40,25 @@ def test_rating_age_model_runs_the_folders_onnx_file(exported_multitask_dir, bac
     for result in results[:3] + results[4:]:
         assert sum(result["rating_scores"].values()) == pytest.approx(1, abs=1e-5)
         assert result["rating"] in range(1, 6) and 13 < result["age"] < 100
+
+
+def test_a_graph_exported_before_the_review_vector_output_still_serves_a_model_without_stacking_heads(
+    exported_multitask_dir, tmp_path
+):
+    import onnx
+
+    folder = tmp_path / "model"
+    shutil.copytree(exported_multitask_dir, folder)
+    graph_file = folder / "onnx" / "model.onnx"
+    graph = onnx.load(str(graph_file))
+    kept = [output for output in graph.graph.output if output.name != "review_vector"]
+    del graph.graph.output[:]
+    graph.graph.output.extend(kept)
+    onnx.save(graph, str(graph_file))
+    served = serving.RatingAgeModel.load(str(folder), backend=backends.ONNX_FP32)
+    expected = serving.RatingAgeModel.load(str(exported_multitask_dir), backend=backends.ONNX_FP32)
+    assert served.backend.output_names == ("rating_logits", "age")
+    assert served.predict(REVIEWS) == expected.predict(REVIEWS)
 
 
 def test_onnx_fp32_answers_are_torchs(exported_multitask_dir, exported_topic_dir):
@@ -200,9 +222,14 @@ def test_app_main_loads_both_models_on_the_chosen_backend(exported_multitask_dir
     assert topic_classifier.backend.path.name == rating_age_model.backend.path.name == "model_int8.onnx"
 
 
+def count_calls(calls: list, function, *arguments, **options):
+    calls.append(arguments)
+    return function(*arguments, **options)
+
+
 @pytest.mark.slow
 def test_training_with_export_onnx_pushes_the_onnx_folder_and_serves_it_from_the_hub(
-    loopback_hub, tmp_path, tiny_encoder_dir, clothing_file
+    loopback_hub, tmp_path, tiny_encoder_dir, clothing_file, monkeypatch
 ):
     train_file = tmp_path / "slice.csv"
     read_clothing_frame(clothing_file, nrows=300).to_csv(train_file)
@@ -221,11 +248,16 @@ def test_training_with_export_onnx_pushes_the_onnx_folder_and_serves_it_from_the
     assert {"onnx/model.onnx", "onnx/model_int8.onnx", "config.json", "stacking_heads.safetensors",
             "stacking_heads.json", "stacking_heads.py"} <= pushed
 
-    # served by its stacking heads (the default with --do_eval) on every backend, as the pipeline answers
+    # served by its stacking heads (the default with --do_eval) on every backend, as the pipeline answers; each load
+    # reads them once (on torch the pipeline does)
+    heads_loads = []
+    monkeypatch.setattr(StackingHeads, "load", partial(count_calls, heads_loads, StackingHeads.load))
     from_hub = serving.RatingAgeModel.load(repo_id, backend=backends.ONNX_FP32)
     assert isinstance(from_hub.backend, backends.OnnxBackend) and from_hub.stacking_heads is not None
+    assert len(heads_loads) == 1
     local = serving.RatingAgeModel.load(str(output_dir))
-    assert local.stacking_heads is not None
+    assert local.stacking_heads is not None and local.stacking_heads is local.pipeline.stacking_heads
+    assert len(heads_loads) == 2
     pipeline_answers = local.pipeline(REVIEWS[:3])
     for expected, found, answer in zip(local.predict(REVIEWS[:3]), from_hub.predict(REVIEWS[:3]), pipeline_answers,
                                        strict=True):

@@ -447,6 +447,24 @@ def test_expected_rating_decoding_reads_the_classes_as_a_scale():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("present", [(1, 2, 3, 4), (2, 4)])
+def test_stacking_heads_keep_class_ids_when_training_lacks_a_rating(present):
+    from modeling.baselines import fit_stacking_heads
+
+    rng = np.random.default_rng(0)
+    words = {rating: f"word{rating} term{rating}" for rating in range(5)}
+    splits = {split: rng.choice(present, size=count) for split, count in (("train", 120), ("validation", 40))}
+    texts = {split: [f"{words[rating]} filler{index % 7} common text" for index, rating in enumerate(ratings)]
+             for split, ratings in splits.items()}
+    vectors = {split: rng.normal(size=(len(ratings), 4)) + ratings[:, None] for split, ratings in splits.items()}
+    ages = {split: 30.0 + ratings * 5 for split, ratings in splits.items()}
+    heads = fit_stacking_heads(texts, vectors, splits, ages, num_classes=5)
+    logits, _ = heads.predict(texts["validation"], vectors["validation"])
+    assert logits.shape == (40, 5)
+    assert set(logits.argmax(1)) <= set(present)
+    assert (logits.argmax(1) == splits["validation"]).mean() > 0.9  # ids, not positions among the present classes
+
+
 def test_offsets_are_off_by_default_and_fitted_only_when_asked(tmp_path, tiny_encoder_dir, clothing_slice):
     default = tmp_path / "default"
     run_script(*common_arguments(tiny_encoder_dir, clothing_slice, default, "--do_train", "--do_eval",
