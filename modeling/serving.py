@@ -168,7 +168,8 @@ class BatchedReviewModel(ABC):
         else:
             options.setdefault("backend_reason", f"--backend {backend}")
         onnx_path = resolve_onnx_file(repo_or_path, revision, backend)
-        options.update(cls.load_extras(repo_or_path, revision, from_pipeline=onnx_path is None))
+        config = None if onnx_path is None else ServedConfig.from_folder(repo_or_path, revision)
+        options.update(cls.load_extras(repo_or_path, revision, config))
         if onnx_path is None and backend != TORCH:
             if not torch_installed():
                 raise ValueError(f"{repo_or_path} has no onnx/ export for the {backend} backend and torch is not "
@@ -180,7 +181,6 @@ class BatchedReviewModel(ABC):
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(repo_or_path, revision=revision, trust_remote_code=trust_remote_code)
-        config = ServedConfig.from_folder(repo_or_path, revision)
         return cls(tokenizer, config, OnnxBackend(onnx_path, cls.model_outputs(config), threads=threads), **options)
 
     @classmethod
@@ -194,9 +194,10 @@ class BatchedReviewModel(ABC):
         return cls.output_names
 
     @classmethod
-    def load_extras(cls, repo_or_path: str, revision: str | None, from_pipeline: bool) -> dict:
-        """Constructor arguments a subclass loads from the folder besides the model (`from_pipeline`: torch serves
-        the model through its pipeline, which may load some of them itself)."""
+    def load_extras(cls, repo_or_path: str, revision: str | None, onnx_config: ServedConfig | None) -> dict:
+        """Constructor arguments a subclass loads from the folder besides the model. `onnx_config`: the folder's
+        config where an ONNX graph serves it; None where torch serves it through its pipeline, which may load some of
+        them itself."""
         return {}
 
     @property
@@ -286,9 +287,9 @@ class RatingAgeModel(BatchedReviewModel):
                                         device=device)
 
     @classmethod
-    def load_extras(cls, repo_or_path, revision, from_pipeline) -> dict:
+    def load_extras(cls, repo_or_path, revision, onnx_config) -> dict:
         """The stacking heads, for ONNX; on torch the pipeline loads them."""
-        if from_pipeline or not ServedConfig.from_folder(repo_or_path, revision).stacking_heads:
+        if onnx_config is None or not onnx_config.stacking_heads:
             return {}
         return {"stacking_heads": StackingHeads.load(repo_or_path, revision)}
 
@@ -329,7 +330,7 @@ class TopicClassifier(BatchedReviewModel):
                         trust_remote_code=trust_remote_code, device=device)
 
     @classmethod
-    def load_extras(cls, repo_or_path, revision, from_pipeline) -> dict:
+    def load_extras(cls, repo_or_path, revision, onnx_config) -> dict:
         return {"topic_words_model": load_topic_words_model(repo_or_path, revision)}
 
     def postprocess(self, outputs: dict[str, np.ndarray], text: str) -> dict:
