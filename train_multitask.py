@@ -28,7 +28,7 @@ from modeling.baselines import fit_stacking_heads
 from modeling.evaluation_files import write_multitask_predictions
 from modeling.metrics import build_multitask_metrics, decision_levers, multitask_metrics
 from modeling.model_card import multitask_card_info, read_all_results
-from modeling.stacking_heads import StackingHeads
+from modeling.stacking_heads import STACKING_TASKS, StackingHeads, served_by_task
 from modeling.training_run import (
     ReviewTrainingArguments, check_checkpoint, end_run, finish_run, parse_script_arguments, setup_logging, start_run, take_first,
 )
@@ -100,9 +100,10 @@ class ModelArguments:
     stacking_heads: bool = field(
         default=True,
         metadata={"help": "After training, fit linear heads on TF-IDF features beside the encoder's review vectors "
-                  "(LogisticRegression / Ridge, strength chosen on validation) and serve them: saved as safetensors "
-                  "and JSON, used by the pipeline, the app and the ONNX serving. The best recipe measured on "
-                  "validation (docs/RESULTS.md); needs --do_train and --do_eval. 'false' serves the model's heads."},
+                  "(LogisticRegression / Ridge, strength chosen on validation) and serve them for each task where "
+                  "they beat the model's own head on validation (rating by accuracy, age by MAE): saved as "
+                  "safetensors and JSON, used by the pipeline, the app and the ONNX serving. The best recipe measured "
+                  "on validation (docs/RESULTS.md); needs --do_train and --do_eval. 'false' serves the model's heads."},
     )
 
 
@@ -182,14 +183,30 @@ def fit_stacking(trainer: MultiTaskTrainer, tokenized, splits, validation) -> St
     return heads
 
 
-def served_outputs(prediction, split, config: MultiTaskReviewConfig | None, stacking_heads: StackingHeads | None
+def stacking_wins(validation, split, stacking_heads: StackingHeads) -> tuple[list[str], dict]:
+    """The tasks on which the stacking heads beat the model's own heads on validation (rating by accuracy, as their C
+    and the training settings are chosen; age by MAE), and their validation metrics (`eval_stacking_*`, with
+    `eval_stacking_serves_<task>` 1.0 where they won, 0.0 where not)."""
+    logits, ages = stacking_heads.predict(split[TEXT_COLUMN], validation.predictions[2])
+    metrics = multitask_metrics(logits, ages, *validation.label_ids, RATING_NAMES, prefix="eval_stacking_")
+    own = validation.metrics
+    wins = {"rating": metrics["eval_stacking_rating_accuracy"] > own["eval_rating_accuracy"],
+            "age": metrics["eval_stacking_age_mae"] < own["eval_age_mae"]}
+    metrics.update({f"eval_stacking_serves_{task}": float(wins[task]) for task in STACKING_TASKS})
+    return [task for task in STACKING_TASKS if wins[task]], metrics
+
+
+def served_outputs(prediction, split, config: MultiTaskReviewConfig, stacking_heads: StackingHeads | None
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(rating logits, ages) the saved model serves for the split's reviews: its stacking heads' or its own heads',
-    the logits moved by the config's rating offsets when it has them (config None: without them)."""
-    logits, ages = prediction.predictions[:2]
-    if stacking_heads is not None:
-        logits, ages = stacking_heads.predict(split[TEXT_COLUMN], prediction.predictions[2])
-    offsets = config.rating_logit_offsets if config is not None else None
+    """(rating logits, ages) the saved model serves for the split's reviews: its stacking heads' for the tasks the
+    config gives them, its own heads' for the others, the logits moved by the config's rating offsets when it has
+    them."""
+    served = prediction.predictions[:2]
+    if config.stacking_heads:
+        served = served_by_task(config.stacking_heads, served,
+                                stacking_heads.predict(split[TEXT_COLUMN], prediction.predictions[2]))
+    logits, ages = served
+    offsets = config.rating_logit_offsets
     return (logits + np.asarray(offsets) if offsets is not None else logits), ages
 
 
@@ -261,7 +278,7 @@ def main():
     if training_args.do_train and (model.config.rating_logit_offsets is not None or model.config.stacking_heads):
         logger.info("Dropping the rating logit offsets and stacking heads of %s: they were fitted for its weights "
                     "before this training", model_args.model_name_or_path)
-        model.config.rating_logit_offsets, model.config.stacking_heads = None, False
+        model.config.rating_logit_offsets, model.config.stacking_heads = None, None
     # a saved model evaluated as it is serves its own stacking heads
     stacking_heads = StackingHeads.load(model_args.model_name_or_path) if model.config.stacking_heads else None
     check_checkpoint(checkpoint, training_args, model.config)
@@ -308,11 +325,19 @@ def main():
         metrics = validation.metrics
         if fits_stacking:
             stacking_heads = fit_stacking(trainer, tokenized, splits, validation)
-            model.config.stacking_heads = True
-            if trainer.is_world_process_zero():
+            tasks, stacking_metrics = stacking_wins(validation, splits["validation"], stacking_heads)
+            metrics.update(stacking_metrics)
+            logger.info("On validation the stacking heads score rating accuracy %.4f (the model's head %.4f) and age "
+                        "MAE %.3f (%.3f): they serve %s", stacking_metrics["eval_stacking_rating_accuracy"],
+                        metrics["eval_rating_accuracy"], stacking_metrics["eval_stacking_age_mae"],
+                        metrics["eval_age_mae"], " and ".join(tasks) or "neither task, so they are not saved")
+            model.config.stacking_heads = tasks or None
+            if not tasks:
+                stacking_heads = None
+            elif trainer.is_world_process_zero():
                 stacking_heads.save(training_args.output_dir)
-        if decides_on_validation:
-            logits, _ = served_outputs(validation, splits["validation"], None, stacking_heads)
+        if decides_on_validation:  # the offsets are None here: dropped above, fitted below
+            logits, _ = served_outputs(validation, splits["validation"], model.config, stacking_heads)
             levers = decision_levers(logits, validation.label_ids[0])
             metrics.update({f"eval_{key}": value for key, value in levers["metrics"].items()})
             if model_args.fit_rating_offsets:

@@ -8,7 +8,8 @@ modeling/multitask_defaults.json), in three stages; 2 and 3 wait until 1 is comp
    (a test checks it). Test metrics of these runs are never shown or used.
 2. test (3 seeds): the selected settings, single-task rating and single-task age, read on test once; for the defaults
    also as served (every run fits stacking heads on TF-IDF beside its review vectors, train_multitask.py's default,
-   and measures what the pipeline answers: `served_*`).
+   serves them for each task where they beat the model's head on validation, and measures what the pipeline answers:
+   `served_*`).
 3. curve (the same rows and seeds at 1,000 and 4,000 training reviews): when does sharing the encoder help?
 
     python -m benchmarks.multitask_quality --bf16                  # all stages (hours on 2 cores)
@@ -52,6 +53,7 @@ from benchmarks.run_cache import find_kept, keep, kept_file_name, run_key, train
 from data_prep.clothing import RATING_NAMES, load_clothing_reviews
 from modeling.baselines import age_regressor, rating_classifier, tfidf_features
 from modeling.metrics import age_metrics, classification_metrics
+from modeling.stacking_heads import STACKING_TASKS
 
 logger = logging.getLogger("multitask_quality")
 
@@ -241,11 +243,16 @@ def selection_rows(done: list[dict]) -> dict:
 
 
 def served_row(row: dict) -> dict | None:
-    """A row's runs as served (`served_*` metrics: the stacking heads, and offsets where kept), named as the plain
-    metrics; None when its runs did not measure them."""
+    """A row's runs as served (`served_*` metrics: the stacking heads for the tasks where they won on validation, and
+    offsets where kept), named as the plain metrics, with how many seeds the stacking heads served each task in; None
+    when its runs did not measure them."""
     served = {split: {key.removeprefix(SERVED_PREFIX): value for key, value in row[split].items()
                       if key.startswith(SERVED_PREFIX)} for split in ("validation", "test")}
-    return {"seeds": row["seeds"], **served} if served["test"] else None
+    if not served["test"]:
+        return None
+    stacking_seeds = {task: round(row["validation"][f"stacking_serves_{task}"]["mean"] * row["seeds"])
+                      for task in STACKING_TASKS if f"stacking_serves_{task}" in row["validation"]}
+    return {"seeds": row["seeds"], **served, **({"stacking_seeds": stacking_seeds} if stacking_seeds else {})}
 
 
 def difference(multi: dict, single: dict, key: str) -> dict:
@@ -373,7 +380,7 @@ def main():
               f"{encoder_name(model_path)} " if arguments.validated_settings else "")
     test_rows.update({prefix + row: entry for row, entry in transformers_rows.items()})
     if DEFAULTS in transformers_rows and (served := served_row(transformers_rows[DEFAULTS])):
-        test_rows[f"{prefix}defaults as served: stacking heads (TF-IDF + the encoder's review vectors)"] = served
+        test_rows[f"{prefix}defaults as served: stacking heads (TF-IDF + the encoder's review vectors) per task"] = served
     curve = {} if arguments.quick or arguments.validated_settings else learning_curve(done, len(splits["train"]))
     unique_runs = {json.dumps([entry["settings"], entry["seed"], entry["max_train_samples"]], sort_keys=True)
                    for entry in done}

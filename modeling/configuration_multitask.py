@@ -1,7 +1,7 @@
 """Configuration of the multi-task review model (star rating + reviewer age from one encoder).
 
 This file travels with saved and pushed models through `auto_map`: it imports only transformers and its sibling
-encoders file.
+encoders and stacking heads files.
 """
 
 import json
@@ -11,6 +11,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .encoders import POOLING_MODES
+from .stacking_heads import stacking_tasks
 
 RATING_NAMES = ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
 AGE_LOSSES = ("mse", "huber", "l1")
@@ -32,8 +33,9 @@ class MultiTaskReviewConfig(PreTrainedConfig):
 
     `encoder` holds the encoder's own config. The age head predicts standardized age; `age_mean` / `age_std`
     (taken from the training split) turn it back into years. The loss options record how the model was trained.
-    `stacking_heads`: the folder has linear heads on TF-IDF beside the review vector (modeling/stacking_heads.py),
-    which decide instead of the model's own heads; `rating_logit_offsets` then apply to their logits.
+    `stacking_heads`: the tasks ("rating", "age") that the folder's linear heads on TF-IDF beside the review vector
+    (modeling/stacking_heads.py) serve instead of the model's own heads, each chosen on validation; None: none.
+    `rating_logit_offsets` apply to the served rating logits.
     """
 
     model_type = "review-multitask"
@@ -52,7 +54,7 @@ class MultiTaskReviewConfig(PreTrainedConfig):
     huber_delta: float = 1.0
     rating_class_weights: list[float] | None = None
     rating_logit_offsets: list[float] | None = None
-    stacking_heads: bool = False
+    stacking_heads: list[str] | None = None
 
     def __post_init__(self, **kwargs):
         if kwargs.get("id2label") is None and self.id2label is None:
@@ -69,6 +71,7 @@ class MultiTaskReviewConfig(PreTrainedConfig):
             raise ValueError(f"age_std must be positive, got {self.age_std}")
         if any(weight is not None and weight < 0 for weight in (self.rating_loss_weight, self.age_loss_weight)):
             raise ValueError("rating_loss_weight and age_loss_weight must be >= 0")
+        self.stacking_heads = stacking_tasks(self.stacking_heads) or None
         for name in ("rating_class_weights", "rating_logit_offsets"):
             values = getattr(self, name)
             if values is not None and len(values) != self.num_labels:

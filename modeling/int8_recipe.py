@@ -63,8 +63,8 @@ def padded_batches(tokenizer, texts: Sequence[str], batch_size: int = 32) -> lis
 @dataclass
 class TopOneDecision:
     """How the class served for a review is read off the graph's outputs, as the model's pipeline decides it: the
-    argmax of `output_name` (rating or topic logits), or, for a model served by `stacking_heads`, of the heads' rating
-    logits on the review's text and review vector; plus the model's decision `offsets` (the multi-task model's
+    argmax of `output_name` (rating or topic logits), or, for a model whose rating its `stacking_heads` serve, of the
+    heads' rating logits on the review's text and review vector; plus the model's decision `offsets` (the multi-task model's
     `rating_logit_offsets`) when it has them. Agreement is counted on the answers served."""
 
     output_name: str

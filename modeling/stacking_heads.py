@@ -15,6 +15,27 @@ from pathlib import Path
 import numpy as np
 
 WEIGHTS_NAME, VOCABULARY_NAME = "stacking_heads.safetensors", "stacking_heads.json"
+# The tasks, in the order of the model's outputs (rating logits, age): a config's `stacking_heads` lists those the
+# stacking heads serve.
+STACKING_TASKS = ("rating", "age")
+
+
+def stacking_tasks(setting) -> list[str]:
+    """The tasks a config's `stacking_heads` names: its list; true (folders saved before the choice was made per task)
+    every task; false or None none."""
+    if setting is None or isinstance(setting, bool):
+        return list(STACKING_TASKS) if setting else []
+    unknown = sorted(set(setting) - set(STACKING_TASKS))
+    if unknown:
+        raise ValueError(f"stacking_heads lists unknown task(s) {unknown}; the tasks are {list(STACKING_TASKS)}")
+    return list(setting)
+
+
+def served_by_task(tasks, own: tuple, stacked: tuple) -> tuple:
+    """(rating logits, ages) served: the stacking heads' (`stacked`) for the tasks in `tasks`, the model's own for the
+    others. numpy arrays or torch tensors alike."""
+    return tuple(stacked_output if task in tasks else own_output
+                 for task, own_output, stacked_output in zip(STACKING_TASKS, own, stacked))
 
 
 @dataclass

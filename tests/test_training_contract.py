@@ -164,7 +164,7 @@ def test_the_config_file_run_as_remote_code_without_the_defaults_file_loads_a_sa
     transformers does to diff a config) must work, and a saved config.json sets every setting."""
     package = tmp_path / "remote_copy"
     package.mkdir()
-    for name in ("configuration_multitask.py", "encoders.py"):
+    for name in ("configuration_multitask.py", "encoders.py", "stacking_heads.py"):  # the config file and its imports
         shutil.copy(REPO_ROOT / "modeling" / name, package / name)
     (package / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
