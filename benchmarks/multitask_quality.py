@@ -250,9 +250,10 @@ def served_row(row: dict) -> dict | None:
                       if key.startswith(SERVED_PREFIX)} for split in ("validation", "test")}
     if not served["test"]:
         return None
-    stacking_seeds = {task: round(row["validation"][f"stacking_serves_{task}"]["mean"] * row["seeds"])
-                      for task in STACKING_TASKS if f"stacking_serves_{task}" in row["validation"]}
-    return {"seeds": row["seeds"], **served, **({"stacking_seeds": stacking_seeds} if stacking_seeds else {})}
+    choices = [run["metrics"] for run in row["runs"] if "eval_stacking_serves_rating" in run["metrics"]]
+    stacking_seeds = {task: sum(int(metrics[f"eval_stacking_serves_{task}"]) for metrics in choices)
+                      for task in STACKING_TASKS} if choices else None
+    return {"seeds": row["seeds"], **served, "stacking_seeds": stacking_seeds}
 
 
 def difference(multi: dict, single: dict, key: str) -> dict:

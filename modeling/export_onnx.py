@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from .backends import ONNX_FOLDER, INPUT_NAMES, onnx_paths  # noqa: F401 - where the exported files go
 from .configuration_multitask import MultiTaskReviewConfig
-from .stacking_heads import StackingHeads, stacking_tasks
+from .stacking_heads import StackingHeads
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +156,7 @@ def export_onnx(model_dir: str | Path, quantize: bool = True, per_channel: bool 
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         config = model.config
-        serves_rating = "rating" in stacking_tasks(getattr(config, "stacking_heads", None))
-        heads = StackingHeads.load(str(model_dir)) if serves_rating else None
+        heads = StackingHeads.load(str(model_dir)) if "rating" in (getattr(config, "stacking_heads", None) or ()) else None
         decision = TopOneDecision(output_names_for(config)[0], getattr(config, "rating_logit_offsets", None), heads)
     quantize_int8(paths["fp32"], paths["int8"], per_channel=per_channel, agreement_texts=agreement_texts,
                   tokenizer=tokenizer, decision=decision, agreement_bar=agreement_bar)

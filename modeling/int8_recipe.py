@@ -140,7 +140,7 @@ def quantize_to_agree(prepared: Path, fp32_path: Path, int8_path: Path, tokenize
               "float32_nodes": excluded, "quantized_nodes": len(ranked) - len(excluded),
               "agreement_output": decision.output_name,
               "decision_offsets": list(decision.offsets) if decision.offsets is not None else None,
-              "stacking_heads": decision.stacking_heads is not None,
+              "rating_from_stacking_heads": decision.stacking_heads is not None,
               "top1_agreement": round(agreement, 4), "bar": bar, "reviews": len(texts),
               "confirmed_top1_agreement": round(confirmed, 4) if confirmed is not None else None,
               "confirmation_reviews": held_out,

@@ -282,27 +282,31 @@ def stacking_lines(tasks: list[str]) -> str:
     return f"{', '.join(served)} = {', '.join(stacked)}  # for the tasks config.json's stacking_heads lists"
 
 
-def served_recipe(settings: dict[str, Any]) -> str | None:
-    """What the pipeline serves besides the model's heads ("rating and age stacking heads", "age stacking heads and
-    rating logit offsets", ...), or None when it answers with the heads' own argmax and age."""
-    tasks = stacking_tasks(settings.get("stacking_heads"))
-    parts = [f"{' and '.join(tasks)} stacking heads"] if tasks else []
-    if settings.get("rating_logit_offsets"):
+def served_recipe(settings: dict[str, Any], task: str | None = None) -> str | None:
+    """What the pipeline serves besides the model's heads, for both tasks ("rating and age stacking heads", "age
+    stacking heads and rating logit offsets", ...) or for one `task` ("stacking heads", ...); None where it answers
+    with the heads' own argmax and age."""
+    served_by_stacking = stacking_tasks(settings.get("stacking_heads"))
+    if task is None:
+        parts = [f"{' and '.join(served_by_stacking)} stacking heads"] if served_by_stacking else []
+    else:
+        parts = ["stacking heads"] if task in served_by_stacking else []
+    if settings.get("rating_logit_offsets") and task in (None, "rating"):
         parts.append("rating logit offsets")
     return " and ".join(parts) or None
 
 
 def model_index_results(card: ModelCardInfo, settings: dict[str, Any] | None = None) -> list[EvalResult]:
     """One `EvalResult` per metric of the card's metric groups that the run evaluated, by split, in the groups'
-    order. When `settings` (the saved config) serve more than the model's heads, a metric with a `served_key` is
-    reported as served, and its name says by what."""
+    order. Where `settings` (the saved config) serve a metric's task (the first word of its key) with more than the
+    model's head, a metric with a `served_key` is reported as served, and its name says by what."""
     dataset_slug = re.sub(r"[^a-z0-9]+", "-", card.dataset_name.lower()).strip("-")
     dataset_type = card.datasets[0] if card.datasets else dataset_slug
-    recipe = served_recipe(settings or {})
     results = []
     for split, values in evaluated_metrics(card.metrics).items():
         for group in card.metric_groups:
             for metric in group.metrics:
+                recipe = served_recipe(settings or {}, task=metric.key.split("_")[0])
                 served = recipe is not None and metric.served_key in values
                 key = metric.served_key if served else metric.key
                 if key not in values:

@@ -7,7 +7,7 @@ transformers and its sibling stacking heads file.
 import torch
 from transformers import Pipeline
 
-from .stacking_heads import StackingHeads, served_by_task
+from .stacking_heads import StackingHeads, served_by_task, stacking_tasks
 
 PIPELINE_TASK = "review-rating-age"
 
@@ -28,7 +28,7 @@ class ReviewRatingAgePipeline(Pipeline):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         config = self.model.config
-        self.stacking_tasks = getattr(config, "stacking_heads", None) or []
+        self.stacking_tasks = stacking_tasks(getattr(config, "stacking_heads", None))  # a bool in older remote code
         self.stacking_heads = StackingHeads.load(config._name_or_path, revision=getattr(config, "_commit_hash", None)
                                                  ) if self.stacking_tasks else None
 

@@ -2,8 +2,8 @@
 fine-tuned encoder's review vector. Fitted by `modeling.baselines.fit_stacking_heads` (scikit-learn), saved as arrays
 (safetensors) and a vocabulary (JSON), no pickle, and applied here with numpy alone.
 
-This file travels with saved and pushed models (the pipeline imports it): it imports only numpy, safetensors and
-transformers.
+This file travels with saved and pushed models (the config and the pipeline import it): it imports only numpy,
+safetensors and transformers.
 """
 
 import json

@@ -234,11 +234,23 @@ def served_default(quick: bool) -> dict | None:
         heads, tfidf = defaults_row(rows), next(row for key, row in rows.items() if key.startswith("TF-IDF +"))
         seeds = served["seeds"]
         return {"name": name, "p": payload, "row": served, "heads": heads, "tfidf": tfidf,
+                "stacking": stacking_choice(served),
                 "versus_tfidf": {key: versus_baseline(served["test"][key], tfidf["test"][key], seeds,
                                                       key != "age_mae", digits)
                                  for key, digits in (("rating_accuracy", 3), ("rating_macro_f1", 3), ("age_mae", 2))},
                 "levers": decision_levers(heads["validation"])}
     return None
+
+
+def stacking_choice(served: dict) -> str:
+    """What the served row's stacking heads served: per task where the runs chose on validation, else both tasks
+    (training code from before that choice)."""
+    chosen = served.get("stacking_seeds")
+    if not chosen:
+        return "stacking heads for both tasks"
+    seeds = served["seeds"]
+    return (f"stacking heads for each task where they beat the model's own head on validation (in these runs: the "
+            f"rating in {chosen['rating']} and the age in {chosen['age']} of {seeds} seed{'s' if seeds > 1 else ''})")
 
 
 def decision_levers(validation: dict) -> list[dict]:

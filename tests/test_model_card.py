@@ -113,7 +113,7 @@ def assert_served_recipe_stated(folder) -> None:
     if stacking:
         tasks = stacking_tasks(stacking)
         assert (f"This model is served by **stacking heads** for {' and '.join(tasks)} "
-                f"(`\"stacking_heads\": {json.dumps(tasks)}` in `config.json`)") in text
+                f"(`\"stacking_heads\": {json.dumps(stacking)}` in `config.json`)") in text
         assert "TF-IDF terms" in text and re.search(r'StackingHeads\.load\("[^"]+"\)\.predict\(texts,', text)
         assert ("the age is the stacking regressor's" in text) == ("age" in tasks)
         assert ("`rating_scores` are the stacking classifier's" in text) == ("rating" in tasks)
@@ -142,7 +142,7 @@ def test_fresh_multitask_card_states_the_saved_losses_and_classes(multitask_fold
     assert config["age_loss"] == "l1"  # the validated default (multitask_defaults.json)
     assert_multitask_card_follows_config(multitask_folder)
     assert "| age_loss | l1 |" in text
-    assert config["stacking_heads"] and config["rating_logit_offsets"] is None
+    assert config["rating_logit_offsets"] is None
     assert_served_recipe_stated(folder=multitask_folder)
 
 
@@ -306,12 +306,16 @@ def test_model_index_reports_what_is_served_and_says_by_what(multitask_folder, t
 
     served = validation_accuracy()
     assert served.metric_value == pytest.approx(metrics["eval_served_rating_accuracy"], abs=1e-4)
-    tasks = read_config(folder)["stacking_heads"]
-    assert served.metric_name == f"Rating accuracy ({' and '.join(tasks)} stacking heads)"
-    edit_json(folder / "config.json", stacking_heads=False)  # the model's own heads
-    heads = validation_accuracy()
-    assert heads.metric_value == pytest.approx(metrics["eval_rating_accuracy"], abs=1e-4)
-    assert heads.metric_name == "Rating accuracy"
+    served_by_stacking = "rating" in (read_config(folder)["stacking_heads"] or [])
+    assert served.metric_name == ("Rating accuracy (stacking heads)" if served_by_stacking else "Rating accuracy")
+    for stacking, name in (([], "Rating accuracy"), (["age"], "Rating accuracy"),  # the model's own rating head
+                           (["rating"], "Rating accuracy (stacking heads)")):
+        edit_json(folder / "config.json", stacking_heads=stacking)
+        assert validation_accuracy().metric_name == name, stacking
+    edit_json(folder / "config.json", stacking_heads=None, rating_logit_offsets=[0.0, 0.0, 0.0, 0.0, 0.1])
+    assert validation_accuracy().metric_name == "Rating accuracy (rating logit offsets)"
+    ages = [result for result in model_index_results(folder) if result.metric_type == "mae"]
+    assert ages and all(result.metric_name == "Age MAE (years)" for result in ages)  # offsets move only the rating
 
 
 def test_license_other_links_to_its_terms_in_the_folder(card_folder):

@@ -142,7 +142,7 @@ def test_int8_recipe_keeps_sensitive_matmuls_float32_until_it_agrees(tmp_path, m
                       "--agreement-reviews", "21"])
     recipe = json.loads((folder / "onnx" / RECIPE_FILE).read_text())
     assert recipe["top1_agreement"] == 1.0 and recipe["agreement_output"] == "rating_logits"
-    assert recipe["stacking_heads"] is False  # no stacking heads: the model's own rating logits decide
+    assert recipe["rating_from_stacking_heads"] is False  # no stacking heads: the model's own rating logits decide
     assert (recipe["reviews"], recipe["confirmation_reviews"]) == (16, 5) and 0 <= recipe["confirmed_top1_agreement"] <= 1
     assert recipe["quantized_nodes"] + len(recipe["float32_nodes"]) > 0 and "cpu_flags" in recipe
     batches = padded_batches(AutoTokenizer.from_pretrained(folder), texts)

@@ -465,6 +465,32 @@ def test_stacking_heads_keep_class_ids_when_training_lacks_a_rating(present):
     assert (logits.argmax(1) == splits["validation"]).mean() > 0.9  # ids, not positions among the present classes
 
 
+@pytest.mark.parametrize("own_accuracy, own_mae, served", [
+    (0.5, 3.0, ["rating", "age"]), (1.0, 3.0, ["age"]), (0.5, 0.0, ["rating"]), (1.0, 0.0, []),  # ties: the own head
+])
+def test_stacking_heads_serve_the_tasks_where_they_beat_the_models_heads_on_validation(own_accuracy, own_mae, served):
+    from types import SimpleNamespace
+
+    from data_prep.clothing import TEXT_COLUMN
+    from modeling.stacking_heads import StackingHeads
+    from train_multitask import stacking_wins
+
+    words = ["one", "two", "three", "four", "five"]
+    # the heads read the rating off the text's one word, and say 40 years to everyone: right on both tasks here
+    heads = StackingHeads(vocabulary=words, idf=np.ones(5), vector_mean=np.zeros(1), vector_std=np.ones(1),
+                          vector_scale=1.0, rating_weights=np.hstack([10 * np.eye(5), np.zeros((5, 1))]),
+                          rating_bias=np.zeros(5), age_weights=np.zeros(6), age_bias=40.0)
+    ratings = np.array([0, 1, 2, 3, 4, 4])
+    validation = SimpleNamespace(predictions=(np.zeros((6, 5)), np.zeros(6), np.zeros((6, 1))),
+                                 label_ids=(ratings, np.full(6, 40.0)),
+                                 metrics={"eval_rating_accuracy": own_accuracy, "eval_age_mae": own_mae})
+    tasks, metrics = stacking_wins(validation, {TEXT_COLUMN: [words[rating] for rating in ratings]}, heads)
+    assert (metrics["eval_stacking_rating_accuracy"], metrics["eval_stacking_age_mae"]) == (1.0, 0.0)
+    assert tasks == served
+    assert [metrics[f"eval_stacking_serves_{task}"] for task in ("rating", "age")] == [
+        float(task in served) for task in ("rating", "age")]
+
+
 def test_offsets_are_off_by_default_and_fitted_only_when_asked(tmp_path, tiny_encoder_dir, clothing_slice):
     default = tmp_path / "default"
     run_script(*common_arguments(tiny_encoder_dir, clothing_slice, default, "--do_train", "--do_eval",
