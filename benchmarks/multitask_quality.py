@@ -381,7 +381,8 @@ def main():
               f"{encoder_name(model_path)} " if arguments.validated_settings else "")
     test_rows.update({prefix + row: entry for row, entry in transformers_rows.items()})
     if DEFAULTS in transformers_rows and (served := served_row(transformers_rows[DEFAULTS])):
-        test_rows[f"{prefix}defaults as served: stacking heads (TF-IDF + the encoder's review vectors) per task"] = served
+        served_name = f"{prefix}defaults as served: stacking heads (TF-IDF + the encoder's review vectors) per task"
+        test_rows[served_name] = served
     curve = {} if arguments.quick or arguments.validated_settings else learning_curve(done, len(splits["train"]))
     unique_runs = {json.dumps([entry["settings"], entry["seed"], entry["max_train_samples"]], sort_keys=True)
                    for entry in done}

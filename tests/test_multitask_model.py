@@ -116,8 +116,8 @@ def test_fixed_weighting_does_not_train_log_variances():
     assert not MultiTaskReviewModel(tiny_config()).task_log_variances.requires_grad
 
 
-@pytest.mark.parametrize("field, value", [("pooling", "max"), ("age_loss", "quantile"), ("loss_weighting", "magic"), ("age_std", 0.0),
-                                          ("stacking_heads", ["rating", "topic"])])
+@pytest.mark.parametrize("field, value", [("pooling", "max"), ("age_loss", "quantile"), ("loss_weighting", "magic"),
+                                          ("age_std", 0.0), ("stacking_heads", ["rating", "topic"])])
 def test_bad_config_values_are_rejected(field, value):
     with pytest.raises(ValueError, match=field):
         tiny_config(**{field: value})
