@@ -214,10 +214,19 @@ def multitask_results(quick: bool) -> dict | None:
 
 def other_encoders() -> list[dict]:
     """The multi-task benchmark's --validated_settings results for other encoders
-    (multitask_quality_<encoder folder>.json), each with its defaults row."""
-    payloads = [json.loads(path.read_text()) for path in sorted(common.RESULTS_DIR.glob("multitask_quality_*.json"))
-                if path.stem not in ("multitask_quality_quick", SERVED_RESULTS)]
-    return [{"p": payload, "defaults": defaults_row(payload["rows"])} for payload in payloads]
+    (multitask_quality_<encoder folder>.json), each with its defaults row, its served row (None from training code
+    that did not serve them) and the rows the README's table shows: all
+    but the majority class and TF-IDF, which are the main file's."""
+    paths = [path for path in sorted(common.RESULTS_DIR.glob("multitask_quality_*.json"))
+             if path.stem not in ("multitask_quality_quick", SERVED_RESULTS)]
+    encoders = []
+    for path in paths:
+        payload = json.loads(path.read_text())
+        rows = {name: row for name, row in payload["rows"].items()
+                if not name.startswith("majority") and not (name.startswith("TF-IDF +") and "stacking" not in name)}
+        encoders.append({"name": path.stem, "p": payload, "defaults": defaults_row(payload["rows"]), "rows": rows,
+                         "served": next((row for name, row in rows.items() if " as served" in name), None)})
+    return encoders
 
 
 def served_default(quick: bool) -> dict | None:
