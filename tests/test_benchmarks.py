@@ -461,3 +461,48 @@ def test_report_states_the_served_default_and_each_decision_lever_against_two_st
     page = " ".join(results.results_page(quick=False).split())
     assert "## The served default on the current training code" in page and "(target: better on both tasks by two " \
         "standard errors; met)" in page
+
+
+def test_readme_table_shows_another_encoders_rows_and_its_line_quotes_what_it_serves(tmp_path, monkeypatch):
+    """multitask_quality_<encoder>.json: its fine-tuned, stacking and served rows join the README's table (marked ‡
+    with their file and training code; its TF-IDF and majority rows are the main file's), and the larger-encoder line
+    quotes its served row where it has one, beside MiniLM's served row."""
+    from benchmarks import common
+    from reporting import results
+
+    committed = common.load_result("multitask_quality")
+    (tmp_path / "multitask_quality.json").write_text(json.dumps(committed))
+    minilm = common.load_result("multitask_quality_MiniLM")
+    (tmp_path / "multitask_quality_MiniLM.json").write_text(json.dumps(minilm))
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+
+    def row(accuracy: float, macro_f1: float, age_mae: float) -> dict:
+        test = {"rating_accuracy": {"mean": accuracy, "std": 0.0}, "rating_macro_f1": {"mean": macro_f1, "std": 0.0},
+                "age_mae": {"mean": age_mae, "std": 0.0}}
+        return {"seeds": 1, "validation": test, "test": test}
+
+    encoder = {key: committed[key] for key in ("command", "data", "split_sizes", "precision", "selected_settings")}
+    encoder.update({"encoder": "models/big-encoder", "training_code": "feedc0de", "encoder_speed": None, "runs_done": 1,
+                    "planned_runs": 1, "runs_missing": 0, "rows": {
+                        "majority class / median age": row(0.555, 0.143, 9.85),
+                        "TF-IDF + LogisticRegression (C=4.0) / Ridge (alpha=3.0)": row(0.6, 0.4, 9.9),
+                        "big-encoder defaults (multi-task)": row(0.701, 0.52, 9.01),
+                        "TF-IDF + big-encoder defaults' encoder features (stacking)": row(0.707, 0.53, 8.96)}})
+    path = tmp_path / "multitask_quality_big-encoder.json"
+    path.write_text(json.dumps(encoder))
+    readme = " ".join(results.readme_section(quick=False).split())
+    assert "| big-encoder defaults (multi-task) ‡ | 1 | 0.701 | 0.520 | 9.01 |" in readme
+    assert "| TF-IDF + big-encoder defaults' encoder features (stacking) ‡ | 1 | 0.707 | 0.530 | 8.96 |" in readme
+    assert "| 0.600 |" not in readme and readme.count("| majority class / median age |") == 1
+    assert "Rows marked ‡ fine-tune models/big-encoder on the same settings (multitask_quality_big-encoder.json, " \
+           "training code feedc0de)" in readme
+    assert "models/big-encoder with the same settings gives 0.701 accuracy" in readme
+
+    encoder["rows"]["big-encoder defaults as served: stacking heads per task"] = row(0.706, 0.531, 8.97)
+    path.write_text(json.dumps(encoder))
+    readme = " ".join(results.readme_section(quick=False).split())
+    served = minilm["rows"][next(name for name in minilm["rows"] if " as served" in name)]["test"]
+    assert "| big-encoder defaults as served: stacking heads per task ‡ | 1 | 0.706 | 0.531 | 8.97 |" in readme
+    assert ("models/big-encoder with the same settings as served gives 0.706 accuracy, 0.531 macro-F1 and an age MAE "
+            f"of 8.97 on test (1 seed; MiniLM's defaults as served above: {served['rating_accuracy']['mean']:.3f}") \
+        in readme
