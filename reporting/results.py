@@ -215,8 +215,8 @@ def multitask_results(quick: bool) -> dict | None:
 def other_encoders() -> list[dict]:
     """The multi-task benchmark's --validated_settings results for other encoders
     (multitask_quality_<encoder folder>.json), each with its defaults row, its served row (None from training code
-    that did not serve them) and the rows the README's table shows: all
-    but the majority class and TF-IDF, which are the main file's."""
+    that did not serve them) and the rows the README's table shows: all but the majority class and TF-IDF, which are
+    the main file's."""
     paths = [path for path in sorted(common.RESULTS_DIR.glob("multitask_quality_*.json"))
              if path.stem not in ("multitask_quality_quick", SERVED_RESULTS)]
     encoders = []
