@@ -183,6 +183,11 @@ def defaults_row(rows: dict) -> dict | None:
     return next((row for name, row in rows.items() if name.endswith(DEFAULTS)), None)
 
 
+def is_tfidf_baseline(row_name: str) -> bool:
+    """TF-IDF alone (not the stacking row, whose name also starts with TF-IDF)."""
+    return row_name.startswith("TF-IDF +") and "stacking" not in row_name
+
+
 def multitask_results(quick: bool) -> dict | None:
     """The multi-task payload with what the tables and targets derive from it: the defaults and TF-IDF rows."""
     name, payload = in_mode(quick, "multitask_quality")
@@ -191,8 +196,7 @@ def multitask_results(quick: bool) -> dict | None:
     rows = payload["rows"]
     result = {"name": name, "p": payload,
               "defaults": defaults_row(rows),
-              "tfidf": next((row for key, row in rows.items() if key.startswith("TF-IDF +") and "stacking" not in key),
-                            None),
+              "tfidf": next((row for key, row in rows.items() if is_tfidf_baseline(key)), None),
               "combinations": sum(row["lever"] == COMBINED for row in payload["selection"].values()),
               "has_stacking": any("stacking" in row for row in rows),
               "serves_stacking": any(" as served" in row for row in rows),
@@ -223,7 +227,7 @@ def other_encoders() -> list[dict]:
     for path in paths:
         payload = json.loads(path.read_text())
         rows = {name: row for name, row in payload["rows"].items()
-                if not name.startswith("majority") and not (name.startswith("TF-IDF +") and "stacking" not in name)}
+                if not name.startswith("majority") and not is_tfidf_baseline(name)}
         encoders.append({"name": path.stem, "p": payload, "defaults": defaults_row(payload["rows"]), "rows": rows,
                          "served": next((row for name, row in rows.items() if " as served" in name), None)})
     return encoders
