@@ -244,7 +244,7 @@ def served_default(quick: bool) -> dict | None:
         served = next((row for key, row in rows.items() if " as served" in key), None)
         if served is None:
             continue
-        heads, tfidf = defaults_row(rows), next(row for key, row in rows.items() if key.startswith("TF-IDF +"))
+        heads, tfidf = defaults_row(rows), next(row for key, row in rows.items() if is_tfidf_baseline(key))
         seeds = served["seeds"]
         return {"name": name, "p": payload, "row": served, "heads": heads, "tfidf": tfidf,
                 "stacking": stacking_choice(served),
