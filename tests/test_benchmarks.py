@@ -506,3 +506,15 @@ def test_readme_table_shows_another_encoders_rows_and_its_line_quotes_what_it_se
     assert ("models/big-encoder with the same settings as served gives 0.706 accuracy, 0.531 macro-F1 and an age MAE "
             f"of 8.97 on test (1 seed; MiniLM's defaults as served above: {served['rating_accuracy']['mean']:.3f}") \
         in readme
+
+    # Speed beside quality: training samples/s and serving reviews/s of both encoders, with the CPU that measured them.
+    encoder["machine"] = {"cpu": "Some CPU", "cpu_cores": 2, "cpu_flags": ["avx2", "avx512_bf16"]}
+    encoder["encoder_speed"] = {
+        "MiniLM": {"train_samples_per_second": 23.7, "train_steps": 30, "pipeline_reviews_per_second": 79.0,
+                   "serving_reviews": 256},
+        "big-encoder": {"train_samples_per_second": 6.9, "train_steps": 30, "pipeline_reviews_per_second": 10.2,
+                        "serving_reviews": 256}}
+    path.write_text(json.dumps(encoder))
+    readme = " ".join(results.readme_section(quick=False).split())
+    assert ("trains at 6.9 samples/s and serves 10.2 reviews/s through `transformers.pipeline` against MiniLM's 23.7 "
+            "and 79.0 (Some CPU, 2 cores, flags avx2, avx512_bf16)") in readme
