@@ -71,6 +71,18 @@ def local_cpu_torch_wheel() -> Path | None:
                  for wheel in folder.glob(f"torch-{release}+cpu-*.whl")), None)
 
 
+def resolved_install(requirements: Path, report: Path) -> dict[str, str]:
+    """What `pip install -r requirements` would install, as {name: version}, without installing it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
+         str(report), "-r", str(requirements)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {item["metadata"]["name"].lower(): item["metadata"]["version"]
+            for item in json.loads(report.read_text())["install"]}
+
+
 def test_space_requirements_resolve_to_a_cpu_torch_and_no_cuda(tmp_path):
     wheel = local_cpu_torch_wheel()
     if wheel is None:
@@ -82,15 +94,7 @@ def test_space_requirements_resolve_to_a_cpu_torch_and_no_cuda(tmp_path):
     requirements = (folder / "requirements.txt").read_text().replace(space.TORCH_CPU_INDEX,
                                                                      (tmp_path / "simple").as_uri())
     (tmp_path / "requirements.txt").write_text(requirements)
-    report = tmp_path / "report.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
-         str(report), "-r", str(tmp_path / "requirements.txt")],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    resolved = {item["metadata"]["name"].lower(): item["metadata"]["version"]
-                for item in json.loads(report.read_text())["install"]}
+    resolved = resolved_install(tmp_path / "requirements.txt", tmp_path / "report.json")
     assert resolved["torch"].endswith("+cpu")
     assert not {name for name in resolved if name.startswith("nvidia")}
     assert not set(resolved) & (TRAINING_ONLY - {"jinja2"})  # gradio's own jinja2 may come along
@@ -99,14 +103,7 @@ def test_space_requirements_resolve_to_a_cpu_torch_and_no_cuda(tmp_path):
 def test_space_without_torch_resolves_to_no_torch(tmp_path):
     """`python -m modeling.space FOLDER --without_torch`: nothing in its requirements pulls torch back in."""
     folder = space.main([str(tmp_path / "space"), "--without_torch"])
-    report = tmp_path / "report.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
-         str(report), "-r", str(folder / "requirements.txt")],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    resolved = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    resolved = resolved_install(folder / "requirements.txt", tmp_path / "report.json")
     assert "onnxruntime" in resolved and "transformers" in resolved
     assert not {name for name in resolved if name == "torch" or name.startswith("nvidia")}
 
