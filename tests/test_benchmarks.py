@@ -197,10 +197,14 @@ def test_multitask_quality_benchmark_selects_on_validation_and_keeps_its_runs(tm
     assert encoder_result["selection"] is None and row["settings"] == first["selected_settings"]
     assert set(encoder_result["encoder_speed"]) == {"MiniLM", "other-encoder"}
     assert all(speed["pipeline_reviews_per_second"] > 0 for speed in encoder_result["encoder_speed"].values())
-    # A run that finished in --work_dir is read back, not trained again, when its kept result is gone.
+    # A run that finished in --work_dir is read back, not trained again, when its kept result is gone; runs are keyed
+    # by the encoder folder's name, so the same folder under another path finds it.
     for path in (tmp_path / "multitask_quality_other-encoder_runs").glob("*.json"):
         path.unlink()
-    run_benchmark("multitask_quality", *encoder_arguments, results_dir=tmp_path)
+    elsewhere = tmp_path / "elsewhere" / "other-encoder"
+    shutil.copytree(other, elsewhere)
+    run_benchmark("multitask_quality", *[str(elsewhere) if argument == str(other) else argument
+                                         for argument in encoder_arguments], results_dir=tmp_path)
     again = json.loads((tmp_path / "multitask_quality_other-encoder.json").read_text())["rows"][
         f"other-encoder {DEFAULTS}"]
     assert again["test"] == row["test"] and again["runs"][0]["resumed_from"] == "a finished run's folder"
