@@ -241,12 +241,13 @@ def served_default(quick: bool) -> dict | None:
     for name in ([] if quick else [SERVED_RESULTS]) + [in_mode(quick, "multitask_quality")[0]]:
         payload = common.load_result(name) if name else None
         rows = (payload or {}).get("rows", {})
-        served = next((row for key, row in rows.items() if " as served" in key), None)
-        if served is None:
+        served_name = next((key for key in rows if " as served" in key), None)
+        if served_name is None:
             continue
+        served = rows[served_name]
         heads, tfidf = defaults_row(rows), next(row for key, row in rows.items() if is_tfidf_baseline(key))
         seeds = served["seeds"]
-        return {"name": name, "p": payload, "row": served, "heads": heads, "tfidf": tfidf,
+        return {"name": name, "p": payload, "row_name": served_name, "row": served, "heads": heads, "tfidf": tfidf,
                 "stacking": stacking_choice(served),
                 "versus_tfidf": {key: versus_baseline(served["test"][key], tfidf["test"][key], seeds,
                                                       key != "age_mae", digits)

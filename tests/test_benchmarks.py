@@ -470,7 +470,7 @@ def test_report_states_the_served_default_and_each_decision_lever_against_two_st
 def test_readme_table_shows_another_encoders_rows_and_its_line_quotes_what_it_serves(tmp_path, monkeypatch):
     """multitask_quality_<encoder>.json: its fine-tuned, stacking and served rows join the README's table (marked ‡
     with their file and training code; its TF-IDF and majority rows are the main file's), and the larger-encoder line
-    quotes its served row where it has one, beside MiniLM's served row."""
+    quotes its served row where it has one, beside MiniLM's served row (the results page's table shows both rows)."""
     from benchmarks import common
     from reporting import results
 
@@ -510,6 +510,10 @@ def test_readme_table_shows_another_encoders_rows_and_its_line_quotes_what_it_se
     assert ("models/big-encoder with the same settings as served gives 0.706 accuracy, 0.531 macro-F1 and an age MAE "
             f"of 8.97 on test (1 seed; MiniLM's defaults as served above: {served['rating_accuracy']['mean']:.3f}") \
         in readme
+    # The results page's table for the other encoder compares its served row with MiniLM's, once.
+    served_name = next(name for name in minilm["rows"] if " as served" in name)
+    page = results.results_page(quick=False).split("## A larger encoder: models/big-encoder", 1)[1].split("\n## ")[0]
+    assert page.count(f"| {served_name} | 3 |") == 1 and "| big-encoder defaults as served" in page
 
     # Speed beside quality: training samples/s and serving reviews/s of both encoders, with the CPU that measured them.
     encoder["machine"] = {"cpu": "Some CPU", "cpu_cores": 2, "cpu_flags": ["avx2", "avx512_bf16"]}
