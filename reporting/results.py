@@ -183,6 +183,11 @@ def defaults_row(rows: dict) -> dict | None:
     return next((row for name, row in rows.items() if name.endswith(DEFAULTS)), None)
 
 
+def served_row_name(rows: dict) -> str | None:
+    """The name of the `... as served ...` row of a multi-task results file (what its pipeline answers), or None."""
+    return next((name for name in rows if " as served" in name), None)
+
+
 def is_tfidf_baseline(row_name: str) -> bool:
     """TF-IDF alone (not the stacking row, whose name also starts with TF-IDF)."""
     return row_name.startswith("TF-IDF +") and "stacking" not in row_name
@@ -199,7 +204,7 @@ def multitask_results(quick: bool) -> dict | None:
               "tfidf": next((row for key, row in rows.items() if is_tfidf_baseline(key)), None),
               "combinations": sum(row["lever"] == COMBINED for row in payload["selection"].values()),
               "has_stacking": any("stacking" in row for row in rows),
-              "serves_stacking": any(" as served" in row for row in rows),
+              "serves_stacking": served_row_name(rows) is not None,
               "not_kept": [f"{row} ({100 * entry['change']:+.1f}%)" for row, entry in payload["selection"].items()
                            if entry["lever"] == COMBINED and row != payload["selected_row"]],
               "peak_rss": [run["peak_rss_mb"] for row in rows.values() for run in row.get("runs", [])
@@ -229,7 +234,7 @@ def other_encoders() -> list[dict]:
         rows = {name: row for name, row in payload["rows"].items()
                 if not name.startswith("majority") and not is_tfidf_baseline(name)}
         encoders.append({"name": path.stem, "p": payload, "defaults": defaults_row(payload["rows"]), "rows": rows,
-                         "served": next((row for name, row in rows.items() if " as served" in name), None)})
+                         "served": rows.get(served_row_name(rows))})
     return encoders
 
 
@@ -241,7 +246,7 @@ def served_default(quick: bool) -> dict | None:
     for name in ([] if quick else [SERVED_RESULTS]) + [in_mode(quick, "multitask_quality")[0]]:
         payload = common.load_result(name) if name else None
         rows = (payload or {}).get("rows", {})
-        served_name = next((key for key in rows if " as served" in key), None)
+        served_name = served_row_name(rows)
         if served_name is None:
             continue
         served = rows[served_name]

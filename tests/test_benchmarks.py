@@ -505,13 +505,13 @@ def test_readme_table_shows_another_encoders_rows_and_its_line_quotes_what_it_se
     encoder["rows"]["big-encoder defaults as served: stacking heads per task"] = row(0.706, 0.531, 8.97)
     path.write_text(json.dumps(encoder))
     readme = " ".join(results.readme_section(quick=False).split())
-    served = minilm["rows"][next(name for name in minilm["rows"] if " as served" in name)]["test"]
+    served_name = next(name for name in minilm["rows"] if " as served" in name)
+    served = minilm["rows"][served_name]["test"]
     assert "| big-encoder defaults as served: stacking heads per task ‡ | 1 | 0.706 | 0.531 | 8.97 |" in readme
     assert ("models/big-encoder with the same settings as served gives 0.706 accuracy, 0.531 macro-F1 and an age MAE "
             f"of 8.97 on test (1 seed; MiniLM's defaults as served above: {served['rating_accuracy']['mean']:.3f}") \
         in readme
     # The results page's table for the other encoder compares its served row with MiniLM's, once.
-    served_name = next(name for name in minilm["rows"] if " as served" in name)
     page = results.results_page(quick=False).split("## A larger encoder: models/big-encoder", 1)[1].split("\n## ")[0]
     assert page.count(f"| {served_name} | 3 |") == 1 and "| big-encoder defaults as served" in page
 
